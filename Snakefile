@@ -1,0 +1,20 @@
+# ZePHiR: the paper as a DAG. `snakemake -c2` builds the embedded default (config/config.yaml);
+# `snakemake -c2 --configfile config/paper.yaml` the paper; `--profile profiles/slurm` a cluster.
+# Rules are thin: each one calls the `zephir` command line; the logic lives in the package.
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/synth.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

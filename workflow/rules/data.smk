@@ -1,0 +1,16 @@
+# Datasets -> results/<name>/data/<dataset>/index.csv (path, size, sha1 per image).
+# Embedded photos are written next to their index; folder datasets stay under data/ (DVC) and a
+# missing folder fails here with a message that names it and where to get the data.
+
+
+rule dataset_index:
+    output:
+        index=RESULTS / "data" / "{dataset}" / "index.csv",
+    params:
+        args=dataset_args,
+    log:
+        LOGS / "data" / "{dataset}.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir data {params.args} > {log} 2>&1"

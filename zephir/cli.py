@@ -1,0 +1,177 @@
+"""The ``zephir`` command line: parses arguments and calls one package function per command."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from zephir import config as zconfig
+from zephir.degrade import levels
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from zephir.degrade import synth
+
+    section = {}
+    if args.config:
+        cfg = zconfig.load(args.config)
+        section = dict(cfg["synth"])
+    flags = {"types": args.types, "levels_per_type": args.levels_per_type,
+             "crop_size": args.crop_size, "mixtures_per_image": args.mixtures,
+             "mixture_types": args.mixture_types, "level_range": args.level_range,
+             "val_fraction": args.val_fraction, "seed": args.seed,
+             "interpolation": args.interpolation}
+    section.update({k: v for k, v in flags.items() if v is not None})
+    workers = args.workers or section.pop("workers", 1)
+    section.pop("workers", None)
+    spec = synth.SynthSpec.from_config(section)
+    report = synth.synthesize(args.images, args.out, spec, workers=workers,
+                              progress=not args.quiet)
+    print(synth.describe(report))
+    print(f"manifest: {Path(args.out) / synth.MANIFEST}")
+    return 0
+
+
+def _blind(args: argparse.Namespace) -> int:
+    from zephir.degrade import blind
+
+    report = blind.blind_folder(args.images, args.out, scale=args.scale, seed=args.seed,
+                                workers=args.workers, progress=not args.quiet)
+    print(f"read {report['images_read']} image(s), converted "
+          f"{len(report['images_converted'])}, refused {len(report['images_refused'])}")
+    for name, why in report["images_refused"].items():
+        print(f"  refused {name}: {why}")
+    print(f"manifest: {Path(args.out) / 'manifest.csv'}")
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from zephir import data
+
+    cfg = zconfig.load(args.config)
+    rows = data.check(cfg, root=args.root)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        width = max(len(r["dataset"]) for r in rows)
+        for r in rows:
+            exp = f"/{r['expected']}" if r["expected"] != "" else ""
+            line = f"{r['dataset']:<{width}}  {r['status']:<10}  {r['files']}{exp} files  {r['path']}"
+            if r["status"] != "found" and r["url"]:
+                line += f"  (get it from {r['url']}, see README 'Datasets')"
+            print(line)
+    return 0 if all(r["status"] == "found" for r in rows) else 1
+
+
+def _data_embedded(args: argparse.Namespace) -> int:
+    from zephir import data
+
+    if args.list:
+        print("\n".join(data.EMBEDDED))
+        return 0
+    if args.out is None:
+        raise ValueError("--out is required (or use --list)")
+    names = args.names
+    if args.config:
+        cfg = zconfig.load(args.config)
+        ds = cfg["datasets"].get(args.dataset)
+        if ds is None or ds["kind"] != "embedded":
+            raise ValueError(f"{args.config}: datasets.{args.dataset} is not an embedded dataset")
+        names = names or ds["images"]
+    paths = data.write_embedded(args.out, names or list(data.EMBEDDED))
+    print(f"wrote {len(paths)} bundled photo(s) to {args.out}")
+    return 0
+
+
+def _data_index(args: argparse.Namespace) -> int:
+    from zephir import data
+
+    n = data.index_folder(args.images, args.out, url=args.url or "")
+    print(f"indexed {n} image(s) of {args.images} into {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zephir", description=(
+        "ZePHiR: HD-CLIP degradation representation and classifier-free projection guidance "
+        "for diffusion super-resolution."))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="build the labelled degradation dataset (paper, 4.1)",
+                       description="Every source image x every type x N levels (plus optional "
+                       "mixtures), random crops, a manifest with native values and 0..100 "
+                       "levels, and a train/val split by source image. Options override the "
+                       "synth section of --config.")
+    s.add_argument("--images", required=True, type=Path, help="folder of source images, or an image index CSV")
+    s.add_argument("--out", required=True, type=Path, help="output folder")
+    s.add_argument("--config", type=Path, help="config file whose synth section gives defaults")
+    s.add_argument("--seed", type=int, help="base seed (default 0)")
+    s.add_argument("--types", nargs="+", choices=levels.LABEL_ORDER,
+                   help="degradation types (default: all four)")
+    s.add_argument("--levels-per-type", type=int, help="single-type samples per image and type")
+    s.add_argument("--crop-size", type=int, help="side of the random crop in pixels")
+    s.add_argument("--mixtures", type=int, help="mixture samples per image (2-4 types)")
+    s.add_argument("--mixture-types", type=int, nargs=2, metavar=("MIN", "MAX"),
+                   help="fewest and most types in a mixture")
+    s.add_argument("--level-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="levels are drawn uniformly in [LOW, HIGH] (0..100)")
+    s.add_argument("--val-fraction", type=float, help="share of source images held out")
+    s.add_argument("--interpolation", choices=["bicubic", "bilinear", "area", "nearest",
+                                               "lanczos"], help="downsample resampling")
+    s.add_argument("--workers", type=int, help="worker processes (output does not depend on it)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_synth)
+
+    b = sub.add_parser("blind", help="Real-ESRGAN second-order blind degradation (test LQ)",
+                       description="Degrade every image of a folder with Real-ESRGAN's x4plus "
+                       "second-order pipeline; writes lq/, hq/ (mod-cropped), params/ and "
+                       "manifest.csv. Seeded per image; resumes.")
+    b.add_argument("--images", required=True, type=Path, help="folder of HQ images, or an image index CSV")
+    b.add_argument("--out", required=True, type=Path, help="output folder")
+    b.add_argument("--scale", type=int, default=4, choices=[2, 4], help="downscale factor")
+    b.add_argument("--seed", type=int, default=0, help="base seed")
+    b.add_argument("--workers", type=int, default=1, help="worker processes")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=_blind)
+
+    d = sub.add_parser("data", help="datasets: check the paper's, write the embedded ones",
+                       description="Dataset utilities.")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    c = dsub.add_parser("check", help="report, per dataset, found / missing and file counts",
+                        description="Report found / incomplete / missing and file counts for "
+                        "every dataset of a config. Exit status 1 when any is not found.")
+    c.add_argument("--config", required=True, type=Path, help="config file")
+    c.add_argument("--root", type=Path, default=Path("."), help="repository root")
+    c.add_argument("--json", action="store_true", help="one JSON object per dataset")
+    c.set_defaults(func=_data_check)
+    e = dsub.add_parser("embedded", help="write the photos bundled in scikit-image/-learn",
+                        description="Write bundled photos as PNG files.")
+    e.add_argument("--out", type=Path, help="output folder")
+    e.add_argument("--names", nargs="+", help="photos to write (default: all, or the config's)")
+    e.add_argument("--config", type=Path, help="take the names from this config's dataset")
+    e.add_argument("--dataset", default="embedded", help="dataset key in --config")
+    e.add_argument("--list", action="store_true", help="list the bundled photos and exit")
+    e.set_defaults(func=_data_embedded)
+    i = dsub.add_parser("index", help="index a dataset folder (path, size, sha1 per image)",
+                        description="Write a CSV index of the images under a folder; fails with "
+                        "a clear message when the folder is missing.")
+    i.add_argument("--images", required=True, type=Path, help="dataset folder")
+    i.add_argument("--out", required=True, type=Path, help="index CSV to write")
+    i.add_argument("--url", help="where the dataset can be obtained (for the error message)")
+    i.set_defaults(func=_data_index)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as exc:  # ImageError and ConfigError are ValueErrors
+        print(f"zephir: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

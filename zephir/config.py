@@ -1,0 +1,112 @@
+"""The one config loader: YAML -> validated dict with defaults filled in.
+
+The schema (``zephir/schemas/config.schema.yaml``, also ``workflow/schemas/``) is the single
+description of every key; Snakemake and the command line both call :func:`check`.
+"""
+from __future__ import annotations
+
+import copy
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from zephir.degrade import levels
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the key."""
+
+
+@cache
+def schema() -> dict:
+    text = resources.files("zephir").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _fill_defaults(node: dict, sch: dict) -> None:
+    for key, sub in sch.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if isinstance(node.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(node[key], sub)
+    extra = sch.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("type") == "object":
+        for key, value in node.items():
+            if key not in sch.get("properties", {}) and isinstance(value, dict):
+                _fill_defaults(value, extra)
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def check(config: dict, origin: str = "config") -> dict:
+    """Validate ``config`` against the schema and the method's rules; return it with defaults.
+
+    Raises :class:`ConfigError` naming ``origin`` and the offending key.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level")
+    config = copy.deepcopy(config)
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {_where(e)}: {e.message}" for e in errors]
+        raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(lines))
+    _fill_defaults(config, schema())
+    _check_semantics(config, origin)
+    return config
+
+
+def _check_semantics(config: dict, origin: str) -> None:
+    datasets = config["datasets"]
+    for name, ds in datasets.items():
+        if ds["kind"] == "embedded" and "images" not in ds:
+            raise ConfigError(f"{origin}: datasets.{name}.images is required for kind embedded")
+        if ds["kind"] == "folder" and "path" not in ds:
+            raise ConfigError(f"{origin}: datasets.{name}.path is required for kind folder")
+        if ds["kind"] == "embedded":
+            from zephir.data import EMBEDDED
+
+            unknown = [i for i in ds["images"] if i not in EMBEDDED]
+            if unknown:
+                raise ConfigError(f"{origin}: datasets.{name}.images: unknown bundled photo(s) "
+                                  f"{', '.join(unknown)}; known: {', '.join(EMBEDDED)}")
+    refs = [("train_set", config["train_set"])]
+    refs += [(f"blind_sets[{i}]", n) for i, n in enumerate(config["blind_sets"])]
+    for key, ref in refs:
+        if ref not in datasets:
+            raise ConfigError(f"{origin}: {key}: {ref!r} is not a key of datasets "
+                              f"({', '.join(datasets)})")
+    synth = config["synth"]
+    lo, hi = synth["level_range"]
+    if not lo < hi:
+        raise ConfigError(f"{origin}: synth.level_range: low {lo} must be below high {hi}")
+    kmin, kmax = synth["mixture_types"]
+    if synth["mixtures_per_image"] and not 2 <= kmin <= kmax <= len(synth["types"]):
+        raise ConfigError(f"{origin}: synth.mixture_types: {[kmin, kmax]} must satisfy "
+                          f"2 <= min <= max <= {len(synth['types'])} (the number of types)")
+    for kind in synth["types"]:
+        levels.get(kind)
+
+
+def load(path: str | Path) -> dict:
+    """Read, validate and complete the config file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return check(raw, origin=str(path))
+
+
+def results_dir(config: dict, root: str | Path = "results") -> Path:
+    """Where every output of this run goes: ``results/<name>``."""
+    return Path(root) / config["name"]

@@ -1,0 +1,172 @@
+"""Datasets: the photos embedded in installed packages, and the paper's datasets under data/.
+
+The embedded default needs no download: scikit-image and scikit-learn ship a handful of natural
+photos. The paper's datasets (DIV2K, RealSR, DRealSR, RealDeg) live under ``data/``, tracked by
+DVC; :func:`check` reports which are there.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from zephir import io as zio
+
+
+def _skimage(name: str, index: int | None = None) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from skimage import data
+
+        img = getattr(data, name)()
+        return img[index] if index is not None else img
+
+    return load
+
+
+def _sklearn(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(name)
+
+    return load
+
+
+#: Bundled photos by name. Colour PNGs first (clean), then colour JPEGs (carry their own
+#: compression artifacts), then grayscale PNGs (replicated to RGB on load).
+EMBEDDED: dict[str, Callable[[], np.ndarray]] = {
+    "astronaut": _skimage("astronaut"),
+    "chelsea": _skimage("chelsea"),
+    "coffee": _skimage("coffee"),
+    "immunohistochemistry": _skimage("immunohistochemistry"),
+    "motorcycle_left": _skimage("stereo_motorcycle", 0),
+    "motorcycle_right": _skimage("stereo_motorcycle", 1),
+    "rocket": _skimage("rocket"),
+    "hubble_deep_field": _skimage("hubble_deep_field"),
+    "retina": _skimage("retina"),
+    "china": _sklearn("china.jpg"),
+    "flower": _sklearn("flower.jpg"),
+    "camera": _skimage("camera"),
+    "brick": _skimage("brick"),
+    "grass": _skimage("grass"),
+    "gravel": _skimage("gravel"),
+    "moon": _skimage("moon"),
+    "coins": _skimage("coins"),
+}
+
+
+def embedded_image(name: str) -> np.ndarray:
+    """One bundled photo as RGB uint8 (grayscale replicated to three channels)."""
+    try:
+        loader = EMBEDDED[name]
+    except KeyError:
+        raise ValueError(f"unknown bundled photo {name!r}; known: {', '.join(EMBEDDED)}") from None
+    img = np.asarray(loader())
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.dtype != np.uint8:
+        img = zio.to_uint8(img.astype(np.float64) / (255.0 if img.max() > 1 else 1.0))
+    return np.ascontiguousarray(img[..., :3])
+
+
+def write_embedded(out: str | Path, names: Iterable[str]) -> list[Path]:
+    """Write the named bundled photos as ``out/<name>.png`` (atomically) and their
+    ``out/index.csv``; return the image paths."""
+    out = Path(out)
+    paths = []
+    for name in names:
+        path = out / f"{name}.png"
+        zio.write_png(path, embedded_image(name))
+        paths.append(path)
+    write_index(out / "index.csv", paths)
+    return paths
+
+
+def count_images(folder: Path) -> int:
+    """Image files under ``folder`` (recursively, by suffix)."""
+    return sum(1 for p in folder.rglob("*")
+               if p.is_file() and p.suffix.lower() in zio.IMAGE_SUFFIXES)
+
+
+def check(config: dict, root: str | Path = ".") -> list[dict]:
+    """Per dataset of ``config``: kind, path, status (found / incomplete / missing), counts."""
+    rows = []
+    for name, ds in config["datasets"].items():
+        if ds["kind"] == "embedded":
+            missing = [n for n in ds["images"] if n not in EMBEDDED]
+            rows.append({"dataset": name, "kind": "embedded", "path": "(bundled)",
+                         "status": "missing" if missing else "found",
+                         "files": len(ds["images"]) - len(missing),
+                         "expected": len(ds["images"]), "url": ""})
+            continue
+        folder = Path(root) / ds["path"]
+        count = count_images(folder) if folder.is_dir() else 0
+        expected = ds.get("expected")
+        if count == 0:
+            status = "missing"
+        elif expected and count < expected:
+            status = "incomplete"
+        else:
+            status = "found"
+        rows.append({"dataset": name, "kind": "folder", "path": ds["path"], "status": status,
+                     "files": count, "expected": expected or "", "url": ds.get("url", "")})
+    return rows
+
+
+# --------------------------------------------------------------------------- dataset index
+
+INDEX_COLUMNS = ("path", "bytes", "sha1")
+
+
+def write_index(out: str | Path, files: Iterable[Path]) -> int:
+    """Write ``out`` (CSV): one row per image, path relative to the index's folder, size, sha1.
+
+    The index is what downstream rules read, so that a dataset is pinned by content.
+    """
+    out = Path(out)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(INDEX_COLUMNS)
+    n = 0
+    for f in sorted(map(Path, files)):
+        data = f.read_bytes()
+        rel = os.path.relpath(f.resolve(), out.parent.resolve())
+        writer.writerow([Path(rel).as_posix(), len(data), hashlib.sha1(data).hexdigest()])
+        n += 1
+    zio.write_text(out, buf.getvalue())
+    return n
+
+
+def index_folder(folder: str | Path, out: str | Path, url: str = "") -> int:
+    """Index the images of a dataset folder; a clear error names the folder when it is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        hint = f" Get the dataset from {url} and place it there (README, 'Datasets')." if url else ""
+        raise FileNotFoundError(f"dataset folder {folder} does not exist.{hint}")
+    files = [p for p in folder.rglob("*")
+             if p.is_file() and p.suffix.lower() in zio.IMAGE_SUFFIXES]
+    if not files:
+        raise FileNotFoundError(f"dataset folder {folder} holds no image files")
+    return write_index(out, files)
+
+
+def image_list(source: str | Path) -> list[Path]:
+    """The images named by ``source``: a folder (its images) or an index CSV (its rows)."""
+    source = Path(source)
+    if source.is_dir():
+        return zio.list_images(source)
+    if source.suffix.lower() == ".csv" and source.is_file():
+        with source.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or "path" not in reader.fieldnames:
+                raise ValueError(f"{source}: an image index needs a 'path' column")
+            files = [source.parent / row["path"] for row in reader]
+        if not files:
+            raise ValueError(f"{source}: the image index lists no image")
+        return files
+    raise FileNotFoundError(f"{source}: neither a folder of images nor an index CSV")
