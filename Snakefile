@@ -6,7 +6,11 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless --configfile names another config: configs are complete, not
+# overlays, so that a paper run never inherits the embedded datasets.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

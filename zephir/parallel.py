@@ -1,6 +1,7 @@
 """The one process pool: map a function over jobs with a tqdm bar, results in job order."""
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -27,7 +28,10 @@ def pmap(fn: Callable[..., T], jobs: Sequence[tuple], *, workers: int = 1, desc:
                 results.append(fn(*job))
                 bar.update()
         else:
+            # spawn, not fork: a forked child of a process whose cv2/OpenMP thread pool is
+            # already running can deadlock.
             with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
+                                     mp_context=multiprocessing.get_context("spawn"),
                                      initializer=_init_worker) as pool:
                 for res in pool.map(fn, *zip(*jobs)):
                     results.append(res)

@@ -1,14 +1,9 @@
 # Helpers shared by every rule. Paths that flow between rules are declared here, once.
-import os
-import sys
+# Rules call the `zephir` command: run Snakemake from the environment where zephir is installed
+# (README: `. .venv/bin/activate`), or with --software-deployment-method conda.
 from pathlib import Path
 
 import zephir.config
-
-# Rules call the `zephir` command of the environment that runs Snakemake, even when that
-# environment is not activated (e.g. `.venv/bin/snakemake -c2`); a conda env, when used, still
-# comes first because Snakemake activates it inside the job.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 
 # Validate against workflow/schemas/config.schema.yaml (and the method's rules) before any job
 # runs; defaults are filled in here, so rules may index every key.

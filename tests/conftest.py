@@ -1,0 +1,29 @@
+"""Shared fixtures: small real photos from scikit-image, written as files when needed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zephir import data, io as zio
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    return data.embedded_image("astronaut")
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory) -> Path:
+    """Four bundled photos, downscaled to keep tests quick, as PNG files."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "chelsea", "coffee", "camera"):
+        img = data.embedded_image(name)
+        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        zio.write_png(folder / f"{name}.png", img)
+    return folder

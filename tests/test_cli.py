@@ -1,0 +1,80 @@
+"""The command line: help everywhere, clear errors, the documented outputs."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from zephir import cli
+
+from .conftest import REPO
+
+COMMANDS = [[], ["synth"], ["blind"], ["data"], ["data", "check"], ["data", "embedded"],
+            ["data", "index"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "zephir")
+def test_help_on_every_command(cmd, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([*cmd, "--help"])
+    assert info.value.code == 0
+    assert "usage: zephir" in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-c", "from importlib.metadata import entry_points;"
+                          "print([e.value for e in entry_points(group='console_scripts')"
+                          " if e.name == 'zephir'])"], capture_output=True, text=True)
+    assert "zephir.cli:main" in out.stdout
+
+
+def test_synth_command_reports_and_writes_manifest(photo_dir, tmp_path, capsys):
+    code = cli.main(["synth", "--images", str(photo_dir), "--out", str(tmp_path / "s"),
+                     "--levels-per-type", "1", "--crop-size", "48", "--types", "blur", "jpeg",
+                     "--seed", "2", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "read 4 image(s), converted 0, refused 0; 8 samples" in out
+    with (tmp_path / "s" / "manifest.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["types"] for r in rows} == {"blur", "jpeg"}
+    assert "noise_value" not in rows[0]
+
+
+def test_synth_takes_defaults_from_config(photo_dir, tmp_path, capsys):
+    code = cli.main(["synth", "--images", str(photo_dir), "--out", str(tmp_path / "s"),
+                     "--config", str(REPO / "config" / "config.yaml"), "--levels-per-type", "1",
+                     "--mixtures", "0", "--crop-size", "32", "--quiet"])
+    assert code == 0
+    assert "16 samples" in capsys.readouterr().out  # 4 images x 4 types x 1 level
+
+
+def test_bad_level_range_is_a_clear_error(photo_dir, tmp_path, capsys):
+    code = cli.main(["synth", "--images", str(photo_dir), "--out", str(tmp_path / "s"),
+                     "--level-range", "0", "150", "--quiet"])
+    assert code == 2
+    assert "synth.level_range" in capsys.readouterr().err
+
+
+def test_empty_folder_is_a_clear_error(tmp_path, capsys):
+    code = cli.main(["blind", "--images", str(tmp_path), "--out", str(tmp_path / "b")])
+    assert code == 2
+    assert f"{tmp_path}: no image files" in capsys.readouterr().err
+
+
+def test_data_check_paper_config_reports_missing(tmp_path, capsys):
+    code = cli.main(["data", "check", "--config", str(REPO / "config" / "paper.yaml"),
+                     "--root", str(tmp_path), "--json"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert {r["dataset"] for r in rows} == {"div2k_train", "div2k_val", "realsr", "drealsr",
+                                            "realdeg"}
+    assert all(r["status"] == "missing" for r in rows)
+
+
+def test_data_check_embedded_config_is_found(capsys):
+    assert cli.main(["data", "check", "--config", str(REPO / "config" / "config.yaml")]) == 0
+    assert "embedded" in capsys.readouterr().out

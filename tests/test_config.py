@@ -1,0 +1,78 @@
+"""Config loading: both shipped configs are valid; bad keys are named in the error."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from zephir import config as zconfig
+
+from .conftest import REPO
+
+
+@pytest.fixture()
+def raw():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    cfg = zconfig.load(REPO / "config" / name)
+    assert cfg["train_set"] in cfg["datasets"]
+    assert set(cfg["synth"]["types"]) == {"blur", "noise", "jpeg", "downsample"}
+
+
+def test_defaults_are_filled():
+    cfg = zconfig.check({"name": "x", "datasets": {"e": {"kind": "embedded",
+                                                          "images": ["astronaut"]}},
+                         "train_set": "e"})
+    assert cfg["synth"]["levels_per_type"] == 8
+    assert cfg["synth"]["level_range"] == [0, 100]
+    assert cfg["blind"]["scale"] == 4
+    assert cfg["blind_sets"] == []
+
+
+def test_every_schema_key_is_described():
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            assert sub.get("description"), f"{path}.{key} has no description"
+            walk(sub, f"{path}.{key}")
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            walk(extra, f"{path}.*")
+
+    walk(zconfig.schema(), "config")
+
+
+def test_workflow_schema_is_the_package_schema():
+    assert (REPO / "workflow/schemas/config.schema.yaml").read_text() == \
+        (REPO / "zephir/schemas/config.schema.yaml").read_text()
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda c: c["synth"].update(types=["blur", "haze"]), r"synth\.types\.1: 'haze' is not one of"),
+    (lambda c: c["synth"].update(level_range=[0, 120]), r"synth\.level_range\.1: 120 is greater"),
+    (lambda c: c["synth"].update(level_range=[60, 10]), r"synth\.level_range: low 60"),
+    (lambda c: c["synth"].update(colour=True), r"synth: Additional properties .*'colour'"),
+    (lambda c: c.update(train_set="div2k"), r"train_set: 'div2k' is not a key of datasets"),
+    (lambda c: c["datasets"]["embedded"].update(images=["astronaut", "lena"]),
+     r"datasets\.embedded\.images: unknown bundled photo\(s\) lena"),
+    (lambda c: c["blind"].update(scale=3), r"blind\.scale: 3 is not one of"),
+])
+def test_bad_values_name_the_key(raw, edit, match, tmp_path):
+    bad = copy.deepcopy(raw)
+    edit(bad)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(zconfig.ConfigError, match=match) as info:
+        zconfig.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_unreadable_and_invalid_yaml(tmp_path):
+    with pytest.raises(zconfig.ConfigError, match="cannot read config"):
+        zconfig.load(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("name: [unclosed")
+    with pytest.raises(zconfig.ConfigError, match="broken.yaml: not valid YAML"):
+        zconfig.load(tmp_path / "broken.yaml")

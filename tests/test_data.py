@@ -1,0 +1,62 @@
+"""Datasets: bundled photos, dataset check, image index."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from zephir import config as zconfig
+from zephir import data, io as zio
+
+from .conftest import REPO
+
+
+def test_every_bundled_photo_loads_as_rgb():
+    for name in data.EMBEDDED:
+        img = data.embedded_image(name)
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+        assert min(img.shape[:2]) >= 256, name
+
+
+def test_write_embedded_writes_pngs_and_index(tmp_path):
+    paths = data.write_embedded(tmp_path, ["astronaut", "china"])
+    assert [p.name for p in paths] == ["astronaut.png", "china.png"]
+    np.testing.assert_array_equal(zio.load_image(paths[1]).pixels, data.embedded_image("china"))
+    assert [p.name for p in data.image_list(tmp_path / "index.csv")] == ["astronaut.png",
+                                                                          "china.png"]
+
+
+def test_check_reports_missing_incomplete_and_found(tmp_path, astronaut):
+    cfg = zconfig.load(REPO / "config" / "paper.yaml")
+    folder = tmp_path / "data" / "DIV2K" / "DIV2K_valid_HR"
+    for i in range(3):
+        zio.write_png(folder / f"{i:04d}.png", astronaut[:8, :8])
+    folder = tmp_path / "data" / "RealSR" / "HR" / "Canon"
+    zio.write_png(folder / "a.png", astronaut[:8, :8])
+    rows = {r["dataset"]: r for r in data.check(cfg, root=tmp_path)}
+    assert rows["div2k_train"]["status"] == "missing" and rows["div2k_train"]["files"] == 0
+    assert rows["div2k_val"]["status"] == "incomplete"
+    assert (rows["div2k_val"]["files"], rows["div2k_val"]["expected"]) == (3, 100)
+    assert rows["realsr"]["status"] == "found" and rows["realsr"]["files"] == 1
+
+
+def test_index_pins_content_and_is_relative(tmp_path, astronaut):
+    folder = tmp_path / "set"
+    zio.write_png(folder / "b.png", astronaut[:8, :8])
+    zio.write_png(folder / "a.png", astronaut[8:16, :8])
+    out = tmp_path / "results" / "index.csv"
+    assert data.index_folder(folder, out) == 2
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["path"] for r in rows] == ["../set/a.png", "../set/b.png"]
+    import hashlib
+    assert rows[0]["sha1"] == hashlib.sha1((folder / "a.png").read_bytes()).hexdigest()
+    assert data.image_list(out) == [out.parent / "../set/a.png", out.parent / "../set/b.png"]
+
+
+def test_missing_dataset_folder_names_it_and_the_source(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data/DIV2K does not exist\. Get the dataset "
+                                                r"from https://example\.org"):
+        data.index_folder(tmp_path / "data" / "DIV2K", tmp_path / "i.csv",
+                          url="https://example.org")

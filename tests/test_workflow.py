@@ -1,0 +1,91 @@
+"""The Snakemake workflow: lint, config validation before any job, dry-run of the paper config,
+and (slow) the embedded default end to end."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def run_snakemake(args, cwd, check=True):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture()
+def workdir(tmp_path):
+    """A copy of the workflow (Snakefile, workflow/, config/) in a fresh folder."""
+    shutil.copy(REPO / "Snakefile", tmp_path / "Snakefile")
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    return tmp_path
+
+
+def test_lint_is_clean():
+    proc = run_snakemake(["--lint"], cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "good condition" in proc.stdout + proc.stderr
+
+
+def test_paper_config_dry_runs(workdir):
+    out = run_snakemake(["-n", "--configfile", "config/paper.yaml"], cwd=workdir).stdout
+    for job in ("dataset_index", "synth", "blind"):
+        assert job in out
+    assert "results/paper/synth/div2k_train/manifest.csv" in out
+    assert "embedded" not in out  # a --configfile replaces the default, never overlays it
+    for name in ("div2k_val", "realsr", "drealsr"):
+        assert f"results/paper/blind/{name}/manifest.csv" in out
+
+
+def test_bad_config_fails_before_any_job(workdir):
+    cfg = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    cfg["synth"]["level_range"] = [0, 130]
+    (workdir / "config" / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(["-c1", "--configfile", "config/bad.yaml"], cwd=workdir, check=False)
+    assert proc.returncode != 0
+    assert "synth.level_range.1: 130 is greater than the maximum of 100" in proc.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_missing_dataset_fails_with_a_clear_message(workdir):
+    proc = run_snakemake(["-c1", "results/paper/data/div2k_val/index.csv",
+                          "--configfile", "config/paper.yaml"], cwd=workdir, check=False)
+    assert proc.returncode != 0
+    log = (workdir / "results/paper/logs/data/div2k_val.log").read_text()
+    assert "dataset folder data/DIV2K/DIV2K_valid_HR does not exist" in log
+    assert "https://data.vision.ee.ethz.ch/cvl/DIV2K/" in log
+
+
+@pytest.mark.slow
+def test_embedded_default_end_to_end(workdir):
+    run_snakemake(["-c2"], cwd=workdir)
+    res = workdir / "results" / "embedded"
+    cfg = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    n_images = len(cfg["datasets"]["embedded"]["images"])
+    s = cfg["synth"]
+    report = json.loads((res / "synth/embedded/report.json").read_text())
+    assert report["images_read"] == n_images and not report["images_refused"]
+    with (res / "synth/embedded/manifest.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == n_images * (len(s["types"]) * s["levels_per_type"] +
+                                    s["mixtures_per_image"])
+    assert all((res / "synth/embedded" / r["path"]).is_file() for r in rows)
+    with (res / "blind/embedded/manifest.csv").open(newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == n_images
+    again = run_snakemake(["-c2"], cwd=workdir)
+    assert "Nothing to be done" in again.stdout + again.stderr
