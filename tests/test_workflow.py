@@ -52,6 +52,13 @@ def test_paper_config_dry_runs(workdir):
         assert f"results/paper/blind/{name}/manifest.csv" in out
 
 
+def test_slurm_profile_dry_runs_the_paper(workdir):
+    shutil.copytree(REPO / "profiles", workdir / "profiles")
+    out = run_snakemake(["-n", "--profile", "profiles/slurm"], cwd=workdir).stdout
+    assert "results/paper/synth/div2k_train/manifest.csv" in out
+    assert "mem_mb=4000" in out and "runtime=120" in out
+
+
 def test_bad_config_fails_before_any_job(workdir):
     cfg = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     cfg["synth"]["level_range"] = [0, 130]
