@@ -16,6 +16,7 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/synth.smk"
+include: "workflow/rules/hdclip.smk"
 
 
 rule all:

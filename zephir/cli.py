@@ -93,6 +93,46 @@ def _data_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from zephir.hdclip.model import HDCLIPConfig
+    from zephir.hdclip.train import TrainConfig, train
+
+    cfg = zconfig.load(args.config)
+    h = cfg["hdclip"]
+    model_cfg = HDCLIPConfig(**{**h["model"], "types": tuple(cfg["synth"]["types"])})
+    train_cfg = TrainConfig.from_dict(h["train"])
+    if args.steps:
+        train_cfg.steps = args.steps
+    manifest = args.manifest or (zconfig.results_dir(cfg) / "synth" / cfg["train_set"]
+                                 / "manifest.csv")
+    metrics = train(manifest, args.out, model_cfg, train_cfg, sources=args.sources,
+                    resume=args.resume, device=args.device, progress=not args.quiet)
+    if metrics:
+        note = " (random-init CLIP)" if model_cfg.random_init else ""
+        print(f"validation{note}: type accuracy {metrics['type_acc']:.3f}, level MAE "
+              f"{metrics['mae']:.2f}, SROCC {metrics['srocc']:.3f}, PCC {metrics['pcc']:.3f}")
+    print(f"checkpoint: {Path(args.out) / 'checkpoint.pt'}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from zephir.hdclip import predict
+    from zephir.hdclip.train import model_from_checkpoint
+
+    model, ckpt = model_from_checkpoint(args.checkpoint, args.device)
+    results = predict.predict_files(model, args.images, args.device, args.batch)
+    random_init = bool(ckpt.get("random_init", True))
+    if args.json:
+        for r in results:
+            print(json.dumps({**r, "random_init": random_init}))
+    else:
+        note = ("note: this checkpoint was trained from a random-init CLIP "
+                f"({ckpt['hdclip']['arch']}); its numbers are not the paper's."
+                if random_init else "")
+        print(predict.format_table(results, model.cfg.types, note))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zephir", description=(
         "ZePHiR: HD-CLIP degradation representation and classifier-free projection guidance "
@@ -135,6 +175,33 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=1, help="worker processes")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_blind)
+
+    t = sub.add_parser("train", help="train HD-CLIP on the labelled set (paper, eq. 11)",
+                       description="Train HD-CLIP with the hdclip section of a config. Runs "
+                       "data-parallel under torchrun or srun. Writes checkpoint.pt, last.pt "
+                       "(resumable), train_log.csv, val_metrics.csv and metrics.json.")
+    t.add_argument("--config", required=True, type=Path, help="config file")
+    t.add_argument("--out", required=True, type=Path, help="output folder")
+    t.add_argument("--manifest", type=Path,
+                   help="synth manifest (default: results/<name>/synth/<train_set>/)")
+    t.add_argument("--sources", type=Path,
+                   help="index of the source images (needed by the semantic losses)")
+    t.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    t.add_argument("--steps", type=int, help="override hdclip.train.steps")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    pr = sub.add_parser("predict", help="estimate degradation types and levels of images",
+                        description="Per image: the most confident type and, per type, the "
+                        "confidence, the 0..100 level and the native value (blur sigma, noise "
+                        "sigma on 0..255, JPEG quality, downsample scale).")
+    pr.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
+    pr.add_argument("--checkpoint", required=True, type=Path, help="HD-CLIP checkpoint.pt")
+    pr.add_argument("--json", action="store_true", help="one JSON object per line and image")
+    pr.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    pr.add_argument("--batch", type=int, default=64, help="crops per forward pass")
+    pr.set_defaults(func=_predict)
 
     d = sub.add_parser("data", help="datasets: check the paper's, write the embedded ones",
                        description="Dataset utilities.")

@@ -110,3 +110,22 @@ def load(path: str | Path) -> dict:
 def results_dir(config: dict, root: str | Path = "results") -> Path:
     """Where every output of this run goes: ``results/<name>``."""
     return Path(root) / config["name"]
+
+
+def subset(config: dict, *sections: str) -> dict:
+    """A valid config holding only ``sections`` (plus name, train_set and its dataset).
+
+    Rules write it as the config of one stage, so that a change elsewhere in the config does not
+    re-run that stage.
+    """
+    out = {"name": config["name"], "train_set": config["train_set"],
+           "datasets": {config["train_set"]: config["datasets"][config["train_set"]]}}
+    out.update({s: copy.deepcopy(config[s]) for s in sections})
+    return out
+
+
+def dump(config: dict, path: str | Path) -> None:
+    """Write a config as YAML, atomically."""
+    from zephir import io as zio
+
+    zio.write_text(path, yaml.safe_dump(config, sort_keys=False))

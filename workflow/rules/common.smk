@@ -41,6 +41,19 @@ def dataset_args(wildcards, output):
     return f"index --images {ds['path']} --out {output.index} --url '{ds.get('url', '')}'"
 
 
+def hdclip_checkpoint():
+    """The trained HD-CLIP model."""
+    return RESULTS / "hdclip" / "checkpoint.pt"
+
+
+def zephir_launcher(gpus):
+    """`zephir`, or torchrun over the job's GPUs when it has more than one."""
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node {gpus} -m zephir"
+    return "zephir"
+
+
 def all_targets():
-    """Everything that exists so far: the labelled set and the blind test LQ sets."""
-    return [synth_manifest()] + [blind_manifest(name) for name in config["blind_sets"]]
+    """Everything that exists so far: the labelled set, the blind test LQ sets, HD-CLIP."""
+    return ([synth_manifest()] + [blind_manifest(name) for name in config["blind_sets"]]
+            + [hdclip_checkpoint()])

@@ -1,0 +1,39 @@
+# HD-CLIP training (paper, section 3.1): one job, data-parallel over the job's GPUs.
+
+
+rule hdclip_config:
+    output:
+        RESULTS / "hdclip" / "config.yaml",
+    params:
+        cfg=zephir.config.subset(config, "synth", "hdclip"),
+    log:
+        LOGS / "hdclip" / "config.log",
+    run:
+        zephir.config.dump(params.cfg, output[0])
+
+
+rule hdclip_train:
+    input:
+        config=rules.hdclip_config.output[0],
+        manifest=synth_manifest(),
+        sources=dataset_index(config["train_set"]),
+    output:
+        checkpoint=hdclip_checkpoint(),
+        log=RESULTS / "hdclip" / "train_log.csv",
+        val=RESULTS / "hdclip" / "val_metrics.csv",
+    params:
+        out=lambda wildcards, output: Path(output.checkpoint).parent,
+        launch=zephir_launcher(config["hdclip"]["resources"]["gpu"]),
+    threads: config["hdclip"]["resources"]["threads"]
+    resources:
+        gpu=config["hdclip"]["resources"]["gpu"],
+        cpus_per_gpu=config["hdclip"]["resources"]["cpus_per_gpu"],
+        mem_mb=config["hdclip"]["resources"]["mem_mb"],
+        runtime=config["hdclip"]["resources"]["runtime"],
+    log:
+        LOGS / "hdclip" / "train.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "{params.launch} train --config {input.config} --manifest {input.manifest}"
+        " --sources {input.sources} --out {params.out} --resume --quiet > {log} 2>&1"

@@ -1,0 +1,66 @@
+"""Data-parallel set-up: the one place that knows about ranks.
+
+Reads torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK) or Slurm's (SLURM_PROCID,
+SLURM_NTASKS, SLURM_LOCALID); NCCL on GPUs, gloo on CPU (so that DDP is testable here).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def world_from_env(env: dict | None = None) -> World:
+    """Rank, world size and local rank from torchrun's, else Slurm's, else single process."""
+    env = os.environ if env is None else env
+    if "WORLD_SIZE" in env and "RANK" in env:
+        return World(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
+    if "SLURM_NTASKS" in env and "SLURM_PROCID" in env and int(env["SLURM_NTASKS"]) > 1:
+        return World(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]),
+                     int(env.get("SLURM_LOCALID", 0)))
+    return World()
+
+
+def init(device: str = "auto") -> tuple[World, torch.device]:
+    """Initialise the process group when there is more than one process; pick the device."""
+    world = world_from_env()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", world.local_rank % max(torch.cuda.device_count(), 1))
+        torch.cuda.set_device(dev)
+    if world.distributed and not dist.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR",
+                                                            "127.0.0.1"))
+        os.environ.setdefault("MASTER_PORT", "29500")
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=world.rank,
+                                world_size=world.size)
+    return world, dev
+
+
+def barrier(world: World) -> None:
+    if world.distributed:
+        dist.barrier()
+
+
+def shutdown(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,59 @@
+"""HD-CLIP losses (paper, eq. 5, 7, 9-11), pure functions on tensors."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from zephir.hdclip.interp import neighbour_bins, slerp
+
+
+def confidence_loss(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Eq. 5: ``L_conf = mean_k (sigmoid(c_k) - y_k)^2`` over the batch and the K types."""
+    return (torch.sigmoid(logits) - present.to(logits)).pow(2).mean()
+
+
+def level_loss(pred: torch.Tensor, level: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Eq. 7: mean absolute error of the 0..100 level over the present types."""
+    mask = present.bool()
+    if not mask.any():
+        return pred.sum() * 0.0
+    return (pred[mask] - level[mask].to(pred)).abs().mean()
+
+
+def ordinal_weights(level: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Eq. 10: negative weights ``v_j = |l_j - l| / mean_j |l_j - l|`` (NumCLIP), (N, J)."""
+    dist = (bins.to(level)[None, :] - level[:, None]).abs()
+    return dist / dist.mean(-1, keepdim=True).clamp_min(1e-6)
+
+
+def slerp_loss(emb: torch.Tensor, anchors: torch.Tensor, level: torch.Tensor,
+               bins: torch.Tensor, *, tau: float = 0.03) -> torch.Tensor:
+    """Eq. 8-9: InfoNCE with the slerp target as positive, the type's bins as weighted negatives.
+
+    ``emb``: (N, d) unit image embeddings of the present types; ``anchors``: (N, J, d) unit
+    anchors of each row's type; ``level``: (N,) true levels. Negatives are weighted by eq. 10.
+    """
+    if emb.shape[0] == 0:
+        return emb.sum() * 0.0
+    ia, ib, alpha = neighbour_bins(level, bins)
+    rows = torch.arange(emb.shape[0], device=emb.device)
+    target = slerp(anchors[rows, ia], anchors[rows, ib], alpha)
+    s_pos = (emb * target).sum(-1) / tau
+    s_neg = torch.einsum("nd,njd->nj", emb, anchors) / tau
+    log_v = ordinal_weights(level, bins).clamp_min(1e-12).log()
+    denom = torch.logsumexp(torch.cat([s_pos[:, None], s_neg + log_v], dim=-1), dim=-1)
+    return (denom - s_pos).mean()
+
+
+def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: float = 100.0
+              ) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE between matched unit embeddings (B, d)."""
+    logits = logit_scale * image @ text.t()
+    labels = torch.arange(image.shape[0], device=image.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+
+
+def semantic_loss(lq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Ground-truth semantic loss: ``1 - cos`` between the LQ semantic embedding and its target
+    (the HQ caption's text embedding, or by default the HQ image's CLIP embedding)."""
+    return (1.0 - F.cosine_similarity(lq, target, dim=-1)).mean()

@@ -1,0 +1,1 @@
+"""Metrics: degradation estimation (type accuracy, MAE, SROCC, PCC) and image quality."""
