@@ -37,8 +37,21 @@ def _sklearn(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
-#: Bundled photos by name. Colour PNGs first (clean), then colour JPEGs (carry their own
-#: compression artifacts), then grayscale PNGs (replicated to RGB on load).
+def _halved(load: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    """Area-downscale by 2: the photo ships as a JPEG, and halving it averages its own
+    compression artifacts away, so that degradation labels describe the pixels."""
+    def halved() -> np.ndarray:
+        import cv2
+
+        img = np.asarray(load())
+        return cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2),
+                          interpolation=cv2.INTER_AREA)
+
+    return halved
+
+
+#: Bundled photos by name. Colour PNGs first (clean), then colour photos that ship as JPEGs
+#: (halved, see :func:`_halved`), then grayscale PNGs (replicated to RGB on load).
 EMBEDDED: dict[str, Callable[[], np.ndarray]] = {
     "astronaut": _skimage("astronaut"),
     "chelsea": _skimage("chelsea"),
@@ -46,11 +59,11 @@ EMBEDDED: dict[str, Callable[[], np.ndarray]] = {
     "immunohistochemistry": _skimage("immunohistochemistry"),
     "motorcycle_left": _skimage("stereo_motorcycle", 0),
     "motorcycle_right": _skimage("stereo_motorcycle", 1),
-    "rocket": _skimage("rocket"),
-    "hubble_deep_field": _skimage("hubble_deep_field"),
-    "retina": _skimage("retina"),
-    "china": _sklearn("china.jpg"),
-    "flower": _sklearn("flower.jpg"),
+    "rocket": _halved(_skimage("rocket")),
+    "hubble_deep_field": _halved(_skimage("hubble_deep_field")),
+    "retina": _halved(_skimage("retina")),
+    "china": _halved(_sklearn("china.jpg")),
+    "flower": _halved(_sklearn("flower.jpg")),
     "camera": _skimage("camera"),
     "brick": _skimage("brick"),
     "grass": _skimage("grass"),

@@ -148,7 +148,7 @@ def draw_sample(spec: SynthSpec, source: str, sample: str, kinds: Sequence[str],
         value, _ = levels.realizable(kind, level)
         value = round(value, 6)
         params[kind] = value
-        labels[kind] = round(levels.normalize(kind, value), 4)
+        labels[kind] = round(levels.normalize(kind, value), 4) + 0.0  # never "-0.0"
     return (x, y), params, labels, r, sample_seed
 
 

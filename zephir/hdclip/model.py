@@ -6,7 +6,7 @@ branch into the frozen tower (DA-CLIP style), then :class:`HDCLIP`.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -112,7 +112,8 @@ class HDCLIPOutput:
     degradation: torch.Tensor   # (B, d) degradation-branch embedding z
     embeddings: torch.Tensor    # (B, K, d) unit per-type embeddings e_k (eq. 4)
     confidence: torch.Tensor    # (B, K) confidence logits c_k (eq. 4)
-    extras: dict = field(default_factory=dict)
+    levels: torch.Tensor        # (B, K) predicted 0..100 level of every type (eq. 6)
+    anchors: torch.Tensor       # (K, J, d) unit composition anchors at the bins (eq. 2-3)
 
 
 class HDCLIP(nn.Module):
@@ -141,6 +142,11 @@ class HDCLIP(nn.Module):
         self.register_buffer("words", word_emb)
         self.register_buffer("bins", bin_centres(cfg.gap))
         self.shift = nn.Parameter(torch.zeros(k, self.bins.numel(), d))  # delta (eq. 2)
+        # Convolutional towers run about 20 % faster in channels-last layout (CPU and GPU).
+        self.channels_last = not hasattr(clip.visual, "transformer")
+        if self.channels_last:
+            self.clip.visual.to(memory_format=torch.channels_last)
+            self.degradation_branch.to(memory_format=torch.channels_last)
         self.zero_modules = nn.ModuleList()
         self._residuals: list[torch.Tensor] | None = None
         self._captured: list[torch.Tensor] = []
@@ -201,6 +207,8 @@ class HDCLIP(nn.Module):
         """``images``: (B, 3, S, S) RGB in [0, 1] with S the tower's image size."""
         assert images.shape[-2:] == (self.image_size, self.image_size), images.shape
         x = self.normalize(images)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         self._captured = []
         z = self.degradation_branch(x)
         residuals, self._captured = self._captured, []
@@ -210,16 +218,16 @@ class HDCLIP(nn.Module):
             sem = self.encode_semantic(x, residuals if self.cfg.controller else None)
         else:
             sem = torch.zeros_like(z)
-        return HDCLIPOutput(semantic=sem, degradation=z, embeddings=emb, confidence=conf)
+        anchors = self.anchors()  # inside forward, so that data parallelism sees the shift
+        return HDCLIPOutput(semantic=sem, degradation=z, embeddings=emb, confidence=conf,
+                            levels=self.levels(emb, anchors), anchors=anchors)
 
-    def similarities(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity of each type's embedding with that type's bins, (B, K, J)."""
-        return torch.einsum("bkd,kjd->bkj", embeddings, self.anchors())
-
-    def levels(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Eq. 6: the predicted 0..100 level of every type, (B, K)."""
-        return interpolate_level(self.similarities(embeddings), self.bins, topk=self.cfg.topk,
-                                 tau=self.cfg.tau)
+    def levels(self, embeddings: torch.Tensor, anchors: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """Eq. 6: the predicted 0..100 level of every type from (B, K, d) embeddings."""
+        anchors = self.anchors() if anchors is None else anchors
+        sim = torch.einsum("bkd,kjd->bkj", embeddings, anchors)
+        return interpolate_level(sim, self.bins, topk=self.cfg.topk, tau=self.cfg.tau)
 
 
 def build(cfg: HDCLIPConfig) -> HDCLIP:

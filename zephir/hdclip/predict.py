@@ -59,8 +59,8 @@ def estimate(model: HDCLIP, images: Sequence[np.ndarray], device="cpu", batch: i
         lv = model.levels(e.to(device)).cpu()[0].clamp(0, 100)
         degs = {}
         for k, t in enumerate(model.cfg.types):
-            level = float(lv[k])
-            degs[t] = {"present": round(float(p[k]), 4), "level": round(level, 2),
+            level = round(float(lv[k]), 2)  # the value below is the rounded level's
+            degs[t] = {"present": round(float(p[k]), 4), "level": level,
                        "value": round(float(dlevels.denormalize(t, level)), 4)}
         results.append({"type": model.cfg.types[int(p.argmax())], "degradations": degs})
     return results

@@ -161,13 +161,11 @@ def compute_losses(model: HDCLIP, out, present, level, cfg: TrainConfig, targets
     """Eq. 11 with each term switchable: L_conf + l_level L_level + l_slerp L_slerp (+ semantic)."""
     terms = {"conf": losses.confidence_loss(out.confidence, present)}
     if cfg.use_level:
-        pred = model.levels(out.embeddings)
-        terms["level"] = cfg.lambda_level * losses.level_loss(pred, level, present)
+        terms["level"] = cfg.lambda_level * losses.level_loss(out.levels, level, present)
     if cfg.use_slerp:
         b, k = present.nonzero(as_tuple=True)
-        anchors = model.anchors()
         terms["slerp"] = cfg.lambda_slerp * losses.slerp_loss(
-            out.embeddings[b, k], anchors[k], level[b, k], model.bins, tau=model.cfg.tau)
+            out.embeddings[b, k], out.anchors[k], level[b, k], model.bins, tau=model.cfg.tau)
     if targets is not None and cfg.lambda_semantic > 0:
         terms["semantic"] = cfg.lambda_semantic * losses.semantic_loss(out.semantic, targets)
     if targets is not None and cfg.lambda_clip > 0:
@@ -186,7 +184,7 @@ def predict_set(model: HDCLIP, dataset: LabelledSet, device, batch: int = 128):
         imgs = torch.stack([dataset[i][0] for i in range(start, min(start + batch, len(dataset)))])
         out = model(imgs.to(device).float().div(255), semantic=False)
         conf.append(torch.sigmoid(out.confidence).cpu())
-        levels_.append(model.levels(out.embeddings).cpu())
+        levels_.append(out.levels.cpu())
     model.train()
     conf, levels_ = torch.cat(conf), torch.cat(levels_)
     return conf.argmax(1).numpy(), levels_.numpy(), conf.numpy()
@@ -325,8 +323,10 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
         for name in (LOG, VAL):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    ddp = (DistributedDataParallel(model, find_unused_parameters=True)
-           if world.distributed else model)
+    if world.distributed and dev.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # ResNet towers
+    ddp = (DistributedDataParallel(model, find_unused_parameters=model_cfg.controller
+                                   and not semantic) if world.distributed else model)
 
     def state(step: int) -> dict:
         return {"model": model.state_dict(), "optimizer": opt.state_dict(),

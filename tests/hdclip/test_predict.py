@@ -1,0 +1,91 @@
+"""`zephir predict`: JSON schema, native values, any image size, the random-init label."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from zephir import cli, io as zio
+from zephir.degrade import levels, ops
+from zephir.hdclip import predict
+from zephir.hdclip.model import HDCLIPConfig
+from zephir.hdclip.train import TrainConfig, model_from_checkpoint, train
+
+from .test_train import labelled  # noqa: F401  (module fixture)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(labelled, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("ckpt")
+    train(labelled, out, HDCLIPConfig(arch="zephir-tiny-rn"),
+          TrainConfig(steps=3, batch_size=8, eval_every=100, checkpoint_every=100),
+          progress=False)
+    return out / "checkpoint.pt"
+
+
+def test_crops_cover_any_size():
+    big = np.zeros((300, 500, 3), np.uint8)
+    c = predict.crops(big, 128)
+    assert c.shape == (9, 3, 128, 128) and c.dtype == torch.uint8
+    small = np.arange(50 * 60 * 3, dtype=np.uint8).reshape(50, 60, 3)
+    c = predict.crops(small, 128)
+    assert c.shape == (1, 3, 128, 128)
+    assert torch.equal(c[0, :, :50, :60], torch.from_numpy(small).permute(2, 0, 1))
+    assert predict.crops(np.zeros((128, 128, 3), np.uint8), 128).shape[0] == 1
+
+
+def test_json_schema_and_round_trip(checkpoint, astronaut, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    files = []
+    for kind, level in (("blur", 60.0), ("noise", 80.0), ("jpeg", 90.0)):
+        value, _ = levels.realizable(kind, level)
+        img = ops.apply(zio.to_float(astronaut[:200, :260]), {kind: value}, rng)
+        files.append(tmp_path / f"{kind}.png")
+        zio.write_png(files[-1], zio.to_uint8(img))
+    zio.write_png(tmp_path / "tiny.png", astronaut[:40, :40])
+    files.append(tmp_path / "tiny.png")
+    assert cli.main(["predict", "--checkpoint", str(checkpoint), "--json",
+                     *map(str, files)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(files)
+    for path, line in zip(files, lines):
+        r = json.loads(line)
+        assert r["image"] == str(path)
+        assert set(r["degradations"]) == {"blur", "noise", "jpeg", "downsample"}
+        assert r["random_init"] is True
+        best = max(r["degradations"], key=lambda t: r["degradations"][t]["present"])
+        assert r["type"] == best
+        for kind, d in r["degradations"].items():
+            assert set(d) == {"present", "level", "value"}
+            assert 0 <= d["present"] <= 1 and 0 <= d["level"] <= 100
+            assert d["value"] == pytest.approx(levels.denormalize(kind, d["level"]), abs=1e-3)
+
+
+def test_batching_does_not_change_results(checkpoint, astronaut):
+    model, _ = model_from_checkpoint(checkpoint)
+    imgs = [astronaut[:300, :300], astronaut[100:228, 50:178], astronaut[:64, :64]]
+    one = predict.estimate(model, imgs, batch=1)
+    many = predict.estimate(model, imgs, batch=64)
+    for a, b in zip(one, many):
+        for t in a["degradations"]:
+            assert a["degradations"][t]["level"] == pytest.approx(b["degradations"][t]["level"],
+                                                                  abs=0.02)
+
+
+def test_table_output_labels_random_init(checkpoint, photo_dir, capsys):
+    assert cli.main(["predict", "--checkpoint", str(checkpoint),
+                     str(photo_dir / "chelsea.png")]) == 0
+    out = capsys.readouterr().out
+    assert "chelsea.png" in out and "random-init CLIP" in out
+
+
+def test_bad_checkpoint_is_a_clear_error(tmp_path, photo_dir, capsys):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert cli.main(["predict", "--checkpoint", str(bad), str(photo_dir / "camera.png")]) == 2
+    assert f"{bad}: not a readable zephir checkpoint" in capsys.readouterr().err
+    assert cli.main(["predict", "--checkpoint", str(tmp_path / "none.pt"),
+                     str(photo_dir / "camera.png")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err

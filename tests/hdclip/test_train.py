@@ -1,0 +1,142 @@
+"""Training: every enabled loss falls; kill + resume == uninterrupted; DDP == one process."""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from zephir.degrade import synth
+from zephir.hdclip.model import HDCLIPConfig, build
+from zephir.seed import seed_everything
+from zephir.hdclip.train import (LAST, LOG, TrainConfig, batch_indices, load_checkpoint, train)
+
+from ..conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def labelled(photo_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("labelled")
+    spec = synth.SynthSpec(levels_per_type=6, crop_size=128, val_fraction=0.25, seed=1)
+    synth.synthesize(photo_dir, out, spec, progress=False)
+    return out / synth.MANIFEST
+
+
+def _log(out: Path) -> list[dict]:
+    with (out / LOG).open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    a = batch_indices(7, 50, 16, seed=3)
+    assert np.array_equal(a, batch_indices(7, 50, 16, seed=3))
+    assert len(set(np.concatenate([batch_indices(s, 48, 16, 3) for s in range(3)]))) == 48
+    assert not np.array_equal(a, batch_indices(7, 50, 16, seed=4))
+
+
+def test_short_run_lowers_every_enabled_loss(labelled, tmp_path):
+    cfg = TrainConfig(steps=40, batch_size=16, lr=2e-3, warmup=5, eval_every=40,
+                      checkpoint_every=40)
+    metrics = train(labelled, tmp_path, HDCLIPConfig(arch="zephir-tiny-rn"), cfg,
+                    progress=False)
+    rows = _log(tmp_path)
+    assert len(rows) == 40
+    for term in ("loss_conf", "loss_level", "loss_slerp"):
+        first = np.mean([float(r[term]) for r in rows[:8]])
+        last = np.mean([float(r[term]) for r in rows[-8:]])
+        assert last < first, (term, first, last)
+    assert 0 <= metrics["type_acc"] <= 1 and "srocc" in metrics
+    for name in ("checkpoint.pt", "last.pt", "val_metrics.csv", "metrics.json"):
+        assert (tmp_path / name).is_file()
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["random_init"] is True and ckpt["hdclip"]["arch"] == "zephir-tiny-rn"
+
+
+def test_ablation_switches_remove_terms(labelled, tmp_path):
+    cfg = TrainConfig(steps=2, batch_size=8, use_level=False, use_slerp=False, eval_every=100,
+                      checkpoint_every=100)
+    train(labelled, tmp_path, HDCLIPConfig(arch="zephir-tiny-vit"), cfg, progress=False)
+    assert set(_log(tmp_path)[0]) >= {"loss_conf"}
+    assert "loss_level" not in _log(tmp_path)[0] and "loss_slerp" not in _log(tmp_path)[0]
+
+
+def test_killed_and_resumed_run_equals_uninterrupted(labelled, tmp_path):
+    model_cfg = HDCLIPConfig(arch="zephir-tiny-vit")
+    cfg = TrainConfig(steps=14, batch_size=8, warmup=3, eval_every=100, checkpoint_every=100)
+    train(labelled, tmp_path / "full", model_cfg, cfg, progress=False)
+
+    out = tmp_path / "killed"
+
+    def kill_after_five_steps():
+        while not (out / LOG).exists() or len(_log(out)) < 5:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGTERM)  # what Slurm sends before preemption
+
+    threading.Thread(target=kill_after_five_steps, daemon=True).start()
+    with pytest.raises(SystemExit) as info:
+        train(labelled, out, model_cfg, cfg, progress=False)
+    assert info.value.code == 128 + signal.SIGTERM
+    stopped = load_checkpoint(out / LAST)["step"]
+    assert 5 <= stopped < cfg.steps
+    assert not (out / "checkpoint.pt").exists()
+    train(labelled, out, model_cfg, cfg, resume=True, progress=False)
+    full, resumed = _weights(tmp_path / "full/checkpoint.pt"), _weights(out / "checkpoint.pt")
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+    assert [r["step"] for r in _log(out)] == [str(s) for s in range(1, cfg.steps + 1)]
+
+
+def _config_file(tmp_path: Path, manifest: Path, **train_kw) -> Path:
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["hdclip"]["model"]["arch"] = "zephir-tiny-vit"
+    cfg["hdclip"]["train"].update(train_kw)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(labelled, tmp_path):
+    """gloo DDP over 2 processes, each with half of the global batch of 16, against 1 process.
+
+    The tiny ViT has LayerNorm only (no batch statistics), so both runs compute the same
+    gradient up to the order of float32 sums (all-reduce, batch reductions): ~1e-7 relative.
+    AdamW's first steps divide by sqrt(v), so a parameter whose gradient is ~0 can move by
+    +-lr on either run; a max-abs comparison would measure that noise. The test therefore
+    compares the whole update: ||update_1 - update_2|| must be under 1 % of ||update_1||.
+    A wrong split (a different batch, a doubled or unaveraged gradient) moves it by O(1).
+    """
+    cfg_file = _config_file(tmp_path, labelled, steps=6, batch_size=16, warmup=2,
+                            eval_every=100, checkpoint_every=100)
+    args = ["train", "--config", str(cfg_file), "--manifest", str(labelled), "--quiet",
+            "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "zephir", *args, "--out", str(tmp_path / "one")],
+                   check=True, env=env, capture_output=True)
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "zephir",
+                           *args, "--out", str(tmp_path / "two")], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = _weights(tmp_path / "one/checkpoint.pt"), _weights(tmp_path / "two/checkpoint.pt")
+    seed_everything(0)  # the initial weights of both runs
+    init = build(HDCLIPConfig(arch="zephir-tiny-vit")).state_dict()
+    trained = [k for k in one if k.startswith(("degradation_branch.", "heads.", "shift"))]
+    upd1 = torch.cat([(one[k] - init[k]).flatten() for k in trained])
+    upd2 = torch.cat([(two[k] - init[k]).flatten() for k in trained])
+    assert upd1.norm() > 1e-2
+    assert (upd1 - upd2).norm() / upd1.norm() < 0.01
