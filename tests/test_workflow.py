@@ -43,9 +43,12 @@ def test_lint_is_clean():
 
 
 def test_paper_config_dry_runs(workdir):
-    out = run_snakemake(["-n", "--configfile", "config/paper.yaml"], cwd=workdir).stdout
-    for job in ("dataset_index", "synth", "blind"):
+    out = run_snakemake(["-n", "-p", "--configfile", "config/paper.yaml"], cwd=workdir).stdout
+    for job in ("dataset_index", "synth", "blind", "hdclip_train"):
         assert job in out
+    # training is data-parallel over the job's 4 GPUs, with cluster resources
+    assert "torchrun --standalone --nproc_per_node 4 -m zephir train" in out
+    assert "gpu=4" in out and "cpus_per_gpu=8" in out and "mem_mb=64000" in out
     assert "results/paper/synth/div2k_train/manifest.csv" in out
     assert "embedded" not in out  # a --configfile replaces the default, never overlays it
     for name in ("div2k_val", "realsr", "drealsr"):
@@ -94,5 +97,26 @@ def test_embedded_default_end_to_end(workdir):
     assert all((res / "synth/embedded" / r["path"]).is_file() for r in rows)
     with (res / "blind/embedded/manifest.csv").open(newline="") as fh:
         assert len(list(csv.DictReader(fh))) == n_images
+    # HD-CLIP: checkpoint, training curves, validation on unseen source images
+    hd = res / "hdclip"
+    with (hd / "train_log.csv").open(newline="") as fh:
+        log = list(csv.DictReader(fh))
+    assert len(log) == cfg["hdclip"]["train"]["steps"]
+    first = sum(float(r["loss"]) for r in log[:50]) / 50
+    last = sum(float(r["loss"]) for r in log[-50:]) / 50
+    assert last < 0.7 * first
+    metrics = json.loads((hd / "metrics.json").read_text())
+    assert metrics["random_init"] is True
+    # far above chance (25 %, SROCC 0) on photos it never saw
+    assert metrics["type_acc"] > 0.45 and metrics["srocc"] > 0.5
+    # `zephir predict` on a validation sample of known type and level
+    row = next(r for r in rows if r["split"] == "val" and r["types"] == "noise"
+               and float(r["noise_level"]) > 60)
+    proc = subprocess.run([str(BIN / "zephir"), "predict", "--json", "--checkpoint",
+                           str(hd / "checkpoint.pt"), str(res / "synth/embedded" / row["path"])],
+                          capture_output=True, text=True, check=True)
+    pred = json.loads(proc.stdout)
+    assert pred["type"] == "noise"
+    assert abs(pred["degradations"]["noise"]["level"] - float(row["noise_level"])) < 30
     again = run_snakemake(["-c2"], cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
