@@ -35,6 +35,35 @@ def timed(fn, device, repeat: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def measure(arch: str, dev: torch.device, batch: int, repeat: int):
+    """Seconds per batch: CLIP encode, HD-CLIP forward, one HD-CLIP training step."""
+    model = build(HDCLIPConfig(arch=arch, controller=True)).to(dev)
+    size = model.image_size
+    x = torch.rand(batch, 3, size, size, device=dev)
+    ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
+           else torch.autocast("cpu", enabled=False))
+    model.eval()
+    with torch.no_grad(), ctx:
+        t_clip = timed(lambda: model.clip.encode_image(model.normalize(x)), dev, repeat)
+        t_hd = timed(lambda: model(x).levels, dev, repeat)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    present = torch.zeros(batch, 4, device=dev)
+    present[:, 0] = 1
+    level = torch.rand(batch, 4, device=dev) * 100
+
+    def step():
+        with ctx:
+            out = model(x, semantic=False)
+            loss = (losses.confidence_loss(out.confidence, present)
+                    + losses.level_loss(out.levels, level, present))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return t_clip, t_hd, timed(step, dev, repeat)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -48,39 +77,12 @@ def main() -> None:
     print(f"{'arch':18s}{'CLIP ms/img':>12s}{'HD-CLIP ms/img':>16s}{'ratio':>8s}"
           f"{'train samples/s':>18s}")
     for arch in args.arch:
-        model = build(HDCLIPConfig(arch=arch, controller=True)).to(dev)
-        size = model.image_size
-        x = torch.rand(args.batch, 3, size, size, device=dev)
-        ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
-               else torch.autocast("cpu", enabled=False))
-        model.eval()
-        with torch.no_grad(), ctx:
-            t_clip = timed(lambda: model.clip.encode_image(model.normalize(x)), dev, args.repeat)
-            t_hd = timed(lambda: model(x).levels, dev, args.repeat)
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-4)
-        present = torch.zeros(args.batch, 4, device=dev)
-        present[:, 0] = 1
-        level = torch.rand(args.batch, 4, device=dev) * 100
-
-        def step():
-            with ctx:
-                out = model(x, semantic=False)
-                loss = (losses.confidence_loss(out.confidence, present)
-                        + losses.level_loss(out.levels, level, present))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        t_train = timed(step, dev, args.repeat)
+        t_clip, t_hd, t_train = measure(arch, dev, args.batch, args.repeat)
         n = args.batch
         print(f"{arch:18s}{1e3 * t_clip / n:12.3f}{1e3 * t_hd / n:16.3f}{t_hd / t_clip:8.2f}"
               f"{n / t_train:18.1f}")
-        del model, opt
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-
 
 if __name__ == "__main__":
     main()

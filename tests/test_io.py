@@ -11,8 +11,8 @@ from PIL import Image
 from zephir import io as zio
 
 
-def _save(path, arr, mode=None, **kw):
-    Image.fromarray(arr, mode=mode).save(path, **kw) if mode else Image.fromarray(arr).save(path, **kw)
+def _save(path, arr, **kw):
+    Image.fromarray(arr).save(path, **kw)
     return path
 
 

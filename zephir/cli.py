@@ -58,7 +58,8 @@ def _data_check(args: argparse.Namespace) -> int:
         width = max(len(r["dataset"]) for r in rows)
         for r in rows:
             exp = f"/{r['expected']}" if r["expected"] != "" else ""
-            line = f"{r['dataset']:<{width}}  {r['status']:<10}  {r['files']}{exp} files  {r['path']}"
+            line = (f"{r['dataset']:<{width}}  {r['status']:<10}  {r['files']}{exp} files  "
+                    f"{r['path']}")
             if r["status"] != "found" and r["url"]:
                 line += f"  (get it from {r['url']}, see README 'Datasets')"
             print(line)
@@ -144,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "mixtures), random crops, a manifest with native values and 0..100 "
                        "levels, and a train/val split by source image. Options override the "
                        "synth section of --config.")
-    s.add_argument("--images", required=True, type=Path, help="folder of source images, or an image index CSV")
+    s.add_argument("--images", required=True, type=Path,
+                   help="folder of source images, or an image index CSV")
     s.add_argument("--out", required=True, type=Path, help="output folder")
     s.add_argument("--config", type=Path, help="config file whose synth section gives defaults")
     s.add_argument("--seed", type=int, help="base seed (default 0)")
@@ -168,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Degrade every image of a folder with Real-ESRGAN's x4plus "
                        "second-order pipeline; writes lq/, hq/ (mod-cropped), params/ and "
                        "manifest.csv. Seeded per image; resumes.")
-    b.add_argument("--images", required=True, type=Path, help="folder of HQ images, or an image index CSV")
+    b.add_argument("--images", required=True, type=Path,
+                   help="folder of HQ images, or an image index CSV")
     b.add_argument("--out", required=True, type=Path, help="output folder")
     b.add_argument("--scale", type=int, default=4, choices=[2, 4], help="downscale factor")
     b.add_argument("--seed", type=int, default=0, help="base seed")

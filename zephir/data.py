@@ -159,7 +159,8 @@ def index_folder(folder: str | Path, out: str | Path, url: str = "") -> int:
     """Index the images of a dataset folder; a clear error names the folder when it is missing."""
     folder = Path(folder)
     if not folder.is_dir():
-        hint = f" Get the dataset from {url} and place it there (README, 'Datasets')." if url else ""
+        hint = (f" Get the dataset from {url} and place it there (README, 'Datasets')."
+                if url else "")
         raise FileNotFoundError(f"dataset folder {folder} does not exist.{hint}")
     files = [p for p in folder.rglob("*")
              if p.is_file() and p.suffix.lower() in zio.IMAGE_SUFFIXES]

@@ -225,8 +225,8 @@ def synthesize(images: Sequence[Path] | Path, out: Path, spec: SynthSpec, *, wor
                progress: bool = True) -> dict:
     """Build the labelled set under ``out``; returns the run report (also ``report.json``).
 
-    ``images`` is a folder, an image index CSV or a list of files. Raises ValueError when no image is usable or two
-    files share a name stem.
+    ``images`` is a folder, an image index CSV or a list of files. Raises ValueError when no
+    image is usable or two files share a name stem.
     """
     out = Path(out)
     files = (data.image_list(images) if isinstance(images, (str, Path))

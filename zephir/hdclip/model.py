@@ -153,7 +153,7 @@ class HDCLIP(nn.Module):
         if cfg.controller:
             frozen, trained = _blocks(self.clip.visual), _blocks(self.degradation_branch)
             self.zero_modules.extend(_zero_module(b) for b in frozen)
-            for i, block in enumerate(trained):
+            for block in trained:
                 block.register_forward_hook(self._capture)
             for i, block in enumerate(frozen):
                 block.register_forward_hook(self._make_inject(i))

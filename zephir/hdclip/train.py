@@ -13,7 +13,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +179,7 @@ def compute_losses(model: HDCLIP, out, present, level, cfg: TrainConfig, targets
 def predict_set(model: HDCLIP, dataset: LabelledSet, device, batch: int = 128):
     """Most confident type, per-type levels and confidences for every sample of ``dataset``."""
     model.eval()
-    types, levels_, conf = [], [], []
+    levels_, conf = [], []
     for start in range(0, len(dataset), batch):
         imgs = torch.stack([dataset[i][0] for i in range(start, min(start + batch, len(dataset)))])
         out = model(imgs.to(device).float().div(255), semantic=False)
