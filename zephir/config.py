@@ -13,7 +13,6 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from zephir.degrade import levels
 
 
 class ConfigError(ValueError):
@@ -81,16 +80,12 @@ def _check_semantics(config: dict, origin: str) -> None:
         if ref not in datasets:
             raise ConfigError(f"{origin}: {key}: {ref!r} is not a key of datasets "
                               f"({', '.join(datasets)})")
-    synth = config["synth"]
-    lo, hi = synth["level_range"]
-    if not lo < hi:
-        raise ConfigError(f"{origin}: synth.level_range: low {lo} must be below high {hi}")
-    kmin, kmax = synth["mixture_types"]
-    if synth["mixtures_per_image"] and not 2 <= kmin <= kmax <= len(synth["types"]):
-        raise ConfigError(f"{origin}: synth.mixture_types: {[kmin, kmax]} must satisfy "
-                          f"2 <= min <= max <= {len(synth['types'])} (the number of types)")
-    for kind in synth["types"]:
-        levels.get(kind)
+    from zephir.degrade.synth import SynthSpec
+
+    try:  # the synthesiser's own checks, so that the CLI and Snakemake agree
+        SynthSpec.from_config(config["synth"])
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
 
 
 def load(path: str | Path) -> dict:
