@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from zephir import config as zconfig
+from zephir import io as zio
 from zephir.degrade import levels
 
 
@@ -38,10 +39,7 @@ def _blind(args: argparse.Namespace) -> int:
 
     report = blind.blind_folder(args.images, args.out, scale=args.scale, seed=args.seed,
                                 workers=args.workers, progress=not args.quiet)
-    print(f"read {report['images_read']} image(s), converted "
-          f"{len(report['images_converted'])}, refused {len(report['images_refused'])}")
-    for name, why in report["images_refused"].items():
-        print(f"  refused {name}: {why}")
+    print("\n".join(zio.describe_reads(report)))
     print(f"manifest: {Path(args.out) / 'manifest.csv'}")
     return 0
 

@@ -208,3 +208,13 @@ def to_float(rgb: np.ndarray) -> np.ndarray:
 def to_uint8(img: np.ndarray) -> np.ndarray:
     """float image in [0, 1] -> uint8, rounded and clipped."""
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+
+
+def describe_reads(report: dict) -> list[str]:
+    """Lines saying how many input images a run read, converted and refused, and why."""
+    lines = [f"read {report['images_read']} image(s), converted "
+             f"{len(report['images_converted'])}, refused {len(report['images_refused'])}"]
+    lines += [f"  converted {name}: {', '.join(conv)}"
+              for name, conv in report["images_converted"].items()]
+    lines += [f"  refused {name}: {why}" for name, why in report["images_refused"].items()]
+    return lines

@@ -27,6 +27,7 @@ from scipy import special
 from zephir import data
 from zephir import io as zio
 from zephir import seed as zseed
+from zephir.degrade import ops
 from zephir.parallel import pmap
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso",
@@ -194,13 +195,6 @@ def _add_noise(img: np.ndarray, stage: StageConfig, r: np.random.Generator) -> t
     return np.clip(out, 0.0, 1.0), params
 
 
-def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    u8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    assert ok
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255.0
-
-
 def _stage(img, stage: StageConfig, cfg: BlindConfig, r, target_hw, first: bool, log: dict):
     if r.uniform() < stage.blur_prob:
         k, log["kernel"] = random_kernel(stage, cfg, r)
@@ -238,7 +232,7 @@ def degrade(hq: np.ndarray, r: np.random.Generator,
     out = np.ascontiguousarray(hq, dtype=np.float32)
     params: dict = {"first": {}, "second": {}}
     out, q1 = _stage(out, cfg.first, cfg, r, None, True, params["first"])
-    out = _jpeg(out, q1)
+    out = ops.jpeg(out, q1)
     target_hw = (h // cfg.scale, w // cfg.scale)
     out, q2 = _stage(out, cfg.second, cfg, r, target_hw, False, params["second"])
     if r.uniform() < cfg.final_sinc_prob:
@@ -259,9 +253,9 @@ def degrade(hq: np.ndarray, r: np.random.Generator,
         return _filter(x, final_k) if final_k is not None else x
 
     if resize_first:
-        out = _jpeg(np.clip(resize_sinc(out), 0, 1), q2)
+        out = ops.jpeg(np.clip(resize_sinc(out), 0, 1), q2)
     else:
-        out = np.clip(resize_sinc(_jpeg(out, q2)), 0, 1)
+        out = np.clip(resize_sinc(ops.jpeg(out, q2)), 0, 1)
     return np.clip(out, 0.0, 1.0), params
 
 

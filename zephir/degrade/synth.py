@@ -263,14 +263,9 @@ def synthesize(images: Sequence[Path] | Path, out: Path, spec: SynthSpec, *, wor
 
 def describe(report: dict) -> str:
     """A short human summary of a run report: read, converted, refused with reasons."""
-    lines = [f"read {report['images_read']} image(s), converted "
-             f"{len(report['images_converted'])}, refused {len(report['images_refused'])}; "
-             f"{report['samples']} samples ({report['splits']['train']} train, "
-             f"{report['splits']['val']} val)"
-             + (f"; {report['images_resumed']} image(s) resumed" if report["images_resumed"]
-                else "")]
-    for name, conv in report["images_converted"].items():
-        lines.append(f"  converted {name}: {', '.join(conv)}")
-    for name, why in report["images_refused"].items():
-        lines.append(f"  refused {name}: {why}")
-    return "\n".join(lines)
+    first, *rest = zio.describe_reads(report)
+    first += (f"; {report['samples']} samples ({report['splits']['train']} train, "
+              f"{report['splits']['val']} val)")
+    if report["images_resumed"]:
+        first += f"; {report['images_resumed']} image(s) resumed"
+    return "\n".join([first, *rest])
