@@ -27,3 +27,15 @@ def photo_dir(tmp_path_factory) -> Path:
         img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
         zio.write_png(folder / f"{name}.png", img)
     return folder
+
+
+@pytest.fixture(scope="session")
+def labelled(photo_dir, tmp_path_factory) -> Path:
+    """A small labelled set (synth manifest) of the four photos: singles and mixtures."""
+    from zephir.degrade import synth
+
+    out = tmp_path_factory.mktemp("labelled")
+    spec = synth.SynthSpec(levels_per_type=6, crop_size=128, mixtures_per_image=2,
+                           val_fraction=0.25, seed=1)
+    synth.synthesize(photo_dir, out, spec, progress=False)
+    return out / synth.MANIFEST

@@ -96,16 +96,21 @@ def _train(args: argparse.Namespace) -> int:
     from zephir.hdclip.model import HDCLIPConfig
     from zephir.hdclip.train import TrainConfig, train
 
-    cfg = zconfig.load(args.config)
+    cfg = zconfig.ablation(zconfig.load(args.config), args.losses, args.topk, args.gap)
     h = cfg["hdclip"]
     model_cfg = HDCLIPConfig(**{**h["model"], "types": tuple(cfg["synth"]["types"])})
     train_cfg = TrainConfig.from_dict(h["train"])
     if args.steps:
         train_cfg.steps = args.steps
+        train_cfg.eval_every = min(train_cfg.eval_every, args.steps)
+        train_cfg.checkpoint_every = min(train_cfg.checkpoint_every, args.steps)
+        train_cfg.warmup = min(train_cfg.warmup, args.steps // 10)  # a short run stays short
     manifest = args.manifest or (zconfig.results_dir(cfg) / "synth" / cfg["train_set"]
                                  / "manifest.csv")
-    metrics = train(manifest, args.out, model_cfg, train_cfg, sources=args.sources,
-                    resume=args.resume, device=args.device, progress=not args.quiet)
+    metrics = train(manifest, args.out, model_cfg, train_cfg, method=args.method,
+                    sources=args.sources, resume=args.resume, device=args.device,
+                    progress=not args.quiet,
+                    evaluate_into=Path(args.out) / "eval" if args.evaluate else None)
     if metrics:
         note = " (random-init CLIP)" if model_cfg.random_init else ""
         print(f"validation{note}: type accuracy {metrics['type_acc']:.3f}, level MAE "
@@ -114,11 +119,79 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from zephir.hdclip import predict
-    from zephir.hdclip.train import model_from_checkpoint
+def _evaluate_into(checkpoint: Path, manifest: Path, out: Path, split: str, device: str):
+    from zephir import estimators
 
-    model, ckpt = model_from_checkpoint(args.checkpoint, args.device)
+    result = estimators.evaluate_checkpoint(checkpoint, manifest, out, split=split,
+                                            device=device)
+    m = result["metrics"]["single"]
+    note = " (random-init CLIP)" if result["random_init"] else ""
+    print(f"{result['method']}{note}: type accuracy {m['type_acc']:.3f}, level MAE "
+          f"{m['mae']:.2f}, SROCC {m['srocc']:.3f}, PCC {m['pcc']:.3f} -> {out}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    _evaluate_into(args.checkpoint, args.manifest, args.out, args.split, args.device)
+    return 0
+
+
+def _import_daclip(args: argparse.Namespace) -> int:
+    from zephir import estimators
+    from zephir.hdclip.model import HDCLIPConfig
+
+    cfg = zconfig.load(args.config)
+    model = cfg["hdclip"]["model"]
+    hd = HDCLIPConfig(arch=model["arch"], quick_gelu=model["quick_gelu"],
+                      checkpoint=str(args.weights), types=tuple(cfg["synth"]["types"]))
+    path = estimators.import_daclip(args.weights, hd, args.out)
+    print(f"checkpoint: {path}")
+    if args.manifest:
+        _evaluate_into(path, args.manifest, Path(args.out) / "eval", "val", args.device)
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from zephir.report import tables
+
+    digest = args.config_hash or zconfig.fingerprint(zconfig.load(args.config))
+    paths = tables.make(args.name, args.metrics, digest, args.out)
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+def _figure(args: argparse.Namespace) -> int:
+    from zephir.report import figures
+
+    need = {3: ("arrays", "predictions", "metrics"), 7: ("predictions", "metrics"),
+            8: ("sources",), 9: ("predictions", "metrics", "manifest", "sources"),
+            10: ("arrays", "metrics")}[args.number]
+    missing = [f"--{k}" for k in need if not getattr(args, k)]
+    if missing:
+        raise ValueError(f"figure {args.number} needs {', '.join(missing)}")
+    one = {k: (v[0] if isinstance(v, list) else v) for k, v in vars(args).items()}
+    if args.number == 3:
+        path = figures.figure3(one["arrays"], one["predictions"], one["metrics"], args.out)
+    elif args.number == 7:
+        path = figures.figure7(args.predictions, args.metrics, args.out)
+    elif args.number == 8:
+        path = figures.figure8(args.sources, args.out, level=args.level)
+    elif args.number == 9:
+        path = figures.figure9(one["predictions"], one["metrics"], args.manifest, args.sources,
+                               args.out)
+    else:
+        path = figures.figure10(args.arrays, args.metrics, args.out, kind=args.type)
+    print(f"wrote {path}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from zephir import estimators
+    from zephir.hdclip import predict
+
+    model, ckpt = estimators.from_checkpoint(args.checkpoint, args.device)
+    if ckpt.get("method", "hdclip") != "hdclip":
+        raise ValueError(f"{args.checkpoint}: a {ckpt['method']} baseline checkpoint; "
+                         "`zephir predict` takes an HD-CLIP one (results/<name>/hdclip/)")
     results = predict.predict_files(model, args.images, args.device, args.batch)
     random_init = bool(ckpt.get("random_init", True))
     if args.json:
@@ -189,9 +262,72 @@ def build_parser() -> argparse.ArgumentParser:
                    help="index of the source images (needed by the semantic losses)")
     t.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     t.add_argument("--steps", type=int, help="override hdclip.train.steps")
+    t.add_argument("--method", default="hdclip",
+                   choices=["hdclip", "clip_zeroshot", "daclip_style", "mmrealsr_style"],
+                   help="HD-CLIP, or a baseline of table 2 / figure 7 trained the same way "
+                   "(default: hdclip)")
+    t.add_argument("--losses", choices=["A", "B", "C", "D"],
+                   help="table 3 ablation: A no L_level / L_slerp, B L_level, C L_slerp, D both")
+    t.add_argument("--topk", help="table 4 ablation: top-k bins of eq. 6 (a number or all)")
+    t.add_argument("--gap", type=float, help="table 4 ablation: gap between bin centres")
+    t.add_argument("--evaluate", action="store_true",
+                   help="then evaluate the model as `zephir evaluate` does, into <out>/eval/")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="degradation-estimation metrics of a trained model",
+                       description="Run a trained HD-CLIP or baseline over the validation "
+                       "samples of a synth manifest. Writes predictions.csv, arrays.npz "
+                       "(HD-CLIP embeddings and anchors) and metrics.json (table 2 metrics, "
+                       "levels between bin centres, mixtures).")
+    e.add_argument("--checkpoint", required=True, type=Path, help="checkpoint.pt of a model")
+    e.add_argument("--manifest", required=True, type=Path, help="synth manifest.csv")
+    e.add_argument("--out", required=True, type=Path, help="output folder")
+    e.add_argument("--split", default="val", help="manifest split to evaluate (default: val)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    e.set_defaults(func=_evaluate)
+
+    dc = sub.add_parser("import-daclip", help="read DA-CLIP's released weights (table 2)",
+                        description="Convert DA-CLIP's released daclip_ViT-B-32.pt into a "
+                        "zephir checkpoint read out like the DA-CLIP-style baseline, and "
+                        "evaluate it when --manifest is given.")
+    dc.add_argument("--weights", required=True, type=Path, help="daclip_ViT-B-32.pt")
+    dc.add_argument("--config", required=True, type=Path,
+                    help="config whose hdclip.model.arch / quick_gelu describe its CLIP")
+    dc.add_argument("--out", required=True, type=Path, help="output folder")
+    dc.add_argument("--manifest", type=Path, help="evaluate on this synth manifest's val split")
+    dc.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    dc.set_defaults(func=_import_daclip)
+
+    tb = sub.add_parser("table", help="render a table of the paper from evaluation results",
+                        description="Build table 2, its beyond-the-paper companion, 3 or 4 "
+                        "from metrics.json files and write it as CSV, Markdown and LaTeX.")
+    tb.add_argument("name", choices=["table2", "table2_beyond", "table3", "table4"])
+    tb.add_argument("--metrics", required=True, nargs="+", type=Path,
+                    help="metrics.json files written by `zephir evaluate`")
+    src = tb.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", type=Path,
+                     help="the run's config file (its hash goes into the caption)")
+    src.add_argument("--config-hash", help="the hash of the run's config, as given")
+    tb.add_argument("--out", required=True, type=Path, help="output path without suffix")
+    tb.set_defaults(func=_table)
+
+    fg = sub.add_parser("figure", help="draw a figure of the paper from results files",
+                        description="Figures 3 (PCA of the degradation space), 7 (predicted vs "
+                        "true level), 8 (spectra), 9 (inverse check) and 10 (anchor "
+                        "similarity of the loss ablations), each from evaluation results.")
+    fg.add_argument("number", type=int, choices=[3, 7, 8, 9, 10])
+    fg.add_argument("--out", required=True, type=Path, help="PNG to write")
+    fg.add_argument("--arrays", nargs="+", type=Path, help="arrays.npz of `zephir evaluate`")
+    fg.add_argument("--predictions", nargs="+", type=Path,
+                    help="predictions.csv of `zephir evaluate`")
+    fg.add_argument("--metrics", nargs="+", type=Path, help="metrics.json of `zephir evaluate`")
+    fg.add_argument("--manifest", type=Path, help="synth manifest.csv (figure 9)")
+    fg.add_argument("--sources", type=Path, help="image index of the clean sources (8, 9)")
+    fg.add_argument("--level", type=float, default=80.0, help="level shown in figure 8")
+    fg.add_argument("--type", default="blur", help="degradation type of figure 10")
+    fg.set_defaults(func=_figure)
 
     pr = sub.add_parser("predict", help="estimate degradation types and levels of images",
                         description="Per image: the most confident type and, per type, the "

@@ -9,15 +9,14 @@ import torch
 
 from zephir import cli, io as zio
 from zephir.degrade import levels, ops
+from zephir.estimators import from_checkpoint
 from zephir.hdclip import predict
 from zephir.hdclip.model import HDCLIPConfig
-from zephir.hdclip.train import TrainConfig, model_from_checkpoint, train
-
-from .test_train import labelled  # noqa: F401  (module fixture)
+from zephir.hdclip.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def checkpoint(labelled, tmp_path_factory):  # noqa: F811
+def checkpoint(labelled, tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt")
     train(labelled, out, HDCLIPConfig(arch="zephir-tiny-rn"),
           TrainConfig(steps=3, batch_size=8, eval_every=100, checkpoint_every=100),
@@ -64,7 +63,7 @@ def test_json_schema_and_round_trip(checkpoint, astronaut, tmp_path, capsys):
 
 
 def test_batching_does_not_change_results(checkpoint, astronaut):
-    model, _ = model_from_checkpoint(checkpoint)
+    model, _ = from_checkpoint(checkpoint)
     imgs = [astronaut[:300, :300], astronaut[100:228, 50:178], astronaut[:64, :64]]
     one = predict.estimate(model, imgs, batch=1)
     many = predict.estimate(model, imgs, batch=64)

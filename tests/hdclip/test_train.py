@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -16,20 +17,12 @@ import pytest
 import torch
 import yaml
 
-from zephir.degrade import synth
+from zephir.estimators import load_checkpoint
 from zephir.hdclip.model import HDCLIPConfig, build
+from zephir.hdclip.train import LAST, LOG, TrainConfig, batch_indices, train
 from zephir.seed import seed_everything
-from zephir.hdclip.train import (LAST, LOG, TrainConfig, batch_indices, load_checkpoint, train)
 
 from ..conftest import REPO
-
-
-@pytest.fixture(scope="module")
-def labelled(photo_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("labelled")
-    spec = synth.SynthSpec(levels_per_type=6, crop_size=128, val_fraction=0.25, seed=1)
-    synth.synthesize(photo_dir, out, spec, progress=False)
-    return out / synth.MANIFEST
 
 
 def _log(out: Path) -> list[dict]:
@@ -107,6 +100,24 @@ def _config_file(tmp_path: Path, manifest: Path, **train_kw) -> Path:
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def test_train_command_runs_an_ablation_and_evaluates_it(labelled, tmp_path):
+    """`zephir train --losses --topk --gap --steps --evaluate`: what an ablation job runs."""
+    from zephir import cli
+
+    cfg_file = _config_file(tmp_path, labelled, batch_size=8)
+    out = tmp_path / "abl"
+    assert cli.main(["train", "--config", str(cfg_file), "--manifest", str(labelled), "--out",
+                     str(out), "--losses", "C", "--topk", "all", "--gap", "10", "--steps", "2",
+                     "--evaluate", "--quiet"]) == 0
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["hdclip"]["topk"] is None and ckpt["hdclip"]["gap"] == 10.0
+    assert (ckpt["train"]["use_level"], ckpt["train"]["use_slerp"]) == (False, True)
+    assert ckpt["train"]["steps"] == 2 and ckpt["model"]["bins"].numel() == 11
+    result = json.loads((out / "eval" / "metrics.json").read_text())
+    assert result["train"]["use_slerp"] is True and result["hdclip"]["gap"] == 10.0
+    assert (out / "eval" / "predictions.csv").is_file() and (out / "eval" / "arrays.npz").is_file()
 
 
 @pytest.mark.slow

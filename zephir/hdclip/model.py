@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zephir.degrade import levels as dlevels
+from zephir.hdclip import losses
 from zephir.hdclip.interp import interpolate_level
 from zephir.hdclip.ordinal import bin_centres, composition_anchors
 
@@ -104,6 +105,19 @@ def _zero_module(block: nn.Module) -> nn.Module:
     return layer
 
 
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] RGB (B, 3, H, W) -> CLIP's normalised input."""
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def tower_image_size(visual: nn.Module) -> int:
+    """The square input size of an open_clip vision tower."""
+    size = visual.image_size
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
 # --------------------------------------------------------------------------- model
 
 @dataclass
@@ -181,8 +195,7 @@ class HDCLIP(nn.Module):
 
     @property
     def image_size(self) -> int:
-        size = self.clip.visual.image_size
-        return int(size[0] if isinstance(size, (tuple, list)) else size)
+        return tower_image_size(self.clip.visual)
 
     def anchors(self) -> torch.Tensor:
         """Eq. 2-3: the (K, J, d) unit composition anchors at the bin centres."""
@@ -190,10 +203,7 @@ class HDCLIP(nn.Module):
                                    pe_scale=self.cfg.pe_scale)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] RGB (B, 3, H, W) -> CLIP's normalised input."""
-        mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(open_clip.OPENAI_DATASET_STD, device=images.device).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return normalize(images)
 
     def encode_semantic(self, x: torch.Tensor, residuals: list[torch.Tensor] | None = None):
         """Frozen CLIP image embedding, optionally steered by controller residuals (unit)."""
@@ -228,6 +238,32 @@ class HDCLIP(nn.Module):
         anchors = self.anchors() if anchors is None else anchors
         sim = torch.einsum("bkd,kjd->bkj", embeddings, anchors)
         return interpolate_level(sim, self.bins, topk=self.cfg.topk, tau=self.cfg.tau)
+
+    # -- the estimator interface shared with the baselines (zephir.estimators)
+    def loss_terms(self, out: HDCLIPOutput, present, level, cfg, targets=None
+                   ) -> dict[str, torch.Tensor]:
+        """Eq. 11, each term switchable: L_conf + l_level L_level + l_slerp L_slerp (+ semantic).
+
+        ``cfg`` is a :class:`zephir.hdclip.train.TrainConfig`.
+        """
+        terms = {"conf": losses.confidence_loss(out.confidence, present)}
+        if cfg.use_level:
+            terms["level"] = cfg.lambda_level * losses.level_loss(out.levels, level, present)
+        if cfg.use_slerp:
+            b, k = present.nonzero(as_tuple=True)
+            terms["slerp"] = cfg.lambda_slerp * losses.slerp_loss(
+                out.embeddings[b, k], out.anchors[k], level[b, k], self.bins, tau=self.cfg.tau)
+        if targets is not None and cfg.lambda_semantic > 0:
+            terms["semantic"] = cfg.lambda_semantic * losses.semantic_loss(out.semantic, targets)
+        if targets is not None and cfg.lambda_clip > 0:
+            terms["clip"] = cfg.lambda_clip * losses.clip_loss(out.semantic, targets)
+        return terms
+
+    @torch.no_grad()
+    def estimate_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K) presence scores in [0, 1] and (B, K) 0..100 levels of [0, 1] images."""
+        out = self(images, semantic=False)
+        return torch.sigmoid(out.confidence), out.levels
 
 
 def build(cfg: HDCLIPConfig) -> HDCLIP:

@@ -13,7 +13,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +22,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from zephir import data as zdata
+from zephir import estimators
 from zephir import io as zio
 from zephir import seed as zseed
-from zephir.hdclip import distributed, losses
-from zephir.hdclip.model import HDCLIP, HDCLIPConfig, build
+from zephir.estimators import load_checkpoint, save
+from zephir.hdclip import distributed
+from zephir.hdclip.model import HDCLIP, HDCLIPConfig
 from zephir.metrics import estimation
 
 LAST = "last.pt"          # full training state, for --resume
@@ -154,83 +156,20 @@ def hq_targets(model: HDCLIP, rows: list[dict], sources_index: Path, device) -> 
     return out
 
 
-# --------------------------------------------------------------------------- loss
-
-def compute_losses(model: HDCLIP, out, present, level, cfg: TrainConfig, targets=None
-                   ) -> dict[str, torch.Tensor]:
-    """Eq. 11 with each term switchable: L_conf + l_level L_level + l_slerp L_slerp (+ semantic)."""
-    terms = {"conf": losses.confidence_loss(out.confidence, present)}
-    if cfg.use_level:
-        terms["level"] = cfg.lambda_level * losses.level_loss(out.levels, level, present)
-    if cfg.use_slerp:
-        b, k = present.nonzero(as_tuple=True)
-        terms["slerp"] = cfg.lambda_slerp * losses.slerp_loss(
-            out.embeddings[b, k], out.anchors[k], level[b, k], model.bins, tau=model.cfg.tau)
-    if targets is not None and cfg.lambda_semantic > 0:
-        terms["semantic"] = cfg.lambda_semantic * losses.semantic_loss(out.semantic, targets)
-    if targets is not None and cfg.lambda_clip > 0:
-        terms["clip"] = cfg.lambda_clip * losses.clip_loss(out.semantic, targets)
-    return terms
-
-
 # --------------------------------------------------------------------------- evaluation
 
-@torch.no_grad()
-def predict_set(model: HDCLIP, dataset: LabelledSet, device, batch: int = 128):
-    """Most confident type, per-type levels and confidences for every sample of ``dataset``."""
-    model.eval()
-    levels_, conf = [], []
-    for start in range(0, len(dataset), batch):
-        imgs = torch.stack([dataset[i][0] for i in range(start, min(start + batch, len(dataset)))])
-        out = model(imgs.to(device).float().div(255), semantic=False)
-        conf.append(torch.sigmoid(out.confidence).cpu())
-        levels_.append(out.levels.cpu())
-    model.train()
-    conf, levels_ = torch.cat(conf), torch.cat(levels_)
-    return conf.argmax(1).numpy(), levels_.numpy(), conf.numpy()
-
-
-def evaluate(model: HDCLIP, dataset: LabelledSet, device) -> dict:
+def evaluate(model, dataset: LabelledSet, device) -> dict:
     """Table 2 metrics on single-type samples: type accuracy, MAE / SROCC / PCC on the true type."""
-    pred_k, pred_levels, _ = predict_set(model, dataset, device)
+    images = (torch.stack([dataset[i][0] for i in range(len(dataset))]) if dataset._cache is None
+              else dataset._cache)
+    scores, pred_levels = estimators.predict(model, images, device)
+    pred_k = scores.argmax(1)
     true_k = dataset.present.argmax(1).numpy()
     true_level = dataset.level.numpy()[np.arange(len(true_k)), true_k]
     pred_level = pred_levels[np.arange(len(true_k)), true_k]
     names = np.asarray(dataset.types)
     return estimation.summarize(names[pred_k], names[true_k], pred_level, true_level,
                                 dataset.types)
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-def save(path: Path, obj: dict) -> None:
-    """torch.save, atomically."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    zio.write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: str | Path, device="cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (train one with `zephir train`)")
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - name the file whatever torch raised
-        raise ValueError(f"{path}: not a readable zephir checkpoint ({exc})") from None
-
-
-def model_from_checkpoint(path: str | Path, device="cpu") -> tuple[HDCLIP, dict]:
-    """Rebuild HD-CLIP from a checkpoint written by training (no CLIP weights file needed)."""
-    ckpt = load_checkpoint(path, device)
-    if "hdclip" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{path}: not an HD-CLIP checkpoint (keys: {', '.join(ckpt)})")
-    cfg = HDCLIPConfig(**{**ckpt["hdclip"], "checkpoint": None,
-                          "types": tuple(ckpt["hdclip"]["types"])})
-    model = build(cfg)
-    model.load_state_dict(ckpt["model"])
-    model.cfg = HDCLIPConfig(**{**ckpt["hdclip"], "types": tuple(ckpt["hdclip"]["types"])})
-    return model.to(device).eval(), ckpt
 
 
 # --------------------------------------------------------------------------- loop
@@ -274,9 +213,14 @@ def _truncate_csv(path: Path, step: int) -> None:
 
 
 def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, *,
-          sources: Path | None = None, resume: bool = False, device: str = "auto",
-          progress: bool = True) -> dict:
-    """Train HD-CLIP; returns the final validation metrics. Writes ``out/`` (see module doc)."""
+          method: str = "hdclip", sources: Path | None = None, resume: bool = False,
+          device: str = "auto", progress: bool = True, evaluate_into: Path | None = None
+          ) -> dict:
+    """Train HD-CLIP (or a baseline of :mod:`zephir.estimators`); returns the final validation
+    metrics. Writes ``out/`` (see module doc). A method with nothing to train (CLIP zero-shot)
+    runs no step and is saved and evaluated all the same. With ``evaluate_into``, the final
+    model is also evaluated on the validation split (singles and mixtures) and the files of
+    :func:`zephir.estimators.evaluate_checkpoint` are written there."""
     out = Path(out)
     world, dev = distributed.init(device)
     if cfg.batch_size % world.size:
@@ -285,7 +229,7 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     local_batch = cfg.batch_size // world.size
     zseed.seed_everything(cfg.seed)
     torch.use_deterministic_algorithms(dev.type == "cpu", warn_only=True)
-    model = build(model_cfg).to(dev)
+    model = estimators.build(method, model_cfg).to(dev)
     size = model.image_size
     train_rows = read_manifest(manifest, "train")
     val_rows = read_manifest(manifest, "val", single_only=True)
@@ -296,7 +240,7 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     root = Path(manifest).parent
     train_set = LabelledSet(root, train_rows, model_cfg.types, cache=cfg.cache_images)
     val_set = LabelledSet(root, val_rows, model_cfg.types, cache=True) if val_rows else None
-    semantic = cfg.lambda_semantic > 0 or cfg.lambda_clip > 0
+    semantic = method == "hdclip" and (cfg.lambda_semantic > 0 or cfg.lambda_clip > 0)
     targets = None
     if semantic:
         if not model_cfg.controller:
@@ -307,6 +251,9 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
         targets = hq_targets(model, train_rows, sources, dev)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        cfg = replace(cfg, steps=0)
+        params = [torch.nn.Parameter(torch.zeros(()))]  # an optimizer needs one; never stepped
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     start = 0
@@ -326,11 +273,13 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     if world.distributed and dev.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # ResNet towers
     ddp = (DistributedDataParallel(model, find_unused_parameters=model_cfg.controller
-                                   and not semantic) if world.distributed else model)
+                                   and not semantic)
+           if world.distributed and cfg.steps > 0 else model)
 
     def state(step: int) -> dict:
         return {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "step": step, "hdclip": model_cfg.to_dict(),
+                "scheduler": sched.state_dict(), "step": step, "method": method,
+                "hdclip": model_cfg.to_dict(),
                 "train": asdict(cfg), "random_init": model_cfg.random_init}
 
     stop = {"signal": None}
@@ -358,7 +307,7 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
             tgt = targets[torch.as_tensor(mine)].to(dev) if targets is not None else None
             with autocast:
                 output = ddp(imgs, semantic=semantic)
-                terms = compute_losses(model, output, present, level, cfg, tgt)
+                terms = model.loss_terms(output, present, level, cfg, tgt)
                 loss = sum(terms.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -372,8 +321,8 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
                 row.update({f"loss_{k}": v.item() for k, v in terms.items()})
                 _append_csv(out / LOG, row)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-            if val_set is not None and world.main and (done % cfg.eval_every == 0
-                                                       or done == cfg.steps):
+            final_eval = done == cfg.steps and evaluate_into is None
+            if val_set is not None and world.main and (done % cfg.eval_every == 0 or final_eval):
                 metrics = evaluate(model, val_set, dev)
                 _append_csv(out / VAL, {"step": done, **metrics})
             if world.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
@@ -392,13 +341,21 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     bar.close()
     for s, h in old.items():
         signal.signal(s, h)
+    if world.main and evaluate_into is None and not metrics and val_set is not None:
+        metrics = evaluate(model, val_set, dev)  # nothing trained, or resumed at the end
     if world.main:
         final = state(cfg.steps)
         del final["optimizer"], final["scheduler"]
+        if evaluate_into is not None:
+            result = estimators.write_evaluation(model, final, out / FINAL, manifest,
+                                                 evaluate_into, device=dev)
+            metrics = result["metrics"]["single"]
+            _append_csv(out / VAL, {"step": cfg.steps, **metrics})
         final["metrics"] = metrics
         save(out / FINAL, final)
         zio.write_text(out / "metrics.json", json.dumps(
-            {"step": cfg.steps, "random_init": model_cfg.random_init, "arch": model_cfg.arch,
+            {"step": cfg.steps, "method": method, "random_init": model_cfg.random_init,
+             "arch": model_cfg.arch,
              **metrics}, indent=2, sort_keys=True) + "\n")
     distributed.barrier(world)
     distributed.shutdown(world)
