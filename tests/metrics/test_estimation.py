@@ -36,3 +36,39 @@ def test_summary_pools_and_splits_by_type():
 def test_constant_predictions_have_no_correlation():
     assert math.isnan(estimation.srocc(np.ones(5), np.arange(5.0)))
     assert math.isnan(estimation.pcc(np.arange(5.0), np.ones(5)))
+
+
+def test_type_recall_counts_present_types_among_the_top_n():
+    from zephir.metrics.estimation import type_recall
+
+    scores = np.array([[0.9, 0.8, 0.1, 0.0], [0.9, 0.1, 0.8, 0.7]])
+    present = np.array([[1, 0, 1, 0], [1, 0, 1, 1]], bool)
+    # row 0: top-2 = {0, 1}: 1 of 2 found; row 1: top-3 = {0, 2, 3}: 3 of 3
+    assert type_recall(scores, present) == pytest.approx(4 / 5)
+
+
+def test_evaluate_table_splits_singles_near_and_between_bins_and_mixtures():
+    import pandas as pd
+
+    from zephir.metrics.estimation import evaluate_table
+
+    types = ("blur", "noise")
+    true_b = [10.0, 12.5, 31.0, np.nan, np.nan, 40.0]
+    true_n = [np.nan, np.nan, np.nan, 20.0, 57.0, 60.0]
+    pred_b = [11.0, 10.0, 35.0, 3.0, 1.0, 44.0]
+    pred_n = [2.0, 1.0, 0.0, 25.0, 50.0, 61.0]
+    t = pd.DataFrame({"blur_true": true_b, "noise_true": true_n, "blur_pred": pred_b,
+                      "noise_pred": pred_n, "blur_score": [.9, .8, .3, .1, .2, .9],
+                      "noise_score": [.1, .2, .7, .9, .8, .2]})
+    m = evaluate_table(t, types, gap=5.0)
+    assert m["single"]["n"] == 5 and m["single"]["type_acc"] == pytest.approx(4 / 5)
+    # near a multiple of 5 (within 1.25): 10, 31, 20 ; between: 12.5, 57
+    assert m["near_bin"]["n"] == 3 and m["between_bins"]["n"] == 2
+    assert m["near_bin"]["mae"] == pytest.approx((1 + 4 + 5) / 3)
+    assert m["between_bins"]["mae"] == pytest.approx((2.5 + 7) / 2)
+    mix = m["mixtures"]
+    assert mix["n"] == 2 and mix["mae"] == pytest.approx((4 + 1) / 2)
+    assert mix["type_recall"] == 1.0  # both types present, both among the top 2
+    true_single = [10.0, 12.5, 31.0, 20.0, 57.0]
+    pred_single = [11.0, 10.0, 35.0, 25.0, 50.0]
+    assert m["single"]["srocc"] == pytest.approx(stats.spearmanr(pred_single, true_single)[0])
