@@ -1,0 +1,111 @@
+"""Tables and figures rendered from real evaluation results of briefly trained tiny models."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from zephir import cli, estimators
+from zephir import io as zio
+from zephir.hdclip.model import HDCLIPConfig
+from zephir.hdclip.train import TrainConfig, train
+from zephir.report import figures, tables
+
+
+@pytest.fixture(scope="module")
+def evaluated(labelled, tmp_path_factory):
+    """metrics.json / predictions.csv / arrays.npz of HD-CLIP (losses A and D) and a baseline."""
+    root = tmp_path_factory.mktemp("eval")
+    out = {}
+    for name, method, flags in (("D", "hdclip", (True, True)), ("A", "hdclip", (False, False)),
+                                ("mm", "mmrealsr_style", (True, True))):
+        cfg = TrainConfig(steps=2, batch_size=8, use_level=flags[0], use_slerp=flags[1])
+        train(labelled, root / name, HDCLIPConfig(arch="zephir-tiny-rn"), cfg, method=method,
+              progress=False)
+        estimators.evaluate_checkpoint(root / name / "checkpoint.pt", labelled, root / name / "eval")
+        out[name] = root / name / "eval"
+    return out
+
+
+def test_evaluation_files_agree_with_each_other(evaluated):
+    result = json.loads((evaluated["D"] / "metrics.json").read_text())
+    table = pd.read_csv(evaluated["D"] / "predictions.csv")
+    single = table[~table["types"].str.contains(r"\+")]
+    true = single.apply(lambda r: r[f"{r['types']}_true"], axis=1)
+    pred = single.apply(lambda r: r[f"{r['types']}_pred"], axis=1)
+    assert result["metrics"]["single"]["mae"] == pytest.approx(np.mean(np.abs(true - pred)),
+                                                               abs=1e-3)
+    assert result["metrics"]["single"]["n"] == len(single)
+    assert result["random_init"] is True and result["method"] == "hdclip"
+    with np.load(evaluated["D"] / "arrays.npz") as a:
+        assert a["embeddings"].shape[:2] == (len(table), 4)
+        assert a["anchors"].shape == (4, 21, a["embeddings"].shape[2])
+
+
+def test_table3_renders_csv_markdown_latex_with_provenance(evaluated, tmp_path):
+    paths = tables.make("table3", [evaluated["D"] / "metrics.json",
+                                   evaluated["A"] / "metrics.json"], "abc12345", tmp_path / "t3")
+    assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
+    csv = pd.read_csv(paths[0])
+    assert csv.iloc[:, 0].tolist() == ["(A)", "(D)"]
+    d = json.loads((evaluated["D"] / "metrics.json").read_text())["metrics"]["single"]
+    assert csv.loc[1, "MAE"] == pytest.approx(d["mae"], abs=1e-4)
+    assert csv.loc[1, "Type Acc (%)"] == pytest.approx(100 * d["type_acc"], abs=1e-4)
+    md, tex = paths[1].read_text(), paths[2].read_text()
+    assert "abc12345" in md and "random init" in md and "zephir-tiny-rn" in md
+    assert r"\begin{table}" in tex and r"\caption{" in tex and "abc12345" in tex
+    assert f"{d['mae']:.4f}" in md and f"{d['mae']:.4f}" in tex
+
+
+def test_table2_and_beyond_name_the_methods(evaluated, tmp_path):
+    files = [evaluated["mm"] / "metrics.json", evaluated["D"] / "metrics.json"]
+    t2 = tables.table2(tables.read_results(files))
+    assert t2["Method"].tolist() == ["MM-RealSR-style", "HD-CLIP"]
+    beyond = tables.table2_beyond(tables.read_results(files))
+    assert {"MAE near bin", "MAE between", "Mix type recall (%)"} <= set(beyond.columns)
+
+
+def test_missing_results_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope/metrics.json"):
+        tables.read_results([tmp_path / "nope" / "metrics.json"])
+
+
+def _png_has_content(path):
+    img = zio.load_image(path).pixels
+    assert img.shape[0] > 200 and img.shape[1] > 200
+    assert img.std() > 10  # not a blank canvas
+
+
+def test_every_figure_is_drawn(evaluated, labelled, photo_dir, tmp_path):
+    from zephir import data
+
+    index = tmp_path / "index.csv"
+    data.index_folder(photo_dir, index)
+    d, a, mm = evaluated["D"], evaluated["A"], evaluated["mm"]
+    drawn = [
+        figures.figure3(d / "arrays.npz", d / "predictions.csv", d / "metrics.json",
+                        tmp_path / "f3.png"),
+        figures.figure7([d / "predictions.csv", mm / "predictions.csv"],
+                        [d / "metrics.json", mm / "metrics.json"], tmp_path / "f7.png"),
+        figures.figure8(index, tmp_path / "f8.png"),
+        figures.figure9(d / "predictions.csv", d / "metrics.json", labelled, index,
+                        tmp_path / "f9.png"),
+        figures.figure10([d / "arrays.npz", a / "arrays.npz"],
+                         [d / "metrics.json", a / "metrics.json"], tmp_path / "f10.png"),
+    ]
+    for path in drawn:
+        _png_has_content(path)
+
+
+def test_figure_cli_names_missing_inputs(tmp_path, capsys):
+    assert cli.main(["figure", "9", "--out", str(tmp_path / "f.png")]) != 0
+    assert "figure 9 needs --predictions, --metrics" in capsys.readouterr().err
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_figure10_needs_hdclip_arrays(evaluated, tmp_path):
+    with pytest.raises(ValueError, match="no anchors"):
+        figures.figure10([evaluated["mm"] / "arrays.npz"], [evaluated["mm"] / "metrics.json"],
+                         tmp_path / "f.png")
