@@ -17,6 +17,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/hdclip.smk"
+include: "workflow/rules/estimation.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -60,6 +60,10 @@ def test_workflow_schema_is_the_package_schema():
     (lambda c: c["datasets"]["embedded"].update(images=["astronaut", "lena"]),
      r"datasets\.embedded\.images: unknown bundled photo\(s\) lena"),
     (lambda c: c["blind"].update(scale=3), r"blind\.scale: 3 is not one of"),
+    (lambda c: c["estimation"].update(gap=[1, 3]),
+     r"estimation\.gap\[1\]: 3 does not divide 100"),
+    (lambda c: c["estimation"].update(topk=[2, "most"]), r"estimation\.topk\.1: 'most' does not"),
+    (lambda c: c["hdclip"]["model"].update(gap=7), r"hdclip\.model\.gap: 7 does not divide 100"),
 ])
 def test_bad_values_name_the_key(raw, edit, match, tmp_path):
     bad = copy.deepcopy(raw)
@@ -77,3 +81,26 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     (tmp_path / "broken.yaml").write_text("name: [unclosed")
     with pytest.raises(zconfig.ConfigError, match="broken.yaml: not valid YAML"):
         zconfig.load(tmp_path / "broken.yaml")
+
+
+def test_ablation_sets_losses_topk_and_gap(raw):
+    cfg = zconfig.check(raw)
+    a = zconfig.ablation(cfg, "B", "all", "10")
+    assert a["hdclip"]["model"]["topk"] is None and a["hdclip"]["model"]["gap"] == 10.0
+    assert (a["hdclip"]["train"]["use_level"], a["hdclip"]["train"]["use_slerp"]) == (True, False)
+    assert cfg["hdclip"]["model"]["topk"] == 2  # the run's config is left alone
+    assert zconfig.ablation(cfg)["hdclip"] == cfg["hdclip"]
+    with pytest.raises(zconfig.ConfigError, match="losses 'E' is not one of A, B, C, D"):
+        zconfig.ablation(cfg, "E")
+    with pytest.raises(zconfig.ConfigError, match="gap: 3 does not divide 100"):
+        zconfig.ablation(cfg, gap="3")
+
+
+def test_fingerprint_ignores_key_order_and_sees_values(raw):
+    cfg = zconfig.check(raw)
+    reordered = dict(reversed(list(cfg.items())))
+    assert zconfig.fingerprint(cfg) == zconfig.fingerprint(reordered)
+    changed = copy.deepcopy(cfg)
+    changed["hdclip"]["train"]["steps"] += 1
+    assert zconfig.fingerprint(changed) != zconfig.fingerprint(cfg)
+    assert len(zconfig.fingerprint(cfg)) == 8

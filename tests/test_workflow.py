@@ -55,6 +55,35 @@ def test_paper_config_dry_runs(workdir):
         assert f"results/paper/blind/{name}/manifest.csv" in out
 
 
+def _jobs(out: str) -> dict[str, int]:
+    """The job counts of a dry-run's "Job stats" table."""
+    table = out.split("Job stats:")[1].split("total")[0]
+    return {ln.split()[0]: int(ln.split()[1]) for ln in table.splitlines()
+            if len(ln.split()) == 2 and ln.split()[1].isdigit()}
+
+
+def test_paper_config_dry_runs_every_ablation_with_gpus(workdir):
+    out = run_snakemake(["-n", "-p", "--configfile", "config/paper.yaml"], cwd=workdir).stdout
+    jobs = _jobs(out)
+    # table 3: A, B, C (+ D = the main model); table 4: 3 top-k x 4 gaps, less the main model
+    assert jobs["ablation_train"] == 3 + 11
+    assert jobs["baseline_train"] == 3 and jobs["evaluate"] == 14 + 3 + 1
+    assert jobs["table"] == 4 and all(jobs[f"figure{n}"] == 1 for n in (3, 7, 8, 9, 10))
+    for name in ("A-k2-g5", "C-k2-g5", "D-k1-g1", "D-kall-g20"):
+        assert f"results/paper/ablation/{name}/checkpoint.pt" in out
+    assert "results/paper/ablation/D-k2-g5" not in out  # the main model serves there
+    # the ablation jobs get the cluster resources of the estimation section
+    ablation = [blk for blk in out.split("\n\n") if "rule ablation_train" in blk]
+    assert ablation and all("gpu=1" in blk and "runtime=720" in blk for blk in ablation)
+
+
+def test_embedded_default_plans_tables_and_figures(workdir):
+    out = run_snakemake(["-n"], cwd=workdir).stdout
+    jobs = _jobs(out)
+    # with a short per-job budget, the default combination is an ablation job of its own
+    assert jobs["ablation_train"] == 15 and jobs["evaluate"] == 15 + 3 + 1
+
+
 def test_slurm_profile_dry_runs_the_paper(workdir):
     shutil.copytree(REPO / "profiles", workdir / "profiles")
     out = run_snakemake(["-n", "--profile", "profiles/slurm"], cwd=workdir).stdout

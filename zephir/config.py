@@ -6,6 +6,8 @@ description of every key; Snakemake and the command line both call :func:`check`
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -86,6 +88,12 @@ def _check_semantics(config: dict, origin: str) -> None:
         SynthSpec.from_config(config["synth"])
     except ValueError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
+    gaps = [("hdclip.model.gap", config["hdclip"]["model"]["gap"])]
+    gaps += [(f"estimation.gap[{i}]", g) for i, g in enumerate(config["estimation"]["gap"])]
+    for key, gap in gaps:
+        if 100 % gap:
+            raise ConfigError(f"{origin}: {key}: {gap:g} does not divide 100 (eq. 3 puts a bin "
+                              "centre every gap levels from 0 to 100)")
 
 
 def load(path: str | Path) -> dict:
@@ -124,3 +132,30 @@ def dump(config: dict, path: str | Path) -> None:
     from zephir import io as zio
 
     zio.write_text(path, yaml.safe_dump(config, sort_keys=False))
+
+
+def fingerprint(config: dict) -> str:
+    """A short hash of a config's content (key order does not matter); tables state it."""
+    blob = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+#: Table 3's loss ablations: which of L_level and L_slerp each letter trains with.
+LOSS_ABLATIONS = {"A": (False, False), "B": (True, False), "C": (False, True), "D": (True, True)}
+
+
+def ablation(config: dict, losses: str | None = None, topk: str | int | None = None,
+             gap: str | float | None = None) -> dict:
+    """``config`` with one ablation of tables 3 and 4 applied: the losses (A-D), top-k ("all"
+    or a number) and gap of HD-CLIP; None keeps the configured value."""
+    out = copy.deepcopy(config)
+    model, train = out["hdclip"]["model"], out["hdclip"]["train"]
+    if losses is not None:
+        if losses not in LOSS_ABLATIONS:
+            raise ConfigError(f"ablation: losses {losses!r} is not one of A, B, C, D")
+        train["use_level"], train["use_slerp"] = LOSS_ABLATIONS[losses]
+    if topk is not None:
+        model["topk"] = None if str(topk) == "all" else int(topk)
+    if gap is not None:
+        model["gap"] = float(gap)
+    return check(out, origin=f"ablation losses={losses} topk={topk} gap={gap}")

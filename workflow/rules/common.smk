@@ -53,7 +53,87 @@ def zephir_launcher(gpus):
     return "zephir"
 
 
+# -- degradation-estimation evaluation (tables 2-4, figures 3, 7-10)
+EST = config["estimation"]
+BASELINES = ["clip_zeroshot", "daclip_style", "mmrealsr_style"]
+CONFIG_HASH = zephir.config.fingerprint(config)
+
+
+def _gap(g):
+    return f"{float(g):g}"
+
+
+def _topk(k):
+    return "all" if k in (None, "all") else str(k)
+
+
+def ablation_dir(losses, topk, gap):
+    """Where one ablation job of tables 3 and 4 writes its model and evaluation."""
+    return RESULTS / "ablation" / f"{losses}-k{topk}-g{gap}"
+
+
+def ablation_checkpoint(losses, topk, gap):
+    """One ablation job's model. With the full budget (estimation.ablation_steps: null) the
+    default combination (D, the configured top-k and gap) is the main HD-CLIP model itself."""
+    model = config["hdclip"]["model"]
+    default = ("D", _topk(model["topk"]), _gap(model["gap"]))
+    if EST["ablation_steps"] is None and (losses, _topk(topk), _gap(gap)) == default:
+        return hdclip_checkpoint()
+    return ablation_dir(losses, _topk(topk), _gap(gap)) / "checkpoint.pt"
+
+
+def baseline_checkpoint(method):
+    return RESULTS / "baselines" / method / "checkpoint.pt"
+
+
+def eval_files(model_dir):
+    """What `zephir train --evaluate` writes next to a checkpoint."""
+    return [Path(model_dir) / "eval" / f for f in ("metrics.json", "predictions.csv",
+                                                   "arrays.npz")]
+
+
+def evaluation(checkpoint, what="metrics.json"):
+    """One evaluation file of the model at ``checkpoint``."""
+    return Path(checkpoint).parent / "eval" / what
+
+
+def steps_flag(steps):
+    """`--steps N` for a job with a budget of its own (null: the hdclip.train budget)."""
+    return "" if steps is None else f"--steps {steps}"
+
+
+def table3_models():
+    model = config["hdclip"]["model"]
+    return [ablation_checkpoint(l, model["topk"], model["gap"]) for l in EST["losses"]]
+
+
+def table4_models():
+    return [ablation_checkpoint("D", k, g) for k in EST["topk"] for g in EST["gap"]]
+
+
+def table_models(name):
+    """The models whose evaluations make table ``name``."""
+    if name in ("table2", "table2_beyond"):
+        released = ["daclip_released"] if EST["daclip_weights"] else []
+        return [baseline_checkpoint(m) for m in BASELINES + released] + [hdclip_checkpoint()]
+    return table3_models() if name == "table3" else table4_models()
+
+
+TABLES = ["table2", "table2_beyond", "table3", "table4"]
+FIGURES = [3, 7, 8, 9, 10]
+
+
+def table_file(name, ext="md"):
+    return RESULTS / "tables" / f"{name}.{ext}"
+
+
+def figure_file(n):
+    return RESULTS / "figures" / f"fig{n}.png"
+
+
 def all_targets():
-    """Everything that exists so far: the labelled set, the blind test LQ sets, HD-CLIP."""
+    """Everything the workflow builds so far: labelled set, blind LQ sets, HD-CLIP, tables 2-4
+    and figures 3, 7-10."""
     return ([synth_manifest()] + [blind_manifest(name) for name in config["blind_sets"]]
-            + [hdclip_checkpoint()])
+            + [hdclip_checkpoint()] + [table_file(t) for t in TABLES]
+            + [figure_file(n) for n in FIGURES])

@@ -21,6 +21,7 @@ rule hdclip_train:
         checkpoint=hdclip_checkpoint(),
         log=RESULTS / "hdclip" / "train_log.csv",
         val=RESULTS / "hdclip" / "val_metrics.csv",
+        eval=eval_files(RESULTS / "hdclip"),
     params:
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(config["hdclip"]["resources"]["gpu"]),
@@ -36,4 +37,4 @@ rule hdclip_train:
         "../envs/zephir.yaml"
     shell:
         "{params.launch} train --config {input.config} --manifest {input.manifest}"
-        " --sources {input.sources} --out {params.out} --resume --quiet > {log} 2>&1"
+        " --sources {input.sources} --out {params.out} --resume --evaluate --quiet > {log} 2>&1"

@@ -1,0 +1,91 @@
+# Degradation-estimation evaluation (paper, section 4.3 and 5; supplement 8.1-8.2): the
+# baselines and every ablation are training jobs of their own (wildcards), so that a cluster
+# runs them in parallel. Each job trains from HD-CLIP's stage config plus its own flags, then
+# evaluates its model on the validation split (eval/: metrics.json, predictions.csv,
+# arrays.npz), which the tables and figures read.
+
+
+wildcard_constraints:
+    method="|".join(BASELINES),
+    losses="[ABCD]",
+    topk=r"all|\d+",
+    gap=r"\d+(\.\d+)?",
+
+
+rule ablation_train:
+    input:
+        config=rules.hdclip_config.output[0],
+        manifest=synth_manifest(),
+    output:
+        checkpoint=ablation_dir("{losses}", "{topk}", "{gap}") / "checkpoint.pt",
+        eval=eval_files(ablation_dir("{losses}", "{topk}", "{gap}")),
+    params:
+        out=lambda wildcards, output: Path(output.checkpoint).parent,
+        launch=zephir_launcher(EST["resources"]["gpu"]),
+        steps=steps_flag(EST["ablation_steps"]),
+    threads: EST["resources"]["threads"]
+    resources:
+        gpu=EST["resources"]["gpu"],
+        cpus_per_gpu=EST["resources"]["cpus_per_gpu"],
+        mem_mb=EST["resources"]["mem_mb"],
+        runtime=EST["resources"]["runtime"],
+    log:
+        LOGS / "ablation" / "{losses}-k{topk}-g{gap}.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launch} train --config {input.config}"
+        " --manifest {input.manifest} --out {params.out} --losses {wildcards.losses}"
+        " --topk {wildcards.topk} --gap {wildcards.gap} {params.steps}"
+        " --resume --evaluate --quiet > {log} 2>&1"
+
+
+rule baseline_train:
+    input:
+        config=rules.hdclip_config.output[0],
+        manifest=synth_manifest(),
+    output:
+        checkpoint=baseline_checkpoint("{method}"),
+        eval=eval_files(baseline_checkpoint("{method}").parent),
+    params:
+        out=lambda wildcards, output: Path(output.checkpoint).parent,
+        launch=zephir_launcher(EST["resources"]["gpu"]),
+        steps=steps_flag(EST["baseline_steps"]),
+    threads: EST["resources"]["threads"]
+    resources:
+        gpu=EST["resources"]["gpu"],
+        cpus_per_gpu=EST["resources"]["cpus_per_gpu"],
+        mem_mb=EST["resources"]["mem_mb"],
+        runtime=EST["resources"]["runtime"],
+    log:
+        LOGS / "baselines" / "{method}.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launch} train --method {wildcards.method}"
+        " --config {input.config} --manifest {input.manifest} --out {params.out}"
+        " {params.steps} --resume --evaluate --quiet > {log} 2>&1"
+
+
+rule daclip_released:
+    input:
+        weights=EST["daclip_weights"] or [],
+        config=rules.hdclip_config.output[0],
+        manifest=synth_manifest(),
+    output:
+        checkpoint=baseline_checkpoint("daclip_released"),
+        eval=eval_files(baseline_checkpoint("daclip_released").parent),
+    params:
+        out=lambda wildcards, output: Path(output.checkpoint).parent,
+        device="cuda" if EST["resources"]["gpu"] else "cpu",
+    resources:
+        gpu=min(1, EST["resources"]["gpu"]),
+        mem_mb=EST["resources"]["mem_mb"],
+        runtime=60,
+    log:
+        LOGS / "baselines" / "daclip_released.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir import-daclip --weights {input.weights} --config {input.config}"
+        " --out {params.out} --manifest {input.manifest} --device {params.device} > {log} 2>&1"

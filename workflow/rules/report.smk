@@ -1,0 +1,92 @@
+# Tables and figures: each a cheap rule that reads results files (restyling never retrains).
+
+
+rule table:
+    input:
+        metrics=lambda wildcards: [evaluation(c) for c in table_models(wildcards.table)],
+    output:
+        csv=table_file("{table}", "csv"),
+        md=table_file("{table}", "md"),
+        tex=table_file("{table}", "tex"),
+    wildcard_constraints:
+        table="|".join(TABLES),
+    params:
+        stem=lambda wildcards: RESULTS / "tables" / wildcards.table,
+        config_hash=CONFIG_HASH,
+    log:
+        LOGS / "tables" / "{table}.log",
+    shell:
+        "zephir table {wildcards.table} --metrics {input.metrics} --config-hash {params.config_hash}"
+        " --out {params.stem} > {log} 2>&1"
+
+
+rule figure3:
+    input:
+        arrays=evaluation(hdclip_checkpoint(), "arrays.npz"),
+        predictions=evaluation(hdclip_checkpoint(), "predictions.csv"),
+        metrics=evaluation(hdclip_checkpoint()),
+    output:
+        figure_file(3),
+    log:
+        LOGS / "figures" / "fig3.log",
+    shell:
+        "zephir figure 3 --arrays {input.arrays} --predictions {input.predictions}"
+        " --metrics {input.metrics} --out {output} > {log} 2>&1"
+
+
+rule figure7:
+    input:
+        predictions=[evaluation(c, "predictions.csv")
+                     for c in (hdclip_checkpoint(), baseline_checkpoint("mmrealsr_style"))],
+        metrics=[evaluation(c) for c in (hdclip_checkpoint(), baseline_checkpoint("mmrealsr_style"))],
+    output:
+        figure_file(7),
+    log:
+        LOGS / "figures" / "fig7.log",
+    shell:
+        "zephir figure 7 --predictions {input.predictions} --metrics {input.metrics}"
+        " --out {output} > {log} 2>&1"
+
+
+rule figure8:
+    input:
+        sources=dataset_index(config["train_set"]),
+    output:
+        figure_file(8),
+    params:
+        level=EST["figure_level"],
+    log:
+        LOGS / "figures" / "fig8.log",
+    shell:
+        "zephir figure 8 --sources {input.sources} --level {params.level} --out {output}"
+        " > {log} 2>&1"
+
+
+rule figure9:
+    input:
+        predictions=evaluation(hdclip_checkpoint(), "predictions.csv"),
+        metrics=evaluation(hdclip_checkpoint()),
+        manifest=synth_manifest(),
+        sources=dataset_index(config["train_set"]),
+    output:
+        figure_file(9),
+    log:
+        LOGS / "figures" / "fig9.log",
+    shell:
+        "zephir figure 9 --predictions {input.predictions} --metrics {input.metrics}"
+        " --manifest {input.manifest} --sources {input.sources} --out {output} > {log} 2>&1"
+
+
+rule figure10:
+    input:
+        arrays=[evaluation(c, "arrays.npz") for c in table3_models()],
+        metrics=[evaluation(c) for c in table3_models()],
+    output:
+        figure_file(10),
+    params:
+        kind=EST["figure_type"],
+    log:
+        LOGS / "figures" / "fig10.log",
+    shell:
+        "zephir figure 10 --arrays {input.arrays} --metrics {input.metrics}"
+        " --type {params.kind} --out {output} > {log} 2>&1"
