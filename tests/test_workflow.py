@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from zephir import io as zio
+
 from .conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -147,5 +149,20 @@ def test_embedded_default_end_to_end(workdir):
     pred = json.loads(proc.stdout)
     assert pred["type"] == "noise"
     assert abs(pred["degradations"]["noise"]["level"] - float(row["noise_level"])) < 30
+    # tables 2-4 and figures 3, 7-10 from the trained models' evaluations
+    t2 = list(csv.DictReader((res / "tables/table2.csv").open(newline="")))
+    assert [r["Method"] for r in t2] == ["CLIP (zero-shot)", "DA-CLIP-style", "MM-RealSR-style",
+                                         "HD-CLIP"]
+    hd_eval = json.loads((hd / "eval/metrics.json").read_text())["metrics"]["single"]
+    assert float(t2[-1]["SROCC"]) == pytest.approx(hd_eval["srocc"], abs=1e-4)
+    assert hd_eval["srocc"] == pytest.approx(metrics["srocc"])  # the same model, the same split
+    assert len(list(csv.DictReader((res / "tables/table4.csv").open(newline="")))) == 12
+    for name in ("table2", "table2_beyond", "table3", "table4"):
+        for ext in ("csv", "md", "tex"):
+            assert "random init" in (res / f"tables/{name}.md").read_text()
+            assert (res / f"tables/{name}.{ext}").stat().st_size > 200
+    for n in (3, 7, 8, 9, 10):
+        img = zio.load_image(res / f"figures/fig{n}.png").pixels
+        assert img.shape[1] > 600 and img.std() > 10
     again = run_snakemake(["-c2"], cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr

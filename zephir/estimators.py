@@ -109,6 +109,7 @@ def _read_rows(manifest: Path, split: str) -> list[dict]:
     return rows
 
 
+@torch.no_grad()
 def evaluate(model: torch.nn.Module, manifest: Path, split: str = "val", device="cpu"
              ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Run ``model`` over the ``split`` samples of a synth manifest (singles and mixtures).
@@ -125,7 +126,18 @@ def evaluate(model: torch.nn.Module, manifest: Path, split: str = "val", device=
                          f"{model.image_size}px images")
     images = torch.stack([torch.from_numpy(zio.load_image(root / r["path"]).pixels)
                           .permute(2, 0, 1) for r in rows])
-    scores, levels = predict(model, images, device)
+    arrays: dict[str, np.ndarray] = {}
+    if hasattr(model, "anchors"):  # HD-CLIP: one pass for scores, levels and embeddings
+        model.eval()
+        outs = [model(images[s:s + 128].to(device).float().div(255), semantic=False)
+                for s in range(0, len(images), 128)]
+        scores = torch.cat([torch.sigmoid(o.confidence).float().cpu() for o in outs]).numpy()
+        levels = torch.cat([o.levels.float().cpu() for o in outs]).numpy()
+        arrays = {"embeddings": torch.cat([o.embeddings.float().cpu() for o in outs]).numpy(),
+                  "anchors": outs[0].anchors.float().cpu().numpy(),
+                  "bins": model.bins.cpu().numpy(), "types": np.asarray(model.cfg.types)}
+    else:
+        scores, levels = predict(model, images, device)
     types = model.cfg.types
     table = pd.DataFrame({k: [r[k] for r in rows] for k in ("path", "source", "sample", "types")})
     for k, t in enumerate(types):
@@ -134,15 +146,6 @@ def evaluate(model: torch.nn.Module, manifest: Path, split: str = "val", device=
         table[f"{t}_score"] = scores[:, k]
         table[f"{t}_pred"] = levels[:, k]
     table["pred_type"] = np.asarray(types)[scores.argmax(1)]
-    arrays: dict[str, np.ndarray] = {}
-    if hasattr(model, "anchors"):
-        model.eval()
-        with torch.no_grad():
-            emb = torch.cat([model(images[s:s + 128].to(device).float().div(255),
-                                   semantic=False).embeddings.float().cpu()
-                             for s in range(0, len(images), 128)])
-            arrays = {"embeddings": emb.numpy(), "anchors": model.anchors().float().cpu().numpy(),
-                      "bins": model.bins.cpu().numpy(), "types": np.asarray(types)}
     return table, arrays
 
 

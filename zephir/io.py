@@ -98,8 +98,17 @@ def _pil_to_rgb(im: Image.Image, conversions: list[str]) -> np.ndarray:
     return np.asarray(im.convert("RGB")).copy()
 
 
+def _png_bit_depth(path: Path) -> int:
+    """The bit depth in a PNG's IHDR chunk (byte 24 of the file), 0 when unreadable."""
+    with open(path, "rb") as fh:
+        head = fh.read(25)
+    return head[24] if len(head) == 25 and head[12:16] == b"IHDR" else 0
+
+
 def _load_16bit_png(path: Path) -> np.ndarray | None:
     """Pillow reads 48/64-bit PNGs as 8-bit by truncation; cv2 keeps all 16 bits."""
+    if _png_bit_depth(path) != 16:
+        return None  # spares a second decode of every 8-bit PNG
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
         return None

@@ -239,7 +239,9 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
                          f"{size}px images; set synth.crop_size to {size}")
     root = Path(manifest).parent
     train_set = LabelledSet(root, train_rows, model_cfg.types, cache=cfg.cache_images)
-    val_set = LabelledSet(root, val_rows, model_cfg.types, cache=True) if val_rows else None
+    needs_val = evaluate_into is None or cfg.eval_every < cfg.steps
+    val_set = (LabelledSet(root, val_rows, model_cfg.types, cache=True)
+               if val_rows and needs_val else None)
     semantic = method == "hdclip" and (cfg.lambda_semantic > 0 or cfg.lambda_clip > 0)
     targets = None
     if semantic:
@@ -321,8 +323,11 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
                 row.update({f"loss_{k}": v.item() for k, v in terms.items()})
                 _append_csv(out / LOG, row)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-            final_eval = done == cfg.steps and evaluate_into is None
-            if val_set is not None and world.main and (done % cfg.eval_every == 0 or final_eval):
+            if done == cfg.steps:
+                due = evaluate_into is None  # else the full evaluation below gives the row
+            else:
+                due = done % cfg.eval_every == 0
+            if val_set is not None and world.main and due:
                 metrics = evaluate(model, val_set, dev)
                 _append_csv(out / VAL, {"step": done, **metrics})
             if world.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):

@@ -63,7 +63,7 @@ def figure3(arrays: Path, predictions: Path, metrics: Path, out: Path) -> Path:
     a = _arrays(arrays)
     table = pd.read_csv(predictions)
     types = [str(t) for t in a["types"]]
-    fig, axes = plt.subplots(1, len(types), figsize=(4.2 * len(types), 4.2))
+    fig, axes = plt.subplots(1, len(types), figsize=(4.4 * len(types), 4.4), layout="constrained")
     for k, (t, ax) in enumerate(zip(types, np.atleast_1d(axes))):
         rows = np.flatnonzero((table["types"] == t).to_numpy())
         emb, anchors = a["embeddings"][rows, k], a["anchors"][k]
@@ -78,7 +78,7 @@ def figure3(arrays: Path, predictions: Path, metrics: Path, out: Path) -> Path:
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
         ax.legend(loc="best", fontsize=8)
-    fig.colorbar(sc, ax=axes, label="level (0..100)", shrink=0.85)
+    fig.colorbar(sc, ax=axes, label="level (0..100)", shrink=0.9)
     fig.suptitle("Fig. 3: HD-CLIP degradation space (PCA per type)" + _note([_result(metrics)]))
     return _save(fig, out)
 
@@ -88,7 +88,8 @@ def figure7(predictions: Sequence[Path], metrics: Sequence[Path], out: Path) -> 
     results = [_result(m) for m in metrics]
     tables = [pd.read_csv(p) for p in predictions]
     types = [c.removesuffix("_true") for c in tables[0].columns if c.endswith("_true")]
-    fig, axes = plt.subplots(1, len(types), figsize=(4 * len(types), 4), sharey=True)
+    fig, axes = plt.subplots(1, len(types), figsize=(4 * len(types), 4), sharey=True,
+                             layout="constrained")
     markers = ["o", "^", "s", "D"]
     for k, (t, ax) in enumerate(zip(types, np.atleast_1d(axes))):
         for i, (r, table) in enumerate(zip(results, tables)):
@@ -190,15 +191,21 @@ def figure10(arrays: Sequence[Path], metrics: Sequence[Path], out: Path, *, kind
     """Fig. 10: cosine similarity among the level anchors of one type, loss ablations A-D."""
     results = [_result(m) for m in metrics]
     order = sorted(range(len(results)), key=lambda i: losses_of(results[i]))
-    fig, axes = plt.subplots(1, len(order), figsize=(4.2 * len(order), 4), squeeze=False)
-    for ax, i in zip(axes[0], order):
+    sims, bins = [], None
+    for i in order:
         a = _arrays(arrays[i])
-        k = [str(t) for t in a["types"]].index(kind)
-        anchors = a["anchors"][k]
-        sim = anchors @ anchors.T
-        im = ax.imshow(sim, cmap="viridis", vmin=-1, vmax=1, origin="lower",
-                       extent=[a["bins"][0], a["bins"][-1], a["bins"][0], a["bins"][-1]])
-        ax.set(title=f"({losses_of(results[i])})", xlabel="level", ylabel="level")
+        anchors = a["anchors"][[str(t) for t in a["types"]].index(kind)]
+        sims.append(anchors @ anchors.T)
+        bins = a["bins"]
+    low = min(float(sim.min()) for sim in sims)  # one colour scale, so panels compare
+    fig, axes = plt.subplots(1, len(order), figsize=(4.2 * len(order), 4), squeeze=False,
+                             sharey=True, layout="constrained")
+    for n, (ax, i, sim) in enumerate(zip(axes[0], order, sims)):
+        im = ax.imshow(sim, cmap="viridis", vmin=low, vmax=1, origin="lower",
+                       extent=[bins[0], bins[-1], bins[0], bins[-1]])
+        ax.set(title=f"({losses_of(results[i])})", xlabel="level")
+        if n == 0:
+            ax.set_ylabel("level")
     fig.colorbar(im, ax=axes[0], label="cosine similarity", shrink=0.85)
     fig.suptitle(f"Fig. 10: similarity of the {kind} level anchors, loss ablations"
                  + _note(results))

@@ -104,10 +104,12 @@ def caption(title: str, results: Sequence[dict], config_hash: str) -> str:
             what.append(f"tiny architecture {', '.join(tiny)}")
         text += (" Encoders " + " and ".join(what) + ": these numbers are not the paper's and "
                  "only compare the methods with each other.")
-    steps = sorted({r["train"]["steps"] for r in results
-                    if r["method"] != "clip_zeroshot" and "steps" in r["train"]})
-    if steps:
-        text += f" Training steps per model: {', '.join(map(str, steps))}."
+    trained = [r for r in results if r["method"] != "clip_zeroshot" and "steps" in r["train"]]
+    if len({r["train"]["steps"] for r in trained}) == 1:
+        text += f" Training steps: {trained[0]['train']['steps']} per model."
+    elif trained:
+        text += " Training steps: " + ", ".join(
+            f"{LABELS[r['method']]} {r['train']['steps']}" for r in trained) + "."
     return text
 
 
