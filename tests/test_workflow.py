@@ -69,7 +69,7 @@ def test_paper_config_dry_runs_every_ablation_with_gpus(workdir):
     jobs = _jobs(out)
     # table 3: A, B, C (+ D = the main model); table 4: 3 top-k x 4 gaps, less the main model
     assert jobs["ablation_train"] == 3 + 11
-    assert jobs["baseline_train"] == 3 and jobs["evaluate"] == 14 + 3 + 1
+    assert jobs["baseline_train"] == 3 and jobs["hdclip_train"] == 1
     assert jobs["table"] == 4 and all(jobs[f"figure{n}"] == 1 for n in (3, 7, 8, 9, 10))
     for name in ("A-k2-g5", "C-k2-g5", "D-k1-g1", "D-kall-g20"):
         assert f"results/paper/ablation/{name}/checkpoint.pt" in out
@@ -83,7 +83,9 @@ def test_embedded_default_plans_tables_and_figures(workdir):
     out = run_snakemake(["-n"], cwd=workdir).stdout
     jobs = _jobs(out)
     # with a short per-job budget, the default combination is an ablation job of its own
-    assert jobs["ablation_train"] == 15 and jobs["evaluate"] == 15 + 3 + 1
+    assert jobs["ablation_train"] == 15 and jobs["baseline_train"] == 3
+    assert jobs["table"] == 4 and all(jobs[f"figure{n}"] == 1 for n in (3, 7, 8, 9, 10))
+    assert "daclip_released" not in out  # only when estimation.daclip_weights is set
 
 
 def test_slurm_profile_dry_runs_the_paper(workdir):
@@ -166,3 +168,16 @@ def test_embedded_default_end_to_end(workdir):
         assert img.shape[1] > 600 and img.std() > 10
     again = run_snakemake(["-c2"], cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_released_daclip_weights_join_table2_when_configured(workdir):
+    cfg = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    (workdir / "weights").mkdir()
+    (workdir / "weights" / "daclip_ViT-B-32.pt").write_bytes(b"stand-in")
+    cfg["estimation"]["daclip_weights"] = "weights/daclip_ViT-B-32.pt"
+    (workdir / "config" / "dc.yaml").write_text(yaml.safe_dump(cfg))
+    out = run_snakemake(["-n", "-p", "--configfile", "config/dc.yaml"], cwd=workdir).stdout
+    assert _jobs(out)["daclip_released"] == 1
+    assert "zephir import-daclip --weights weights/daclip_ViT-B-32.pt" in out
+    table2 = [blk for blk in out.split("\n\n") if "results/embedded/tables/table2.md" in blk]
+    assert table2 and "baselines/daclip_released/eval/metrics.json" in table2[0]

@@ -15,6 +15,8 @@ rule table:
         config_hash=CONFIG_HASH,
     log:
         LOGS / "tables" / "{table}.log",
+    conda:
+        "../envs/zephir.yaml"
     shell:
         "zephir table {wildcards.table} --metrics {input.metrics} --config-hash {params.config_hash}"
         " --out {params.stem} > {log} 2>&1"
@@ -29,6 +31,8 @@ rule figure3:
         figure_file(3),
     log:
         LOGS / "figures" / "fig3.log",
+    conda:
+        "../envs/zephir.yaml"
     shell:
         "zephir figure 3 --arrays {input.arrays} --predictions {input.predictions}"
         " --metrics {input.metrics} --out {output} > {log} 2>&1"
@@ -43,6 +47,8 @@ rule figure7:
         figure_file(7),
     log:
         LOGS / "figures" / "fig7.log",
+    conda:
+        "../envs/zephir.yaml"
     shell:
         "zephir figure 7 --predictions {input.predictions} --metrics {input.metrics}"
         " --out {output} > {log} 2>&1"
@@ -57,6 +63,8 @@ rule figure8:
         level=EST["figure_level"],
     log:
         LOGS / "figures" / "fig8.log",
+    conda:
+        "../envs/zephir.yaml"
     shell:
         "zephir figure 8 --sources {input.sources} --level {params.level} --out {output}"
         " > {log} 2>&1"
@@ -72,6 +80,8 @@ rule figure9:
         figure_file(9),
     log:
         LOGS / "figures" / "fig9.log",
+    conda:
+        "../envs/zephir.yaml"
     shell:
         "zephir figure 9 --predictions {input.predictions} --metrics {input.metrics}"
         " --manifest {input.manifest} --sources {input.sources} --out {output} > {log} 2>&1"
@@ -87,6 +97,8 @@ rule figure10:
         kind=EST["figure_type"],
     log:
         LOGS / "figures" / "fig10.log",
+    conda:
+        "../envs/zephir.yaml"
     shell:
         "zephir figure 10 --arrays {input.arrays} --metrics {input.metrics}"
         " --type {params.kind} --out {output} > {log} 2>&1"
