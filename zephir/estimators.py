@@ -19,6 +19,7 @@ from zephir import io as zio
 from zephir.baselines.clip_zeroshot import CLIPZeroShot
 from zephir.baselines.daclip_style import DACLIPStyle
 from zephir.baselines.mmrealsr_style import MMRealSRStyle
+from zephir.degrade.synth import read_manifest
 from zephir.hdclip import model as hdclip_model
 from zephir.hdclip.model import HDCLIPConfig
 
@@ -98,17 +99,6 @@ def predict(model: torch.nn.Module, images: torch.Tensor, device="cpu", batch: i
     return torch.cat(scores).numpy(), torch.cat(levels).numpy()
 
 
-def _read_rows(manifest: Path, split: str) -> list[dict]:
-    manifest = Path(manifest)
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest}: no such manifest (run `zephir synth` first)")
-    rows = [r for r in pd.read_csv(manifest, dtype=str, keep_default_na=False)
-            .to_dict("records") if r["split"] == split]
-    if not rows:
-        raise ValueError(f"{manifest}: no {split!r} samples to evaluate")
-    return rows
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, manifest: Path, split: str = "val", device="cpu"
              ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -118,7 +108,9 @@ def evaluate(model: torch.nn.Module, manifest: Path, split: str = "val", device=
     absent, ``{type}_score``, ``{type}_pred`` and ``pred_type``) and, for HD-CLIP, the arrays
     behind figures 3 and 10: each sample's per-type embeddings and the level anchors.
     """
-    rows = _read_rows(manifest, split)
+    rows = read_manifest(manifest, split)
+    if not rows:
+        raise ValueError(f"{manifest}: no {split!r} samples to evaluate")
     root = Path(manifest).parent
     crop = int(rows[0]["crop_size"])
     if crop != model.image_size:

@@ -1,7 +1,6 @@
 """The labelled dataset: schema, labels that match pixels, determinism, split, resume, bad input."""
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
@@ -17,8 +16,7 @@ SPEC = synth.SynthSpec(levels_per_type=3, crop_size=64, mixtures_per_image=2, va
 
 
 def read_manifest(out: Path) -> list[dict]:
-    with (out / synth.MANIFEST).open(newline="") as fh:
-        return list(csv.DictReader(fh))
+    return synth.read_manifest(out / synth.MANIFEST)
 
 
 def tree_digest(out: Path) -> dict[str, str]:

@@ -51,6 +51,7 @@ rule baseline_train:
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(EST["resources"]["gpu"]),
         steps=steps_flag(EST["baseline_steps"]),
+    priority: 10  # longer than an ablation job: start them early, not as a lone tail
     threads: EST["resources"]["threads"]
     resources:
         gpu=EST["resources"]["gpu"],

@@ -25,6 +25,8 @@ rule hdclip_train:
     params:
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(config["hdclip"]["resources"]["gpu"]),
+    # first: it takes every local core, and the short 1-core jobs fill the cores after it
+    priority: 20
     threads: config["hdclip"]["resources"]["threads"]
     resources:
         gpu=config["hdclip"]["resources"]["gpu"],

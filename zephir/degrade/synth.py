@@ -165,6 +165,23 @@ def _rows_to_csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
+def read_manifest(path: Path, split: str | None = None, single_only: bool = False
+                  ) -> list[dict]:
+    """Rows of a manifest (as strings), optionally of one split and single-type samples only."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such manifest (run `zephir synth` first)")
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{path}: the manifest has no samples")
+    if split:
+        rows = [r for r in rows if r["split"] == split]
+    if single_only:
+        rows = [r for r in rows if "+" not in r["types"]]
+    return rows
+
+
 def _source_key(path: Path) -> str:
     return path.stem
 

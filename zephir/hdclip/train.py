@@ -25,6 +25,7 @@ from zephir import data as zdata
 from zephir import estimators
 from zephir import io as zio
 from zephir import seed as zseed
+from zephir.degrade.synth import read_manifest
 from zephir.estimators import load_checkpoint, save
 from zephir.hdclip import distributed
 from zephir.hdclip.model import HDCLIP, HDCLIPConfig
@@ -91,23 +92,6 @@ class LabelledSet(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         img = self._cache[i] if self._cache is not None else self._load(i)
         return img, self.present[i], self.level[i], i
-
-
-def read_manifest(path: Path, split: str | None = None, single_only: bool = False
-                  ) -> list[dict]:
-    """Rows of a synth manifest, optionally of one split and single-type samples only."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such manifest (run `zephir synth` first)")
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        raise ValueError(f"{path}: the manifest has no samples")
-    if split:
-        rows = [r for r in rows if r["split"] == split]
-    if single_only:
-        rows = [r for r in rows if "+" not in r["types"]]
-    return rows
 
 
 def batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
