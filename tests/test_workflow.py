@@ -65,7 +65,8 @@ def _jobs(out: str) -> dict[str, int]:
 
 
 def test_paper_config_dry_runs_every_ablation_with_gpus(workdir):
-    out = run_snakemake(["-n", "-p", "--configfile", "config/paper.yaml"], cwd=workdir).stdout
+    proc = run_snakemake(["-n", "-p", "--configfile", "config/paper.yaml"], cwd=workdir)
+    out, err = proc.stdout, proc.stderr
     jobs = _jobs(out)
     # table 3: A, B, C (+ D = the main model); table 4: 3 top-k x 4 gaps, less the main model
     assert jobs["ablation_train"] == 3 + 11
@@ -74,6 +75,9 @@ def test_paper_config_dry_runs_every_ablation_with_gpus(workdir):
     for name in ("A-k2-g5", "C-k2-g5", "D-k1-g1", "D-kall-g20"):
         assert f"results/paper/ablation/{name}/checkpoint.pt" in out
     assert "results/paper/ablation/D-k2-g5" not in out  # the main model serves there
+    # DA-CLIP's released weights are not in data/ here: said, and left out of table 2
+    assert "daclip_released" not in out
+    assert "estimation.daclip_weights data/weights/daclip/daclip_ViT-B-32.pt not found" in err
     # the ablation jobs get the cluster resources of the estimation section
     ablation = [blk for blk in out.split("\n\n") if "rule ablation_train" in blk]
     assert ablation and all("gpu=1" in blk and "runtime=720" in blk for blk in ablation)
