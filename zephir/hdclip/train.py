@@ -89,6 +89,12 @@ class LabelledSet(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def images(self) -> torch.Tensor:
+        """Every sample's image, (N, 3, S, S) uint8 (the cache when there is one)."""
+        if self._cache is not None:
+            return self._cache
+        return torch.stack([self._load(i) for i in range(len(self.rows))])
+
     def __getitem__(self, i: int):
         img = self._cache[i] if self._cache is not None else self._load(i)
         return img, self.present[i], self.level[i], i
@@ -144,9 +150,7 @@ def hq_targets(model: HDCLIP, rows: list[dict], sources_index: Path, device) -> 
 
 def evaluate(model, dataset: LabelledSet, device) -> dict:
     """Table 2 metrics on single-type samples: type accuracy, MAE / SROCC / PCC on the true type."""
-    images = (torch.stack([dataset[i][0] for i in range(len(dataset))]) if dataset._cache is None
-              else dataset._cache)
-    scores, pred_levels = estimators.predict(model, images, device)
+    scores, pred_levels = estimators.predict(model, dataset.images(), device)
     pred_k = scores.argmax(1)
     true_k = dataset.present.argmax(1).numpy()
     true_level = dataset.level.numpy()[np.arange(len(true_k)), true_k]

@@ -22,6 +22,7 @@ from zephir import data as zdata  # noqa: E402
 from zephir import io as zio  # noqa: E402
 from zephir.degrade import levels as dlevels  # noqa: E402
 from zephir.degrade import ops  # noqa: E402
+from zephir.degrade.synth import read_manifest  # noqa: E402
 from zephir.report.tables import LABELS, losses_of  # noqa: E402
 
 RANDOM_INIT_NOTE = " [random-init encoder, tiny model: not the paper's numbers]"
@@ -153,7 +154,7 @@ def figure9(predictions: Path, metrics: Path, manifest: Path, sources: Path, out
     confidence passes ``threshold``, at their predicted levels) are re-applied to its clean
     crop and shown beside the real LQ; captions give the true and predicted parameters."""
     table = pd.read_csv(predictions)
-    rows = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("path")
+    rows = {r["path"]: r for r in read_manifest(manifest)}
     by_name = {p.name: p for p in zdata.image_list(sources)}
     types = [c.removesuffix("_true") for c in table.columns if c.endswith("_true")]
     picks = []
@@ -166,7 +167,7 @@ def figure9(predictions: Path, metrics: Path, manifest: Path, sources: Path, out
     r = np.random.default_rng(seed)
     for row_axes, i in zip(axes, picks):
         rec = table.loc[i]
-        m = rows.loc[rec["path"]]
+        m = rows[rec["path"]]
         x, y, c = int(m["crop_x"]), int(m["crop_y"]), int(m["crop_size"])
         clean = zio.to_float(zio.load_image(by_name[m["source"]]).pixels)[y:y + c, x:x + c]
         lq = zio.to_float(zio.load_image(Path(manifest).parent / rec["path"]).pixels)
