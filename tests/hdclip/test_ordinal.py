@@ -15,16 +15,20 @@ def test_eq1_against_the_formula():
     assert pe.shape == (2, d)
     for i in range(d // 2):
         w = base ** (2 * i / d)
-        assert pe[1, 2 * i].item() == pytest.approx(math.sin(37.5 / w), abs=1e-6)
-        assert pe[1, 2 * i + 1].item() == pytest.approx(math.cos(37.5 / w), abs=1e-6)
+        # the level is normalised to [0, 1] first, as in the paper
+        assert pe[1, 2 * i].item() == pytest.approx(math.sin(0.375 / w), abs=1e-6)
+        assert pe[1, 2 * i + 1].item() == pytest.approx(math.cos(0.375 / w), abs=1e-6)
     assert torch.all(pe[0, 0::2] == 0) and torch.all(pe[0, 1::2] == 1)
 
 
-def test_eq1_similarity_falls_as_the_level_gap_grows():
-    pe = torch.nn.functional.normalize(ordinal_embedding(torch.arange(0, 31.0), 512), dim=-1)
-    sim = pe[0] @ pe.t()
-    near = sim[:11]  # gaps 0..10: strictly decreasing
-    assert torch.all(near[1:] < near[:-1])
+@pytest.mark.parametrize("d", [64, 512])   # the tiny model's and ViT-B/32's embedding size
+def test_eq1_similarity_falls_as_the_level_gap_grows(d):
+    """Ordinal over the whole range, from either end: the property the slerp loss relies on
+    (on the raw 0..100 scale it held for gaps below ~5 levels only)."""
+    pe = torch.nn.functional.normalize(ordinal_embedding(torch.arange(0, 101.0), d), dim=-1)
+    sim = pe @ pe.t()
+    assert torch.all(sim[0, 1:] < sim[0, :-1])
+    assert torch.all(sim[100, 1:] > sim[100, :-1])
 
 
 def test_eq1_needs_an_even_dimension():
@@ -51,8 +55,9 @@ def test_eq2_anchors_are_unit_and_ordered():
     anchors = composition_anchors(words, bins, torch.zeros(4, 21, 512))
     assert anchors.shape == (4, 21, 512)
     assert torch.allclose(anchors.norm(dim=-1), torch.ones(4, 21), atol=1e-6)
-    sim = anchors[0, 0] @ anchors[0].t()
-    assert torch.all(sim[1:6] < sim[:5])      # nearer levels are more similar
+    for k in range(4):                        # nearer levels are more similar, for every type
+        sim = anchors[k, 0] @ anchors[k].t()
+        assert torch.all(sim[1:] < sim[:-1])
     # the shift embedding moves only its own (type, bin) anchor
     shift = torch.zeros(4, 21, 512)
     shift[2, 7] = 1.0
