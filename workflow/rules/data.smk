@@ -8,6 +8,8 @@ rule dataset_index:
         index=RESULTS / "data" / "{dataset}" / "index.csv",
     params:
         args=dataset_args,
+        # the dataset's config, so that a change (a photo added) reruns the rule
+        spec=lambda wildcards: config["datasets"][wildcards.dataset],
     log:
         LOGS / "data" / "{dataset}.log",
     conda:
