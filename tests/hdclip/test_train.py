@@ -93,6 +93,22 @@ def test_killed_and_resumed_run_equals_uninterrupted(labelled, tmp_path):
     assert [r["step"] for r in _log(out)] == [str(s) for s in range(1, cfg.steps + 1)]
 
 
+def test_resume_ignores_a_last_checkpoint_of_another_run(labelled, tmp_path, capsys):
+    """A changed config (or labelled set) must not continue from the old run's last.pt."""
+    model_cfg = HDCLIPConfig(arch="zephir-tiny-vit")
+    old = TrainConfig(steps=4, batch_size=8, warmup=2, eval_every=100, checkpoint_every=100)
+    new = TrainConfig(steps=4, batch_size=8, warmup=2, eval_every=100, checkpoint_every=100,
+                      lr=3e-4)
+    out = tmp_path / "run"
+    train(labelled, out, model_cfg, old, progress=False)
+    train(labelled, out, model_cfg, new, resume=True, progress=False)
+    assert "another run (train.lr changed)" in capsys.readouterr().err
+    train(labelled, tmp_path / "fresh", model_cfg, new, progress=False)
+    fresh, resumed = _weights(tmp_path / "fresh/checkpoint.pt"), _weights(out / "checkpoint.pt")
+    assert all(torch.equal(fresh[k], resumed[k]) for k in fresh)
+    assert len(_log(out)) == new.steps
+
+
 def _config_file(tmp_path: Path, manifest: Path, **train_kw) -> Path:
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["hdclip"]["model"]["arch"] = "zephir-tiny-vit"

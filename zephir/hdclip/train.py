@@ -8,10 +8,12 @@ same weights as an uninterrupted one (on CPU, where kernels are deterministic).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -166,6 +168,30 @@ class _Preempted(Exception):
     pass
 
 
+def run_identity(method: str, model_cfg: HDCLIPConfig, cfg: TrainConfig, manifest: Path
+                 ) -> str:
+    """What makes two runs the same run: method, model and training settings, and the exact
+    labelled set. ``--resume`` continues a ``last.pt`` only when this matches."""
+    digest = hashlib.sha1(Path(manifest).read_bytes()).hexdigest()
+    return json.dumps({"method": method, "hdclip": model_cfg.to_dict(), "train": asdict(cfg),
+                       "manifest_sha1": digest}, sort_keys=True, default=list)
+
+
+def _differences(saved: str | None, current: str) -> str:
+    """What differs between two run identities, in words ("" when nothing does)."""
+    if saved is None:
+        return "it records no run identity"
+    a, b = json.loads(saved), json.loads(current)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            out += [f"{key}.{k}" for k in sorted(set(a[key]) | set(b[key]))
+                    if a[key].get(k) != b[key].get(k)]
+        elif a.get(key) != b.get(key):
+            out.append(key)
+    return f"{', '.join(out)} changed" if out else ""
+
+
 def _lr_lambda(cfg: TrainConfig):
     def f(step: int) -> float:
         if step < cfg.warmup:
@@ -247,8 +273,16 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     start = 0
+    identity = run_identity(method, model_cfg, cfg, manifest)
     if resume and (out / LAST).exists():
         state = load_checkpoint(out / LAST, dev)
+        changed = _differences(state.get("run"), identity)
+        if changed:
+            if world.main:
+                print(f"{out / LAST} belongs to another run ({changed}); "
+                      "training from the start", file=sys.stderr)
+            resume = False
+    if resume and (out / LAST).exists():
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -268,7 +302,7 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
 
     def state(step: int) -> dict:
         return {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "step": step, "method": method,
+                "scheduler": sched.state_dict(), "step": step, "method": method, "run": identity,
                 "hdclip": model_cfg.to_dict(),
                 "train": asdict(cfg), "random_init": model_cfg.random_init}
 
