@@ -19,6 +19,14 @@ def test_every_bundled_photo_loads_as_rgb():
         assert min(img.shape[:2]) >= 200, name
 
 
+def test_kodak_photos_come_from_pyiqa_and_a_missing_one_is_named():
+    img = data.embedded_image("kodim03")
+    assert img.shape == (384, 512, 3)                 # TID2013's size of the Kodak photos
+    assert img[..., 0].mean() > img[..., 2].mean()    # RGB order: the hats are red and yellow
+    with pytest.raises(FileNotFoundError, match=r"ResultsCalibra/ref_dir/I99\.bmp.*pyiqa"):
+        data._pyiqa("I99")()
+
+
 def test_write_embedded_writes_pngs_and_index(tmp_path):
     paths = data.write_embedded(tmp_path, ["astronaut", "china"])
     assert [p.name for p in paths] == ["astronaut.png", "china.png"]

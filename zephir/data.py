@@ -37,6 +37,25 @@ def _sklearn(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
+def _pyiqa(name: str) -> Callable[[], np.ndarray]:
+    """A reference photo of pyiqa's calibration set (Kodak photos at TID2013's 512 x 384,
+    lossless BMP), read from the installed pyiqa distribution."""
+    def load() -> np.ndarray:
+        from importlib import metadata
+
+        import cv2
+
+        rel = f"ResultsCalibra/ref_dir/{name}.bmp"
+        path = Path(str(metadata.distribution("pyiqa").locate_file(rel)))
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        if img is None:
+            raise FileNotFoundError(f"{path}: pyiqa's calibration photo {rel} is missing; "
+                                    "reinstall pyiqa (>= 0.1.16 ships it)")
+        return img[..., ::-1]
+
+    return load
+
+
 def _halved(load: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
     """Area-downscale by 2: the photo ships as a JPEG, and halving it averages its own
     compression artifacts away, so that degradation labels describe the pixels."""
@@ -51,7 +70,8 @@ def _halved(load: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
 
 
 #: Bundled photos by name. Colour PNGs first (clean), then colour photos that ship as JPEGs
-#: (halved, see :func:`_halved`), then grayscale PNGs (replicated to RGB on load).
+#: (halved, see :func:`_halved`), then grayscale PNGs (replicated to RGB on load), then the
+#: five clean Kodak photos that pyiqa ships for its calibration.
 EMBEDDED: dict[str, Callable[[], np.ndarray]] = {
     "astronaut": _skimage("astronaut"),
     "chelsea": _skimage("chelsea"),
@@ -70,6 +90,7 @@ EMBEDDED: dict[str, Callable[[], np.ndarray]] = {
     "gravel": _skimage("gravel"),
     "moon": _skimage("moon"),
     "coins": _skimage("coins"),
+    **{f"kodim{n}": _pyiqa(f"I{n}") for n in ("03", "04", "06", "08", "19")},
 }
 
 
