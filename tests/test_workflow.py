@@ -119,6 +119,20 @@ def test_missing_dataset_fails_with_a_clear_message(workdir):
     assert "https://data.vision.ee.ethz.ch/cvl/DIV2K/" in log
 
 
+def test_adding_a_photo_reruns_the_dataset_and_what_depends_on_it(workdir):
+    cfg = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    cfg["datasets"]["embedded"]["images"] = ["coins"]
+    (workdir / "config" / "one.yaml").write_text(yaml.safe_dump(cfg))
+    index = "results/embedded/data/embedded/index.csv"
+    run_snakemake(["-c1", index, "--configfile", "config/one.yaml"], cwd=workdir)
+    same = run_snakemake(["-n", index, "--configfile", "config/one.yaml"], cwd=workdir)
+    assert "Nothing to be done" in same.stdout + same.stderr
+    cfg["datasets"]["embedded"]["images"] = ["coins", "camera"]
+    (workdir / "config" / "two.yaml").write_text(yaml.safe_dump(cfg))
+    plan = run_snakemake(["-n", "--configfile", "config/two.yaml"], cwd=workdir).stdout
+    assert _jobs(plan)["dataset_index"] == 1 and _jobs(plan)["synth"] == 1
+
+
 @pytest.mark.slow
 def test_embedded_default_end_to_end(workdir):
     """The embedded default, with a smaller ablation grid and budgets so that CI stays near
