@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,10 @@ def test_resume_ignores_a_last_checkpoint_of_another_run(labelled, tmp_path, cap
                       lr=3e-4)
     out = tmp_path / "run"
     train(labelled, out, model_cfg, old, progress=False)
+    # how often to validate or checkpoint does not change the weights: same run, resumed
+    train(labelled, out, model_cfg, replace(old, eval_every=50, checkpoint_every=2),
+          resume=True, progress=False)
+    assert "another run" not in capsys.readouterr().err
     train(labelled, out, model_cfg, new, resume=True, progress=False)
     assert "another run (train.lr changed)" in capsys.readouterr().err
     train(labelled, tmp_path / "fresh", model_cfg, new, progress=False)

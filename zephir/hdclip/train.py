@@ -168,12 +168,17 @@ class _Preempted(Exception):
     pass
 
 
+#: Settings that do not change the trained weights: a resumed run may change them.
+_NOT_IDENTITY = ("eval_every", "checkpoint_every", "loader_workers", "cache_images")
+
+
 def run_identity(method: str, model_cfg: HDCLIPConfig, cfg: TrainConfig, manifest: Path
                  ) -> str:
     """What makes two runs the same run: method, model and training settings, and the exact
     labelled set. ``--resume`` continues a ``last.pt`` only when this matches."""
     digest = hashlib.sha1(Path(manifest).read_bytes()).hexdigest()
-    return json.dumps({"method": method, "hdclip": model_cfg.to_dict(), "train": asdict(cfg),
+    train = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IDENTITY}
+    return json.dumps({"method": method, "hdclip": model_cfg.to_dict(), "train": train,
                        "manifest_sha1": digest}, sort_keys=True, default=list)
 
 
@@ -274,19 +279,19 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     start = 0
     identity = run_identity(method, model_cfg, cfg, manifest)
-    if resume and (out / LAST).exists():
-        state = load_checkpoint(out / LAST, dev)
-        changed = _differences(state.get("run"), identity)
+    saved = load_checkpoint(out / LAST, dev) if resume and (out / LAST).exists() else None
+    if saved is not None:
+        changed = _differences(saved.get("run"), identity)
         if changed:
             if world.main:
                 print(f"{out / LAST} belongs to another run ({changed}); "
                       "training from the start", file=sys.stderr)
-            resume = False
-    if resume and (out / LAST).exists():
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = state["step"]
+            saved = None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        start = saved["step"]
         if world.main:
             _truncate_csv(out / LOG, start)
             _truncate_csv(out / VAL, start)
