@@ -141,22 +141,11 @@ def test_train_command_runs_an_ablation_and_evaluates_it(labelled, tmp_path):
     assert (out / "eval" / "predictions.csv").is_file() and (out / "eval" / "arrays.npz").is_file()
 
 
-@pytest.fixture(scope="module")
-def singles(photo_dir, tmp_path_factory) -> Path:
-    """Single-type samples only: every sample has one present type, so every rank's share of
-    the batch has the same number of (sample, type) terms. (With mixtures, the level and slerp
-    losses are means over a rank's own present terms, weighted per rank as DDP does.)"""
-    from zephir.degrade import synth
-
-    out = tmp_path_factory.mktemp("singles")
-    spec = synth.SynthSpec(levels_per_type=6, crop_size=128, val_fraction=0.25, seed=1)
-    synth.synthesize(photo_dir, out, spec, progress=False)
-    return out / synth.MANIFEST
-
-
 @pytest.mark.slow
-def test_two_process_ddp_matches_one_process(singles, tmp_path):
-    """gloo DDP over 2 processes, each with half of the global batch of 16, against 1 process.
+def test_two_process_ddp_matches_one_process(labelled, tmp_path):
+    """gloo DDP over 2 processes, each with half of the global batch of 16, against 1 process,
+    on a set with mixtures: the ranks hold different numbers of present types, and the level
+    and slerp losses still weight every term as one process does (``global_share``).
 
     The tiny ViT has LayerNorm only (no batch statistics), so both runs compute the same
     gradient up to the order of float32 sums (all-reduce, batch reductions): ~1e-7 relative.
@@ -165,9 +154,9 @@ def test_two_process_ddp_matches_one_process(singles, tmp_path):
     compares the whole update: ||update_1 - update_2|| must be under 1 % of ||update_1||.
     A wrong split (a different batch, a doubled or unaveraged gradient) moves it by O(1).
     """
-    cfg_file = _config_file(tmp_path, singles, steps=6, batch_size=16, warmup=2,
+    cfg_file = _config_file(tmp_path, labelled, steps=6, batch_size=16, warmup=2,
                             eval_every=100, checkpoint_every=100)
-    args = ["train", "--config", str(cfg_file), "--manifest", str(singles), "--quiet",
+    args = ["train", "--config", str(cfg_file), "--manifest", str(labelled), "--quiet",
             "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "zephir", *args, "--out", str(tmp_path / "one")],

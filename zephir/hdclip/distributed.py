@@ -56,6 +56,20 @@ def init(device: str = "auto") -> tuple[World, torch.device]:
     return world, dev
 
 
+def global_share(count: torch.Tensor) -> torch.Tensor:
+    """``W n_r / sum_r n_r`` for this rank's ``n_r`` terms (1 on a single process).
+
+    A loss that is a mean over a varying number of terms per sample (HD-CLIP's level and slerp
+    losses average over the types present) times this factor gives, after DDP averages the
+    gradients of the W ranks, exactly the gradient of the mean over all ranks' terms.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return torch.ones((), device=count.device)
+    total = count.detach().float().clone()
+    dist.all_reduce(total)
+    return dist.get_world_size() * count.float() / total.clamp_min(1.0)
+
+
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()

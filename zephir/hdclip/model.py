@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zephir.degrade import levels as dlevels
-from zephir.hdclip import losses
+from zephir.hdclip import distributed, losses
 from zephir.hdclip.interp import interpolate_level
 from zephir.hdclip.ordinal import bin_centres, composition_anchors
 
@@ -247,11 +247,15 @@ class HDCLIP(nn.Module):
         ``cfg`` is a :class:`zephir.hdclip.train.TrainConfig`.
         """
         terms = {"conf": losses.confidence_loss(out.confidence, present)}
+        if cfg.use_level or cfg.use_slerp:
+            # both average over the present (sample, type) pairs, whose number varies per rank
+            share = distributed.global_share(present.sum())
         if cfg.use_level:
-            terms["level"] = cfg.lambda_level * losses.level_loss(out.levels, level, present)
+            terms["level"] = cfg.lambda_level * share * losses.level_loss(out.levels, level,
+                                                                          present)
         if cfg.use_slerp:
             b, k = present.nonzero(as_tuple=True)
-            terms["slerp"] = cfg.lambda_slerp * losses.slerp_loss(
+            terms["slerp"] = cfg.lambda_slerp * share * losses.slerp_loss(
                 out.embeddings[b, k], out.anchors[k], level[b, k], self.bins, tau=self.cfg.tau)
         if targets is not None and cfg.lambda_semantic > 0:
             terms["semantic"] = cfg.lambda_semantic * losses.semantic_loss(out.semantic, targets)
