@@ -20,6 +20,7 @@ the file and the reason. Writers are atomic: a file is either absent or complete
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -180,6 +181,11 @@ def atomic_path(path: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def file_sha1(path: str | os.PathLike) -> str:
+    """The sha1 of a file's bytes (hex)."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

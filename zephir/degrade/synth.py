@@ -190,17 +190,13 @@ def _part_path(out: Path, spec: SynthSpec, source: str, split: str, digest: str)
     return out / ".parts" / spec.fingerprint() / f"{source}.{split}.{digest[:12]}.csv"
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
-
-
 def synth_source(path: Path, out: Path, spec: SynthSpec, split: str) -> SourceResult:
     """Synthesise every sample of one source image (runs in a worker process)."""
     source = _source_key(path)
     result = SourceResult(source=source)
     columns = manifest_columns(spec.types)
     try:
-        digest = _file_digest(path)
+        digest = zio.file_sha1(path)
     except OSError as exc:
         result.refused = f"cannot read ({exc})"
         return result
