@@ -8,7 +8,6 @@ same weights as an uninterrupted one (on CPU, where kernels are deterministic).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -173,28 +172,13 @@ _NOT_IDENTITY = ("eval_every", "checkpoint_every", "loader_workers", "cache_imag
 
 
 def run_identity(method: str, model_cfg: HDCLIPConfig, cfg: TrainConfig, manifest: Path
-                 ) -> str:
+                 ) -> dict:
     """What makes two runs the same run: method, model and training settings, and the exact
-    labelled set. ``--resume`` continues a ``last.pt`` only when this matches."""
-    digest = hashlib.sha1(Path(manifest).read_bytes()).hexdigest()
-    train = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IDENTITY}
-    return json.dumps({"method": method, "hdclip": model_cfg.to_dict(), "train": train,
-                       "manifest_sha1": digest}, sort_keys=True, default=list)
-
-
-def _differences(saved: str | None, current: str) -> str:
-    """What differs between two run identities, in words ("" when nothing does)."""
-    if saved is None:
-        return "it records no run identity"
-    a, b = json.loads(saved), json.loads(current)
-    out = []
-    for key in sorted(set(a) | set(b)):
-        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
-            out += [f"{key}.{k}" for k in sorted(set(a[key]) | set(b[key]))
-                    if a[key].get(k) != b[key].get(k)]
-        elif a.get(key) != b.get(key):
-            out.append(key)
-    return f"{', '.join(out)} changed" if out else ""
+    labelled set, as flat JSON values. ``--resume`` continues a ``last.pt`` only when they match."""
+    flat = {"method": method, "manifest_sha1": zio.file_sha1(manifest),
+            **{f"hdclip.{k}": v for k, v in model_cfg.to_dict().items()},
+            **{f"train.{k}": v for k, v in asdict(cfg).items() if k not in _NOT_IDENTITY}}
+    return json.loads(json.dumps(flat, default=list))  # tuples as lists, as a reload sees them
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -280,13 +264,16 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     start = 0
     identity = run_identity(method, model_cfg, cfg, manifest)
     saved = load_checkpoint(out / LAST, dev) if resume and (out / LAST).exists() else None
-    if saved is not None:
-        changed = _differences(saved.get("run"), identity)
-        if changed:
-            if world.main:
-                print(f"{out / LAST} belongs to another run ({changed}); "
-                      "training from the start", file=sys.stderr)
-            saved = None
+    if saved is not None and saved.get("run") != identity:
+        if world.main:
+            before = saved.get("run")
+            before = before if isinstance(before, dict) else {}
+            changed = sorted(k for k in before.keys() | identity.keys()
+                             if before.get(k) != identity.get(k))
+            why = f"{', '.join(changed)} changed" if before else "it records no run identity"
+            print(f"{out / LAST} belongs to another run ({why}); training from the start",
+                  file=sys.stderr)
+        saved = None
     if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
