@@ -64,6 +64,8 @@ def test_workflow_schema_is_the_package_schema():
      r"estimation\.gap\[1\]: 3 does not divide 100"),
     (lambda c: c["estimation"].update(topk=[2, "most"]), r"estimation\.topk\.1: 'most' does not"),
     (lambda c: c["hdclip"]["model"].update(gap=7), r"hdclip\.model\.gap: 7 does not divide 100"),
+    (lambda c: c["datasets"]["embedded"].update(hq=False),
+     r"train_set: datasets\.embedded\.hq is false \(real low-quality images\)"),
 ])
 def test_bad_values_name_the_key(raw, edit, match, tmp_path):
     bad = copy.deepcopy(raw)
@@ -104,3 +106,62 @@ def test_fingerprint_ignores_key_order_and_sees_values(raw):
     changed["hdclip"]["train"]["steps"] += 1
     assert zconfig.fingerprint(changed) != zconfig.fingerprint(cfg)
     assert len(zconfig.fingerprint(cfg)) == 8
+
+
+def _leaves(node: dict, path: str = ""):
+    """Every key of the schema below the top level, as dotted paths (``*`` for any name)."""
+    for key, sub in node.get("properties", {}).items():
+        here = f"{path}.{key}" if path else key
+        yield here
+        yield from _leaves(sub, here)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        yield from _leaves(extra, f"{path}.*")
+
+
+@pytest.mark.parametrize("section,cls", [
+    ("synth", "zephir.degrade.synth.SynthSpec"),
+    ("hdclip.model", "zephir.hdclip.model.HDCLIPConfig"),
+    ("hdclip.train", "zephir.training.loop.TrainConfig"),
+])
+def test_settings_dataclasses_are_their_schema_section(section, cls):
+    """Every field of a settings dataclass is a key of its section, with the schema's default
+    (one source of defaults), and every key of the section is a field (or a documented run
+    setting that does not change the output)."""
+    import dataclasses
+    import importlib
+
+    from zephir import schema
+
+    module, name = cls.rsplit(".", 1)
+    fields = {f.name: f for f in dataclasses.fields(getattr(importlib.import_module(module),
+                                                            name))}
+    # HD-CLIP's types are the synthesised ones
+    outside = {"types": "synth.types"} if section == "hdclip.model" else {}
+    run_settings = {"synth": {"workers"}}.get(section, set())
+    for fname, f in fields.items():
+        want = schema.default(outside.get(fname, f"{section}.{fname}"))
+        assert f.default == want and type(f.default) is type(want), (fname, f.default, want)
+    assert set(schema.keys(section)) - run_settings == set(fields) - set(outside)
+
+
+def test_every_schema_key_is_read_by_the_code():
+    """A key that nothing reads misleads whoever sets it: each key name must be read somewhere
+    in the package or the workflow, as an item (``["key"]``, ``[key]`` in a rule's shell), an
+    attribute (``.key``) or a keyword (``key=``), outside the schema itself."""
+    import re
+
+    from zephir import schema
+
+    code = "\n".join(p.read_text() for p in [*(REPO / "zephir").rglob("*.py"),
+                                             *(REPO / "workflow").rglob("*.smk"),
+                                             REPO / "Snakefile"])
+    unread = []
+    for path in _leaves(schema.schema()):
+        key = path.rsplit(".", 1)[-1]
+        if key == "*":
+            continue
+        pattern = rf"""\[["']?{key}["']?\]|\.{key}\b(?!\()|\b{key}="""
+        if not re.search(pattern, code):
+            unread.append(path)
+    assert not unread, f"schema keys read by nothing: {unread}"

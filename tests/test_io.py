@@ -112,3 +112,23 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_written_files_get_the_umask_mode(tmp_path, umask):
+    """Atomic writes give the mode of a plain open() (0666 less the umask), not mkstemp's 0600."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        zio.write_text(tmp_path / "a.txt", "x")
+        zio.write_png(tmp_path / "b.png", np.zeros((4, 4, 3), np.uint8))
+        with open(tmp_path / "plain.txt", "w") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    plain = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert plain == 0o666 & ~umask
+    for name in ("a.txt", "b.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == plain, name

@@ -94,7 +94,7 @@ def _data_index(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from zephir.hdclip.model import HDCLIPConfig
-    from zephir.hdclip.train import TrainConfig, train
+    from zephir.training import TrainConfig, train
 
     cfg = zconfig.ablation(zconfig.load(args.config), args.losses, args.topk, args.gap)
     h = cfg["hdclip"]
@@ -120,9 +120,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate_into(checkpoint: Path, manifest: Path, out: Path, split: str, device: str):
-    from zephir import estimators
+    from zephir import evaluation
 
-    result = estimators.evaluate_checkpoint(checkpoint, manifest, out, split=split,
+    result = evaluation.evaluate_checkpoint(checkpoint, manifest, out, split=split,
                                             device=device)
     m = result["metrics"]["single"]
     note = " (random-init CLIP)" if result["random_init"] else ""
@@ -136,14 +136,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _import_daclip(args: argparse.Namespace) -> int:
-    from zephir import estimators
+    from zephir import checkpoints
     from zephir.hdclip.model import HDCLIPConfig
 
     cfg = zconfig.load(args.config)
     model = cfg["hdclip"]["model"]
     hd = HDCLIPConfig(arch=model["arch"], quick_gelu=model["quick_gelu"],
                       checkpoint=str(args.weights), types=tuple(cfg["synth"]["types"]))
-    path = estimators.import_daclip(args.weights, hd, args.out)
+    path = checkpoints.import_daclip(args.weights, hd, args.out)
     print(f"checkpoint: {path}")
     if args.manifest:
         _evaluate_into(path, args.manifest, Path(args.out) / "eval", "val", args.device)
@@ -185,14 +185,14 @@ def _figure(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from zephir import estimators
+    from zephir import checkpoints
     from zephir.hdclip import predict
 
-    model, ckpt = estimators.from_checkpoint(args.checkpoint, args.device)
+    model, ckpt = checkpoints.from_checkpoint(args.checkpoint, args.device)
     if ckpt.get("method", "hdclip") != "hdclip":
         raise ValueError(f"{args.checkpoint}: a {ckpt['method']} baseline checkpoint; "
                          "`zephir predict` takes an HD-CLIP one (results/<name>/hdclip/)")
-    results = predict.predict_files(model, args.images, args.device, args.batch)
+    results, errors = predict.predict_files(model, args.images, args.device, args.batch)
     random_init = bool(ckpt.get("random_init", True))
     if args.json:
         for r in results:
@@ -202,7 +202,12 @@ def _predict(args: argparse.Namespace) -> int:
                 f"({ckpt['hdclip']['arch']}); its numbers are not the paper's."
                 if random_init else "")
         print(predict.format_table(results, model.cfg.types, note))
-    return 0
+    for line in errors:
+        print(f"zephir predict: skipped {line}", file=sys.stderr)
+    if errors:
+        print(f"zephir predict: {len(errors)} of {len(args.images)} file(s) could not be read",
+              file=sys.stderr)
+    return 1 if errors else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

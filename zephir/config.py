@@ -1,30 +1,23 @@
 """The one config loader: YAML -> validated dict with defaults filled in.
 
-The schema (``zephir/schemas/config.schema.yaml``, also ``workflow/schemas/``) is the single
-description of every key; Snakemake and the command line both call :func:`check`.
+The schema (:mod:`zephir.schema`) is the single description of every key and its default;
+Snakemake and the command line both call :func:`check`.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from zephir.schema import schema
 
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and the key."""
-
-
-@cache
-def schema() -> dict:
-    text = resources.files("zephir").joinpath("schemas/config.schema.yaml").read_text()
-    return yaml.safe_load(text)
 
 
 def _fill_defaults(node: dict, sch: dict) -> None:
@@ -82,6 +75,10 @@ def _check_semantics(config: dict, origin: str) -> None:
         if ref not in datasets:
             raise ConfigError(f"{origin}: {key}: {ref!r} is not a key of datasets "
                               f"({', '.join(datasets)})")
+        if not datasets[ref]["hq"]:
+            raise ConfigError(f"{origin}: {key}: datasets.{ref}.hq is false (real low-quality "
+                              "images): it cannot be degraded further; restoration reads such "
+                              "a set as it is")
     from zephir.degrade.synth import SynthSpec
 
     try:  # the synthesiser's own checks, so that the CLI and Snakemake agree

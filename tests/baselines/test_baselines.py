@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zephir import estimators
+from zephir import checkpoints, evaluation, methods
 from zephir.baselines import clip_zeroshot, daclip_style
 from zephir.degrade import levels
 from zephir.hdclip.model import HDCLIPConfig
 from zephir.hdclip.ordinal import bin_centres
-from zephir.hdclip.train import TrainConfig, train
+from zephir.training import TrainConfig, train
 
 CFG = HDCLIPConfig(arch="zephir-tiny-rn")
 
@@ -47,13 +47,14 @@ def test_prompt_targets_pick_the_nearest_bin_of_single_type_rows():
 
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match="unknown method 'nope'"):
-        estimators.build("nope", CFG)
+        methods.build("nope", CFG)
 
 
 def test_zero_shot_has_nothing_to_train():
-    model = estimators.build("clip_zeroshot", CFG)
+    model = methods.build("clip_zeroshot", CFG)
     assert not [p for p in model.parameters() if p.requires_grad]
-    scores, lv = model.estimate_batch(torch.rand(3, 3, 128, 128))
+    est = model.estimate_batch(torch.rand(3, 3, 128, 128))
+    scores, lv = est.scores, est.levels
     assert scores.shape == lv.shape == (3, 4)
     assert set(lv.flatten().tolist()) <= set(bin_centres(5.0).tolist())
 
@@ -61,14 +62,14 @@ def test_zero_shot_has_nothing_to_train():
 @pytest.mark.parametrize("method", ["daclip_style", "mmrealsr_style"])
 def test_training_lowers_the_baseline_loss_on_a_fixed_batch(method):
     torch.manual_seed(0)
-    model = estimators.build(method, CFG).train()
+    model = methods.build(method, CFG).train()
     imgs = torch.rand(8, 3, 128, 128)
     present = torch.eye(4).repeat(2, 1)
     level = present * torch.linspace(10, 90, 8)[:, None]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     first = None
     for _ in range(15):
-        loss = sum(model.loss_terms(model(imgs), present, level, None).values())
+        loss = sum(model.loss_terms(model(imgs), present, level, terms=()).values())
         first = loss.item() if first is None else first
         opt.zero_grad()
         loss.backward()
@@ -81,10 +82,10 @@ def test_every_method_trains_saves_and_rebuilds(method, labelled, tmp_path):
     metrics = train(labelled, tmp_path, CFG, TrainConfig(steps=2, batch_size=8), method=method,
                     progress=False)
     assert 0.0 <= metrics["type_acc"] <= 1.0
-    model, ckpt = estimators.from_checkpoint(tmp_path / "checkpoint.pt")
-    assert ckpt["method"] == method and type(model) is type(estimators.build(method, CFG))
-    table, _ = estimators.evaluate(model, labelled)
-    again, _ = estimators.evaluate(estimators.from_checkpoint(tmp_path / "checkpoint.pt")[0],
+    model, ckpt = checkpoints.from_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["method"] == method and type(model) is type(methods.build(method, CFG))
+    table, _ = evaluation.evaluate(model, labelled)
+    again, _ = evaluation.evaluate(checkpoints.from_checkpoint(tmp_path / "checkpoint.pt")[0],
                                    labelled)
     assert table.equals(again)
     assert ckpt["step"] == (0 if method == "clip_zeroshot" else 2)
@@ -123,8 +124,8 @@ def test_released_daclip_weights_are_read_as_its_controller(tmp_path):
     weights = tmp_path / "daclip_ViT-B-32.pt"
     clip, control = _daclip_standin(weights)
     cfg = HDCLIPConfig(arch="zephir-tiny-vit")
-    path = estimators.import_daclip(weights, cfg, tmp_path / "imported")
-    model, ckpt = estimators.from_checkpoint(path)
+    path = checkpoints.import_daclip(weights, cfg, tmp_path / "imported")
+    model, ckpt = checkpoints.from_checkpoint(path)
     assert ckpt["method"] == "daclip_released"
     for k, v in control.state_dict().items():
         assert torch.equal(model.tower.state_dict()[k], v), k
@@ -134,7 +135,8 @@ def test_released_daclip_weights_are_read_as_its_controller(tmp_path):
         emb = F.normalize(control(normalize(x)), dim=-1)
         text = clip_zeroshot.encode_prompts(clip, _tokenizer(), clip_zeroshot.prompts(
             cfg.types, model.bins), len(cfg.types))
-    scores, lv = model.estimate_batch(x)
+    est = model.estimate_batch(x)
+    scores, lv = est.scores, est.levels
     ref_scores, ref_lv = clip_zeroshot.readout(torch.einsum("bd,kjd->bkj", emb, text),
                                                model.bins, cfg.tau)
     assert torch.allclose(scores, ref_scores, atol=1e-5) and torch.equal(lv, ref_lv)

@@ -9,10 +9,10 @@ import torch
 
 from zephir import cli, io as zio
 from zephir.degrade import levels, ops
-from zephir.estimators import from_checkpoint
+from zephir.checkpoints import from_checkpoint
 from zephir.hdclip import predict
 from zephir.hdclip.model import HDCLIPConfig
-from zephir.hdclip.train import TrainConfig, train
+from zephir.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +88,43 @@ def test_bad_checkpoint_is_a_clear_error(tmp_path, photo_dir, capsys):
     assert cli.main(["predict", "--checkpoint", str(tmp_path / "none.pt"),
                      str(photo_dir / "camera.png")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_unreadable_files_are_reported_and_the_others_predicted(checkpoint, photo_dir, tmp_path,
+                                                               capsys):
+    """One bad file among several: each bad one named on stderr, the good ones predicted, and a
+    non-zero exit at the end."""
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    missing = tmp_path / "missing.jpg"
+    good = [photo_dir / "camera.png", photo_dir / "chelsea.png"]
+    assert cli.main(["predict", "--checkpoint", str(checkpoint), "--json", str(good[0]),
+                     str(broken), str(missing), str(good[1])]) == 1
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["image"] for line in out.strip().splitlines()] == list(map(str, good))
+    assert str(broken) in err and str(missing) in err and "2 of 4 file(s)" in err
+    assert "No pretrained weights" not in err  # the weights come from the checkpoint
+
+
+def test_embed_gives_both_branches_and_agrees_with_estimate(checkpoint, astronaut):
+    """The restoration entry point: unit semantic and per-type embeddings of a full-size image,
+    through the crops of `zephir predict`, whose levels are the ones `estimate` reports."""
+    import torch
+
+    model, _ = from_checkpoint(checkpoint)
+    imgs = [astronaut[:300, :260], astronaut[:90, :90]]
+    embs = predict.embed(model, imgs)
+    d, k = model.embed_dim, len(model.cfg.types)
+    for e, r in zip(embs, predict.estimate(model, imgs)):
+        assert e.semantic.shape == e.degradation.shape == (d,)
+        assert e.embeddings.shape == (k, d) and e.levels.shape == e.present.shape == (k,)
+        assert torch.allclose(e.semantic.norm(), torch.tensor(1.0), atol=1e-5)
+        assert torch.allclose(e.embeddings.norm(dim=-1), torch.ones(k), atol=1e-5)
+        for i, t in enumerate(model.cfg.types):
+            assert r["degradations"][t]["level"] == pytest.approx(float(e.levels[i]), abs=0.01)
+    # the semantic embedding of one crop is the frozen CLIP's (no controller: plain CLIP)
+    crop = astronaut[:128, :128]
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(255)
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(model.clip.encode_image(model.normalize(x)), dim=-1)
+    assert torch.allclose(predict.embed(model, [crop])[0].semantic, ref[0], atol=1e-5)

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zephir import cli, estimators
+from zephir import cli, evaluation
 from zephir import io as zio
 from zephir.hdclip.model import HDCLIPConfig
-from zephir.hdclip.train import TrainConfig, train
-from zephir.report import figures, tables
+from zephir.report import figures, registry, tables
+from zephir.report.results import read_results
+from zephir.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,8 @@ def evaluated(labelled, tmp_path_factory):
         cfg = TrainConfig(steps=2, batch_size=8, use_level=flags[0], use_slerp=flags[1])
         train(labelled, root / name, HDCLIPConfig(arch="zephir-tiny-rn"), cfg, method=method,
               progress=False)
-        estimators.evaluate_checkpoint(root / name / "checkpoint.pt", labelled, root / name / "eval")
+        evaluation.evaluate_checkpoint(root / name / "checkpoint.pt", labelled,
+                                       root / name / "eval")
         out[name] = root / name / "eval"
     return out
 
@@ -45,31 +47,39 @@ def test_evaluation_files_agree_with_each_other(evaluated):
 
 
 def test_table3_renders_csv_markdown_latex_with_provenance(evaluated, tmp_path):
-    paths = tables.make("table3", [evaluated["D"] / "metrics.json",
-                                   evaluated["A"] / "metrics.json"], "abc12345", tmp_path / "t3")
+    paths = registry.make_table("table3", [evaluated["D"] / "metrics.json",
+                                           evaluated["A"] / "metrics.json"], "abc12345",
+                                tmp_path / "t3")
     assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
     csv = pd.read_csv(paths[0])
     assert csv.iloc[:, 0].tolist() == ["(A)", "(D)"]
     d = json.loads((evaluated["D"] / "metrics.json").read_text())["metrics"]["single"]
-    assert csv.loc[1, "MAE"] == pytest.approx(d["mae"], abs=1e-4)
-    assert csv.loc[1, "Type Acc (%)"] == pytest.approx(100 * d["type_acc"], abs=1e-4)
+    # the CSV is data: the evaluation's numbers at full precision
+    assert csv.loc[1, "MAE"] == pytest.approx(d["mae"], rel=1e-12)
+    assert csv.loc[1, "Type Acc (%)"] == pytest.approx(100 * d["type_acc"], rel=1e-12)
     md, tex = paths[1].read_text(), paths[2].read_text()
     assert "abc12345" in md and "random init" in md and "zephir-tiny-rn" in md
     assert r"\begin{table}" in tex and r"\caption{" in tex and "abc12345" in tex
-    assert f"{d['mae']:.4f}" in md and f"{d['mae']:.4f}" in tex
+    # Markdown and LaTeX show the declared formats: MAE 2 decimals, SROCC 3, percent 1
+    for text in (md, tex):
+        assert f"{d['mae']:.2f}" in text and f"{d['srocc']:.3f}" in text
+        assert f"{100 * d['type_acc']:.1f}" in text and f"{d['mae']:.4f}" not in text
 
 
 def test_table2_and_beyond_name_the_methods(evaluated, tmp_path):
     files = [evaluated["mm"] / "metrics.json", evaluated["D"] / "metrics.json"]
-    t2 = tables.table2(tables.read_results(files))
+    t2 = tables.table2(read_results(files))
     assert t2["Method"].tolist() == ["MM-RealSR-style", "HD-CLIP"]
-    beyond = tables.table2_beyond(tables.read_results(files))
+    beyond = tables.table2_beyond(read_results(files))
     assert {"MAE near bin", "MAE between", "Mix type recall (%)"} <= set(beyond.columns)
+    for name in ("table2", "table2_beyond"):  # every column the builders return is declared
+        md = registry.make_table(name, files, "h", tmp_path / name)[1].read_text()
+        assert "Config h." in md
 
 
 def test_missing_results_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope/metrics.json"):
-        tables.read_results([tmp_path / "nope" / "metrics.json"])
+        read_results([tmp_path / "nope" / "metrics.json"])
 
 
 def _png_has_content(path):
@@ -79,23 +89,27 @@ def _png_has_content(path):
 
 
 def test_every_figure_is_drawn(evaluated, labelled, photo_dir, tmp_path):
+    """Each figure of the registry, drawn through its dispatch from real evaluation files."""
     from zephir import data
 
     index = tmp_path / "index.csv"
     data.index_folder(photo_dir, index)
     d, a, mm = evaluated["D"], evaluated["A"], evaluated["mm"]
-    drawn = [
-        figures.figure3(d / "arrays.npz", d / "predictions.csv", d / "metrics.json",
-                        tmp_path / "f3.png"),
-        figures.figure7([d / "predictions.csv", mm / "predictions.csv"],
-                        [d / "metrics.json", mm / "metrics.json"], tmp_path / "f7.png"),
-        figures.figure8(index, tmp_path / "f8.png"),
-        figures.figure9(d / "predictions.csv", d / "metrics.json", labelled, index,
-                        tmp_path / "f9.png"),
-        figures.figure10([d / "arrays.npz", a / "arrays.npz"],
-                         [d / "metrics.json", a / "metrics.json"], tmp_path / "f10.png"),
-    ]
-    for path in drawn:
+    inputs = {
+        3: {"arrays": d / "arrays.npz", "predictions": d / "predictions.csv",
+            "metrics": d / "metrics.json"},
+        7: {"predictions": [d / "predictions.csv", mm / "predictions.csv"],
+            "metrics": [d / "metrics.json", mm / "metrics.json"]},
+        8: {"sources": index},
+        9: {"predictions": d / "predictions.csv", "metrics": d / "metrics.json",
+            "manifest": labelled, "sources": index},
+        10: {"arrays": [d / "arrays.npz", a / "arrays.npz"],
+             "metrics": [d / "metrics.json", a / "metrics.json"]},
+    }
+    assert sorted(inputs) == sorted(registry.FIGURES)  # a new figure gets a case here
+    for n, given in inputs.items():
+        path = registry.draw_figure(n, tmp_path / f"f{n}.png", **given)
+        assert path == tmp_path / f"f{n}.png"
         _png_has_content(path)
 
 

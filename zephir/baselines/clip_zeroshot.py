@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zephir.degrade import levels as dlevels
+from zephir.estimators import Estimate
 from zephir.hdclip.model import HDCLIPConfig, load_clip, normalize, tower_image_size
 from zephir.hdclip.ordinal import bin_centres
 
@@ -75,9 +76,10 @@ class PromptEstimator(nn.Module):
         return F.normalize(self.tower(normalize(images)), dim=-1)
 
     @torch.no_grad()
-    def estimate_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def estimate_batch(self, images: torch.Tensor) -> Estimate:
         sim = torch.einsum("bd,kjd->bkj", self(images).float(), self.text)
-        return readout(sim, self.bins, self.cfg.tau)
+        scores, levels = readout(sim, self.bins, self.cfg.tau)
+        return Estimate(scores=scores, levels=levels)
 
 
 class CLIPZeroShot(PromptEstimator):
@@ -91,5 +93,5 @@ class CLIPZeroShot(PromptEstimator):
     def train(self, mode: bool = True):
         return super().train(False)  # frozen, BatchNorm statistics included
 
-    def loss_terms(self, out, present, level, cfg, targets=None):
+    def loss_terms(self, out, present, level, *, terms, targets=None):
         raise RuntimeError("CLIP zero-shot has nothing to train")

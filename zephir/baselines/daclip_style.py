@@ -37,7 +37,7 @@ class DACLIPStyle(PromptEstimator):
         for p in self.tower.parameters():
             p.requires_grad_(True)
 
-    def loss_terms(self, out: torch.Tensor, present, level, cfg, targets=None):
+    def loss_terms(self, out: torch.Tensor, present, level, *, terms, targets=None):
         single, target = prompt_targets(present, level, self.bins)
         logits = out[single].float() @ self.text.flatten(0, 1).t() / self.cfg.tau
         return {"contrastive": F.cross_entropy(logits, target)}

@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zephir.hdclip.model import HDCLIPConfig, _register, normalize
+from zephir.estimators import Estimate
+from zephir.hdclip.model import HDCLIPConfig, normalize, register_architectures
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -34,7 +35,7 @@ class MMRealSRStyle(nn.Module):
 
     @classmethod
     def build(cls, cfg: HDCLIPConfig) -> "MMRealSRStyle":
-        _register()
+        register_architectures()
         arch = open_clip.get_model_config(cfg.arch)
         if arch is None:
             raise ValueError(f"unknown CLIP architecture {cfg.arch!r} (its input size sets the "
@@ -50,10 +51,10 @@ class MMRealSRStyle(nn.Module):
         """(B, K) predicted level / 100 of every type."""
         return torch.sigmoid(self.head(self.features(normalize(images)).mean((2, 3))))
 
-    def loss_terms(self, out: torch.Tensor, present, level, cfg, targets=None):
+    def loss_terms(self, out: torch.Tensor, present, level, *, terms, targets=None):
         return {"regression": F.l1_loss(out.float(), present * level / 100.0)}
 
     @torch.no_grad()
-    def estimate_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def estimate_batch(self, images: torch.Tensor) -> Estimate:
         out = self(images).float()
-        return out, 100.0 * out
+        return Estimate(scores=out, levels=100.0 * out)

@@ -28,6 +28,7 @@ from zephir import io as zio
 from zephir import seed as zseed
 from zephir.degrade import levels, ops
 from zephir.parallel import pmap
+from zephir.schema import default
 
 MANIFEST = "manifest.csv"
 REPORT = "report.json"
@@ -38,15 +39,15 @@ FORMAT_VERSION = 1
 class SynthSpec:
     """What to synthesise; every field is a key of the ``synth`` section of the config."""
 
-    types: tuple[str, ...] = levels.LABEL_ORDER
-    levels_per_type: int = 8
-    crop_size: int = 128
-    mixtures_per_image: int = 0
-    mixture_types: tuple[int, int] = (2, 4)
-    level_range: tuple[float, float] = (0.0, 100.0)
-    val_fraction: float = 0.2
-    seed: int = 0
-    interpolation: str = "bicubic"
+    types: tuple[str, ...] = default("synth.types")
+    levels_per_type: int = default("synth.levels_per_type")
+    crop_size: int = default("synth.crop_size")
+    mixtures_per_image: int = default("synth.mixtures_per_image")
+    mixture_types: tuple[int, int] = default("synth.mixture_types")
+    level_range: tuple[float, float] = default("synth.level_range")
+    val_fraction: float = default("synth.val_fraction")
+    seed: int = default("synth.seed")
+    interpolation: str = default("synth.interpolation")
 
     def __post_init__(self):
         for kind in self.types:

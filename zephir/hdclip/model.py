@@ -6,6 +6,7 @@ branch into the frozen tower (DA-CLIP style), then :class:`HDCLIP`.
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,9 +17,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zephir.degrade import levels as dlevels
-from zephir.hdclip import distributed, losses
+from zephir.estimators import Estimate
+from zephir.hdclip import losses
 from zephir.hdclip.interp import interpolate_level
 from zephir.hdclip.ordinal import bin_centres, composition_anchors
+from zephir.schema import default
 
 CONFIG_DIR = resources.files("zephir.hdclip") / "configs"
 _registered = False
@@ -30,7 +33,8 @@ def tiny_architectures() -> list[str]:
                   if p.name.endswith(".json"))
 
 
-def _register() -> None:
+def register_architectures() -> None:
+    """Make the shipped tiny architectures known to open_clip (idempotent)."""
     global _registered
     if not _registered:
         open_clip.add_model_config(Path(str(CONFIG_DIR)))
@@ -39,18 +43,19 @@ def _register() -> None:
 
 @dataclass
 class HDCLIPConfig:
-    """Architecture and ordinal-space settings; stored in every checkpoint."""
+    """Architecture and ordinal-space settings (the ``hdclip.model`` config section and
+    ``synth.types``); stored in every checkpoint. Defaults come from the config schema."""
 
-    arch: str = "zephir-tiny-vit"        # open_clip architecture name (or a shipped tiny one)
-    checkpoint: str | None = None        # local CLIP weights file; None = random init
-    quick_gelu: bool = False             # OpenAI weights need QuickGELU
-    controller: bool = False             # zero-initialised residuals into the frozen tower
-    types: tuple[str, ...] = dlevels.LABEL_ORDER
-    gap: float = 5.0                     # eq. 3: a bin every `gap` levels
-    freq_base: float = 10000.0           # eq. 1: the frequency base w
-    pe_scale: float = 1.0                # eq. 2 (choice): weight of PE against the word
-    topk: int | None = 2                 # eq. 6: bins used by the interpolation (None = all)
-    tau: float = 0.03                    # eq. 6 and 9 temperature
+    arch: str = default("hdclip.model.arch")              # open_clip architecture name
+    checkpoint: str | None = default("hdclip.model.checkpoint")  # CLIP weights; None = random
+    quick_gelu: bool = default("hdclip.model.quick_gelu")  # OpenAI weights need QuickGELU
+    controller: bool = default("hdclip.model.controller")  # residuals into the frozen tower
+    types: tuple[str, ...] = default("synth.types")        # the degradation types, in order
+    gap: float = default("hdclip.model.gap")               # eq. 3: a bin every `gap` levels
+    freq_base: float = default("hdclip.model.freq_base")   # eq. 1: the frequency base w
+    pe_scale: float = default("hdclip.model.pe_scale")     # eq. 2 (choice): PE against word
+    topk: int | None = default("hdclip.model.topk")        # eq. 6: bins used (None = all)
+    tau: float = default("hdclip.model.tau")               # eq. 6 and 9 temperature
 
     @property
     def random_init(self) -> bool:
@@ -66,7 +71,7 @@ def load_clip(arch: str, checkpoint: str | None = None, *, quick_gelu: bool = Fa
     ``checkpoint`` is a local file (never a download); a missing file is an error that names
     it. With ``checkpoint=None`` the weights are random (tiny architectures, tests).
     """
-    _register()
+    register_architectures()
     if arch not in open_clip.list_models():
         raise ValueError(f"unknown CLIP architecture {arch!r}; shipped tiny ones: "
                          f"{', '.join(tiny_architectures())}; open_clip knows e.g. ViT-B-32")
@@ -239,35 +244,35 @@ class HDCLIP(nn.Module):
         sim = torch.einsum("bkd,kjd->bkj", embeddings, anchors)
         return interpolate_level(sim, self.bins, topk=self.cfg.topk, tau=self.cfg.tau)
 
-    # -- the estimator interface shared with the baselines (zephir.estimators)
-    def loss_terms(self, out: HDCLIPOutput, present, level, cfg, targets=None
+    # -- the estimator interface (zephir.estimators.Estimator)
+    def loss_terms(self, out: HDCLIPOutput, present: torch.Tensor, level: torch.Tensor, *,
+                   terms: Collection[str], targets: torch.Tensor | None = None
                    ) -> dict[str, torch.Tensor]:
-        """Eq. 11, each term switchable: L_conf + l_level L_level + l_slerp L_slerp (+ semantic).
+        """The unweighted terms of eq. 11 named in ``terms``: ``conf`` (eq. 5), ``level``
+        (eq. 7), ``slerp`` (eq. 9) and, given the semantic ``targets``, ``semantic`` and
+        ``clip``. The trainer weights them with the lambdas of eq. 11.
 
-        ``cfg`` is a :class:`zephir.hdclip.train.TrainConfig`.
+        ``level`` and ``slerp`` are means over the present (sample, type) pairs of the batch.
         """
-        terms = {"conf": losses.confidence_loss(out.confidence, present)}
-        if cfg.use_level or cfg.use_slerp:
-            # both average over the present (sample, type) pairs, whose number varies per rank
-            share = distributed.global_share(present.sum())
-        if cfg.use_level:
-            terms["level"] = cfg.lambda_level * share * losses.level_loss(out.levels, level,
-                                                                          present)
-        if cfg.use_slerp:
+        out_terms = {"conf": losses.confidence_loss(out.confidence, present)}
+        if "level" in terms:
+            out_terms["level"] = losses.level_loss(out.levels, level, present)
+        if "slerp" in terms:
             b, k = present.nonzero(as_tuple=True)
-            terms["slerp"] = cfg.lambda_slerp * share * losses.slerp_loss(
-                out.embeddings[b, k], out.anchors[k], level[b, k], self.bins, tau=self.cfg.tau)
-        if targets is not None and cfg.lambda_semantic > 0:
-            terms["semantic"] = cfg.lambda_semantic * losses.semantic_loss(out.semantic, targets)
-        if targets is not None and cfg.lambda_clip > 0:
-            terms["clip"] = cfg.lambda_clip * losses.clip_loss(out.semantic, targets)
-        return terms
+            out_terms["slerp"] = losses.slerp_loss(out.embeddings[b, k], out.anchors[k],
+                                                   level[b, k], self.bins, tau=self.cfg.tau)
+        if targets is not None and "semantic" in terms:
+            out_terms["semantic"] = losses.semantic_loss(out.semantic, targets)
+        if targets is not None and "clip" in terms:
+            out_terms["clip"] = losses.clip_loss(out.semantic, targets)
+        return out_terms
 
     @torch.no_grad()
-    def estimate_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, K) presence scores in [0, 1] and (B, K) 0..100 levels of [0, 1] images."""
+    def estimate_batch(self, images: torch.Tensor) -> Estimate:
+        """Presence scores, levels, per-type embeddings and anchors of [0, 1] images."""
         out = self(images, semantic=False)
-        return torch.sigmoid(out.confidence), out.levels
+        return Estimate(scores=torch.sigmoid(out.confidence), levels=out.levels,
+                        embeddings=out.embeddings, anchors=out.anchors)
 
 
 def build(cfg: HDCLIPConfig) -> HDCLIP:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,42 +37,84 @@ def crops(pixels: np.ndarray, size: int, max_per_side: int = 3) -> torch.Tensor:
     return torch.stack([x[:, y:y + size, x0:x0 + size] for y in starts(h) for x0 in starts(w)])
 
 
+@dataclass
+class ImageEmbedding:
+    """HD-CLIP's view of one full-size image (the mean over its crops).
+
+    ``semantic``: (d,) unit semantic embedding (zeros when not asked for); ``degradation``:
+    (d,) degradation-branch embedding z; ``embeddings``: (K, d) unit per-type embeddings e_k
+    (eq. 4); ``present``: (K,) presence probabilities; ``levels``: (K,) 0..100 levels (eq. 6).
+    """
+
+    semantic: torch.Tensor
+    degradation: torch.Tensor
+    embeddings: torch.Tensor
+    present: torch.Tensor
+    levels: torch.Tensor
+
+
 @torch.no_grad()
-def estimate(model: HDCLIP, images: Sequence[np.ndarray], device="cpu", batch: int = 64
-             ) -> list[dict]:
-    """Per image: {"type", "degradations": {type: {"present", "level", "value"}}}."""
+def embed(model: HDCLIP, images: Sequence[np.ndarray], device="cpu", batch: int = 64, *,
+          semantic: bool = True) -> list[ImageEmbedding]:
+    """HD-CLIP's embeddings of full-size RGB uint8 images, read as :func:`crops` (never
+    resized): per image, the crops' embeddings and confidence logits are averaged (unit
+    vectors renormalised) and the levels of eq. 6 read from the mean per-type embeddings.
+    This is what restoration conditions a backbone on."""
     model.eval()
     size = model.image_size
     all_crops = [crops(px, size) for px in images]
     owner = torch.cat([torch.full((len(c),), i) for i, c in enumerate(all_crops)])
     stacked = torch.cat(all_crops)
-    emb, conf = [], []
+    parts: dict[str, list[torch.Tensor]] = {"sem": [], "z": [], "emb": [], "conf": []}
     for s in range(0, len(stacked), batch):
-        out = model(stacked[s:s + batch].to(device).float().div(255), semantic=False)
-        emb.append(out.embeddings.float().cpu())
-        conf.append(out.confidence.float().cpu())
-    emb, conf = torch.cat(emb), torch.cat(conf)
+        out = model(stacked[s:s + batch].to(device).float().div(255), semantic=semantic)
+        for key, value in (("sem", out.semantic), ("z", out.degradation),
+                           ("emb", out.embeddings), ("conf", out.confidence)):
+            parts[key].append(value.float().cpu())
+    sem, z, emb, conf = (torch.cat(parts[k]) for k in ("sem", "z", "emb", "conf"))
     results = []
     for i in range(len(images)):
         m = owner == i
         e = F.normalize(emb[m].mean(0, keepdim=True), dim=-1)
-        p = torch.sigmoid(conf[m].mean(0))
-        lv = model.levels(e.to(device)).cpu()[0].clamp(0, 100)
-        degs = {}
-        for k, t in enumerate(model.cfg.types):
-            level = round(float(lv[k]), 2)  # the value below is the rounded level's
-            degs[t] = {"present": round(float(p[k]), 4), "level": level,
-                       "value": round(float(dlevels.denormalize(t, level)), 4)}
-        results.append({"type": model.cfg.types[int(p.argmax())], "degradations": degs})
+        results.append(ImageEmbedding(
+            semantic=F.normalize(sem[m].mean(0), dim=-1) if semantic else sem[m].mean(0),
+            degradation=z[m].mean(0), embeddings=e[0], present=torch.sigmoid(conf[m].mean(0)),
+            levels=model.levels(e.to(device)).cpu()[0].clamp(0, 100)))
     return results
 
 
+def describe(model: HDCLIP, emb: ImageEmbedding) -> dict:
+    """{"type", "degradations": {type: {"present", "level", "value"}}} of one image."""
+    degs = {}
+    for k, t in enumerate(model.cfg.types):
+        level = round(float(emb.levels[k]), 2)  # the value below is the rounded level's
+        degs[t] = {"present": round(float(emb.present[k]), 4), "level": level,
+                   "value": round(float(dlevels.denormalize(t, level)), 4)}
+    return {"type": model.cfg.types[int(emb.present.argmax())], "degradations": degs}
+
+
+def estimate(model: HDCLIP, images: Sequence[np.ndarray], device="cpu", batch: int = 64
+             ) -> list[dict]:
+    """Per image: {"type", "degradations": {type: {"present", "level", "value"}}}."""
+    return [describe(model, e) for e in embed(model, images, device, batch, semantic=False)]
+
+
 def predict_files(model: HDCLIP, paths: Sequence[Path], device="cpu", batch: int = 64
-                  ) -> list[dict]:
-    """:func:`estimate` on image files (through the one loader); adds "image" to each result."""
-    images = [zio.load_image(p).pixels for p in paths]
-    out = estimate(model, images, device, batch)
-    return [{"image": str(p), **r} for p, r in zip(paths, out)]
+                  ) -> tuple[list[dict], list[str]]:
+    """:func:`estimate` on image files (through the one loader); adds "image" to each result.
+
+    A file that cannot be read is skipped: the second list holds one line per such file,
+    naming it and the reason, and the others are predicted all the same.
+    """
+    good, images, errors = [], [], []
+    for p in paths:
+        try:
+            images.append(zio.load_image(p).pixels)
+            good.append(p)
+        except (OSError, ValueError) as exc:
+            errors.append(str(exc) if str(p) in str(exc) else f"{p}: {exc}")
+    out = estimate(model, images, device, batch) if images else []
+    return [{"image": str(p), **r} for p, r in zip(good, out)], errors
 
 
 def format_table(results: list[dict], types: Sequence[str], note: str = "") -> str:

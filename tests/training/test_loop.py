@@ -18,9 +18,10 @@ import pytest
 import torch
 import yaml
 
-from zephir.estimators import load_checkpoint
+from zephir.checkpoints import load as load_checkpoint
 from zephir.hdclip.model import HDCLIPConfig, build
-from zephir.hdclip.train import LAST, LOG, TrainConfig, batch_indices, train
+from zephir.training.data import batch_indices
+from zephir.training.loop import LAST, LOG, TrainConfig, train
 from zephir.seed import seed_everything
 
 from ..conftest import REPO
@@ -76,17 +77,17 @@ def test_killed_and_resumed_run_equals_uninterrupted(labelled, tmp_path):
     out = tmp_path / "killed"
 
     def kill_after_five_steps():
-        while not (out / LOG).exists() or len(_log(out)) < 5:
+        while not (out / LAST).exists() or load_checkpoint(out / LAST)["step"] < 5:
             time.sleep(0.005)
         os.kill(os.getpid(), signal.SIGTERM)  # what Slurm sends before preemption
 
     threading.Thread(target=kill_after_five_steps, daemon=True).start()
-    with pytest.raises(SystemExit) as info:
-        train(labelled, out, model_cfg, cfg, progress=False)
+    with pytest.raises(SystemExit) as info:  # a checkpoint every step, to see the progress
+        train(labelled, out, model_cfg, replace(cfg, checkpoint_every=1), progress=False)
     assert info.value.code == 128 + signal.SIGTERM
     stopped = load_checkpoint(out / LAST)["step"]
     assert 5 <= stopped < cfg.steps
-    assert not (out / "checkpoint.pt").exists()
+    assert not (out / "checkpoint.pt").exists() and not (out / LOG).exists()
     train(labelled, out, model_cfg, cfg, resume=True, progress=False)
     full, resumed = _weights(tmp_path / "full/checkpoint.pt"), _weights(out / "checkpoint.pt")
     for key in full:
