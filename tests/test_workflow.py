@@ -15,6 +15,7 @@ import yaml
 
 import zephir.config
 from zephir import io as zio
+from zephir.degrade import blind
 
 from .conftest import REPO
 
@@ -151,8 +152,9 @@ def test_embedded_default_end_to_end(workdir):
     assert len(rows) == n_images * (len(s["types"]) * s["levels_per_type"] +
                                     s["mixtures_per_image"])
     assert all((res / "synth/embedded" / r["path"]).is_file() for r in rows)
-    with (res / "blind/embedded/manifest.csv").open(newline="") as fh:
-        assert len(list(csv.DictReader(fh))) == n_images
+    blind_rows = blind.read_manifest(res / "blind/embedded/manifest.csv")
+    assert len(blind_rows) == n_images
+    assert all((res / "blind/embedded" / r["lq"]).is_file() for r in blind_rows)
     # HD-CLIP: checkpoint, training curves, validation on unseen source images
     hd = res / "hdclip"
     with (hd / "train_log.csv").open(newline="") as fh:

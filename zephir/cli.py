@@ -40,7 +40,8 @@ def _blind(args: argparse.Namespace) -> int:
     report = blind.blind_folder(args.images, args.out, scale=args.scale, seed=args.seed,
                                 workers=args.workers, progress=not args.quiet)
     print("\n".join(zio.describe_reads(report)))
-    print(f"manifest: {Path(args.out) / 'manifest.csv'}")
+    print(f"{report['images_resumed']} image(s) reused from an earlier run with the same settings")
+    print(f"manifest: {Path(args.out) / blind.MANIFEST}")
     return 0
 
 

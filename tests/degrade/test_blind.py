@@ -1,14 +1,15 @@
 """Real-ESRGAN second-order degradation: kernels, sizes, seeding, parameter statistics."""
 from __future__ import annotations
 
-import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 
 from zephir import io as zio
+from zephir import seed as zseed
 from zephir.degrade import blind
 
 CFG = blind.BlindConfig()
@@ -122,23 +123,186 @@ def test_parameters_stay_within_the_published_ranges(astronaut):
     assert abs(np.median(brightness)) < 0.02
 
 
+def _files(out):
+    """Each output file's (inode, mtime): both change when a file is written again."""
+    return {p.relative_to(out).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for sub in ("lq", "hq", "params") for p in (out / sub).iterdir()}
+
+
+def _lq_bytes(out):
+    return {p.name: p.read_bytes() for p in (out / "lq").iterdir()}
+
+
 def test_folder_run_writes_lq_hq_manifest_and_resumes(photo_dir, tmp_path):
     out = tmp_path / "blind"
     report = blind.blind_folder(photo_dir, out, scale=4, seed=3, workers=2, progress=False)
-    assert report["images_read"] == 4
-    with (out / "manifest.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert len(rows) == 4
+    assert report["images_read"] == 4 and report["images_resumed"] == 0
+    rows = blind.read_manifest(out / blind.MANIFEST)
+    assert [r["source"] for r in rows] == sorted(p.name for p in photo_dir.iterdir())
     for row in rows:
         hq = zio.load_image(out / row["hq"]).pixels
         lq = zio.load_image(out / row["lq"]).pixels
+        assert hq.shape == (row["hq_height"], row["hq_width"], 3)
+        assert lq.shape == (row["lq_height"], row["lq_width"], 3)
         assert hq.shape[0] == 4 * lq.shape[0] and hq.shape[1] == 4 * lq.shape[1]
-        assert "first" in json.loads(row["params"])
-    before = {p: p.read_bytes() for p in (out / "lq").iterdir()}
-    (out / "manifest.csv").unlink()
-    blind.blind_folder(photo_dir, out, scale=4, seed=3, workers=1, progress=False)
-    assert {p: p.read_bytes() for p in (out / "lq").iterdir()} == before
+        assert row["scale"] == 4 and row["base_seed"] == 3
+        record = json.loads((out / row["params"]).read_text())
+        assert "first" in record["params"] and record["fingerprint"] == row["fingerprint"]
+        assert record["source_sha1"] == row["source_sha1"] == zio.file_sha1(
+            photo_dir / row["source"])
+    before, files = _lq_bytes(out), _files(out)
+    (out / blind.MANIFEST).unlink()
+    report = blind.blind_folder(photo_dir, out, scale=4, seed=3, workers=1, progress=False)
+    assert report["images_resumed"] == 4
+    assert _files(out) == files  # nothing written again
+    assert blind.read_manifest(out / blind.MANIFEST) == rows
     # a fresh run in one process gives the same bytes as the two-process run
     blind.blind_folder(photo_dir, tmp_path / "again", scale=4, seed=3, progress=False)
-    assert {p.name: p.read_bytes() for p in (tmp_path / "again" / "lq").iterdir()} == \
-        {p.name: v for p, v in before.items()}
+    assert _lq_bytes(tmp_path / "again") == before
+    assert (tmp_path / "again" / blind.MANIFEST).read_bytes() == \
+        (out / blind.MANIFEST).read_bytes()
+
+
+def test_written_lq_is_degrade_of_the_hq_under_the_recorded_seed(photo_dir, tmp_path):
+    """The folder stage adds nothing to degrade(): same seed and config, same pixels."""
+    out = tmp_path / "blind"
+    blind.blind_folder(photo_dir, out, scale=4, seed=5, progress=False)
+    for row in blind.read_manifest(out / blind.MANIFEST):
+        stem = row["source"].rsplit(".", 1)[0]
+        assert row["seed"] == zseed.derive_seed(5, "blind", stem)
+        hq = zio.load_image(out / row["hq"]).pixels
+        src = zio.load_image(photo_dir / row["source"]).pixels
+        np.testing.assert_array_equal(hq, blind.mod_crop(src, 4))
+        lq, params = blind.degrade(zio.to_float(hq), np.random.default_rng(row["seed"]),
+                                   blind.BlindConfig(scale=4))
+        np.testing.assert_array_equal(zio.load_image(out / row["lq"]).pixels, zio.to_uint8(lq))
+        record = json.loads((out / row["params"]).read_text())
+        assert record["params"] == json.loads(json.dumps(params))
+
+
+def test_a_new_seed_in_the_same_folder_redoes_every_image(photo_dir, tmp_path):
+    out = tmp_path / "blind"
+    blind.blind_folder(photo_dir, out, scale=4, seed=3, progress=False)
+    first, manifest = _lq_bytes(out), (out / blind.MANIFEST).read_bytes()
+    report = blind.blind_folder(photo_dir, out, scale=4, seed=4, progress=False)
+    assert report["images_resumed"] == 0 and report["seed"] == 4
+    second = _lq_bytes(out)
+    assert second.keys() == first.keys()
+    assert all(second[k] != first[k] for k in first)
+    assert (out / blind.MANIFEST).read_bytes() != manifest
+    rows = blind.read_manifest(out / blind.MANIFEST)
+    assert {r["base_seed"] for r in rows} == {4}
+    for row in rows:
+        record = json.loads((out / row["params"]).read_text())
+        assert record["base_seed"] == 4 and record["seed"] == row["seed"]
+    # back to the first seed: the first run's bytes again
+    assert blind.blind_folder(photo_dir, out, scale=4, seed=3, progress=False)[
+        "images_resumed"] == 0
+    assert _lq_bytes(out) == first and (out / blind.MANIFEST).read_bytes() == manifest
+
+
+def test_a_new_scale_or_config_redoes_every_image(photo_dir, tmp_path):
+    out = tmp_path / "blind"
+    blind.blind_folder(photo_dir, out, scale=4, seed=3, progress=False)
+    report = blind.blind_folder(photo_dir, out, scale=2, seed=3, progress=False)
+    assert report["images_resumed"] == 0
+    for row in blind.read_manifest(out / blind.MANIFEST):
+        assert row["scale"] == 2 and row["hq_width"] == 2 * row["lq_width"]
+        assert zio.load_image(out / row["lq"]).pixels.shape[1] == row["lq_width"]
+    fingerprints = {r["fingerprint"] for r in blind.read_manifest(out / blind.MANIFEST)}
+    cfg = blind.BlindConfig(scale=2, final_sinc_prob=0.5)
+    report = blind.blind_folder(photo_dir, out, scale=2, seed=3, config=cfg, progress=False)
+    assert report["images_resumed"] == 0
+    assert report["settings"]["config"]["final_sinc_prob"] == 0.5
+    assert not fingerprints & {r["fingerprint"] for r in blind.read_manifest(out / blind.MANIFEST)}
+    with pytest.raises(ValueError, match="scale 2 differs from scale 4"):
+        blind.blind_folder(photo_dir, out, scale=4, seed=3, config=cfg, progress=False)
+
+
+def test_a_changed_source_or_damaged_output_is_redone_alone(photo_dir, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(photo_dir, src)
+    out = tmp_path / "blind"
+    blind.blind_folder(src, out, scale=4, seed=3, progress=False)
+    first, files = _lq_bytes(out), _files(out)
+    img = zio.load_image(src / "coffee.png").pixels
+    zio.write_png(src / "coffee.png", np.ascontiguousarray(img[:, ::-1]))  # mirrored
+    report = blind.blind_folder(src, out, scale=4, seed=3, progress=False)
+    assert report["images_resumed"] == 3
+    now = _files(out)
+    assert {k for k in files if now[k] != files[k]} == {
+        "lq/coffee.png", "hq/coffee.png", "params/coffee.json"}
+    assert _lq_bytes(out)["coffee.png"] != first["coffee.png"]
+    row = next(r for r in blind.read_manifest(out / blind.MANIFEST) if r["source"] == "coffee.png")
+    assert row["source_sha1"] == zio.file_sha1(src / "coffee.png")
+    # interrupted or damaged work: a missing record, an overwritten LQ file
+    (out / "params" / "camera.json").unlink()
+    (out / "lq" / "chelsea.png").write_bytes(b"not a png")
+    report = blind.blind_folder(src, out, scale=4, seed=3, progress=False)
+    assert report["images_resumed"] == 2
+    lq = _lq_bytes(out)
+    assert lq["camera.png"] == first["camera.png"] and lq["chelsea.png"] == first["chelsea.png"]
+
+
+def test_names_that_need_quoting_round_trip(photo_dir, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(photo_dir / "camera.png", src / 'my, "odd" photo.png')
+    out = tmp_path / "blind"
+    blind.blind_folder(src, out, scale=4, seed=0, progress=False)
+    (row,) = blind.read_manifest(out / blind.MANIFEST)
+    assert row["source"] == 'my, "odd" photo.png'
+    assert row["lq"] == 'lq/my, "odd" photo.png' and (out / row["lq"]).is_file()
+    assert row["params"] == 'params/my, "odd" photo.json'
+    record = json.loads((out / row["params"]).read_text())
+    assert {c: record[c] for c in blind.MANIFEST_COLUMNS if c != "params"} == \
+        {c: v for c, v in row.items() if c != "params"}
+    assert all(isinstance(row[c], int) for c in ("hq_width", "hq_height", "lq_width",
+                                                 "lq_height", "scale", "base_seed", "seed"))
+
+
+def test_two_files_with_one_stem_are_refused(photo_dir, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(photo_dir / "camera.png", src / "a.png")
+    zio.write_bytes(src / "a.jpg", (photo_dir / "camera.png").read_bytes())
+    with pytest.raises(ValueError, match="share the name 'a'"):
+        blind.blind_folder(src, tmp_path / "out", progress=False)
+
+
+def _header(columns):
+    return ",".join(columns) + "\n"
+
+
+def test_read_manifest_names_the_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'nope.csv'}: no such blind"):
+        blind.read_manifest(tmp_path / "nope.csv")
+
+
+def test_read_manifest_names_the_file_and_the_missing_column(tmp_path):
+    path = tmp_path / "manifest.csv"
+    cols = [c for c in blind.MANIFEST_COLUMNS if c != "fingerprint"]
+    path.write_text(_header(cols) + ",".join("1" for _ in cols) + "\n")
+    with pytest.raises(ValueError, match=rf"{path}: not a blind manifest, missing column\(s\) "
+                       "fingerprint$"):
+        blind.read_manifest(path)
+    path.write_text("")
+    with pytest.raises(ValueError, match=f"{path}: .*missing column"):
+        blind.read_manifest(path)
+
+
+def test_read_manifest_names_the_file_and_line_of_a_bad_row(tmp_path):
+    path = tmp_path / "manifest.csv"
+    good = {c: "1" for c in blind.MANIFEST_COLUMNS}
+    row = ",".join(good.values()) + "\n"
+    path.write_text(_header(good) + row + row.replace("1,", "x,", 4))
+    with pytest.raises(ValueError, match=f"{path}, line 3: column 'hq_width' holds 'x'"):
+        blind.read_manifest(path)
+    path.write_text(_header(good) + row + "a,b\n")
+    with pytest.raises(ValueError, match=f"{path}, line 3: 13 fields expected"):
+        blind.read_manifest(path)
+    path.write_text(_header(good))
+    with pytest.raises(ValueError, match=f"{path}: the blind manifest lists no image"):
+        blind.read_manifest(path)
+    path.write_text(_header(good) + row)
+    assert blind.read_manifest(path)[0]["scale"] == 1

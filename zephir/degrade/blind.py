@@ -12,12 +12,25 @@ default to Real-ESRGAN's ``train_realesrgan_x4plus.yml``:
 
 Written with NumPy and OpenCV (basicsr does not import with current torchvision). Every random
 draw is recorded in the returned parameters, so a result can be audited.
+
+:func:`blind_folder` writes, under its output folder, ``lq/<stem>.png``, ``hq/<stem>.png`` (the
+source mod-cropped to a multiple of the scale), ``params/<stem>.json`` (the manifest row, the
+PNGs' digests and every parameter drawn), ``manifest.csv`` (:data:`MANIFEST_COLUMNS`, read back
+with :func:`read_manifest`) and ``report.json``.
+
+Determinism: each image's generator is seeded by (base seed, "blind", stem), so the files are
+byte-identical whatever the number of workers. Resumption: an image is reused only when its
+record carries the same :func:`fingerprint` (format version, scale, base seed, every range of
+the config, the source's stem and content digest); a change of any of them degrades it again.
 """
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -261,62 +274,207 @@ def degrade(hq: np.ndarray, r: np.random.Generator,
 
 # --------------------------------------------------------------------------- folders
 
+MANIFEST = "manifest.csv"
+REPORT = "report.json"
+FORMAT_VERSION = 1  # part of every fingerprint: bump it when degrade() or the files change
+MANIFEST_COLUMNS = ("source", "hq", "lq", "hq_width", "hq_height", "lq_width", "lq_height",
+                    "scale", "base_seed", "seed", "fingerprint", "source_sha1", "params")
+_INT_COLUMNS = ("hq_width", "hq_height", "lq_width", "lq_height", "scale", "base_seed", "seed")
+
+
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
     """Crop the bottom/right so that both sides are multiples of ``scale``."""
     h, w = img.shape[:2]
     return img[: h - h % scale, : w - w % scale]
 
 
-def blind_image(path, out, scale: int, seed: int) -> dict:
-    """Degrade one image file into ``out/lq`` (and its mod-cropped HQ into ``out/hq``).
+def settings(cfg: BlindConfig, seed: int) -> dict:
+    """What an LQ set depends on besides its sources: format version, base seed, every range."""
+    return {"format": FORMAT_VERSION, "seed": int(seed), "config": asdict(cfg)}
 
-    Returns the manifest row. Resumes: an image whose ``params/<stem>.json`` exists is skipped.
+
+def fingerprint(cfg: BlindConfig, seed: int, stem: str, source_sha1: str) -> str:
+    """The settings fingerprint of one image: its outputs are reused only under an equal one.
+
+    It covers :func:`settings` (scale, base seed and the ranges of ``cfg``), the name stem (the
+    per-image seed is derived from it) and the sha1 of the source file's bytes.
     """
-    path, out = Path(path), Path(out)
-    stem = path.stem
-    record = out / "params" / f"{stem}.json"
-    if record.exists():
-        return json.loads(record.read_text())
-    try:
-        loaded = zio.load_image(path)
-    except zio.ImageError as exc:
-        return {"source": path.name, "refused": str(exc).removeprefix(f"{path}: ")}
-    hq = mod_crop(loaded.pixels, scale)
-    if min(hq.shape[:2]) < 4 * scale:
-        return {"source": path.name,
-                "refused": f"{loaded.pixels.shape[1]}x{loaded.pixels.shape[0]} is too small"}
-    sample_seed = zseed.derive_seed(seed, "blind", stem)
-    lq, params = degrade(zio.to_float(hq), np.random.default_rng(sample_seed),
-                         BlindConfig(scale=scale))
-    zio.write_png(out / "hq" / f"{stem}.png", hq)
-    zio.write_png(out / "lq" / f"{stem}.png", zio.to_uint8(lq))
-    row = {"source": path.name, "hq": f"hq/{stem}.png", "lq": f"lq/{stem}.png", "scale": scale,
-           "seed": sample_seed, "conversions": loaded.conversions, "params": params}
-    zio.write_text(record, json.dumps(row, sort_keys=True) + "\n")
+    blob = json.dumps({**settings(cfg, seed), "stem": stem, "source_sha1": source_sha1},
+                      sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@dataclass
+class BlindResult:
+    """What happened to one source image: its manifest row, or why it was refused."""
+
+    source: str
+    row: dict | None = None
+    conversions: list[str] = field(default_factory=list)
+    refused: str | None = None
+    resumed: bool = False
+
+
+def _manifest_row(record: dict, stem: str) -> dict:
+    row = {c: record[c] for c in MANIFEST_COLUMNS if c != "params"}
+    row["params"] = f"params/{stem}.json"
     return row
 
 
+def _reusable(record_path: Path, out: Path, fp: str) -> dict | None:
+    """The record at ``record_path`` when it was made under ``fp`` and its images are intact."""
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("fingerprint") != fp:
+        return None
+    if any(c not in record for c in MANIFEST_COLUMNS if c != "params"):
+        return None
+    for kind in ("hq", "lq"):
+        try:
+            if zio.file_sha1(out / record[kind]) != record.get(f"{kind}_sha1"):
+                return None
+        except OSError:
+            return None
+    return record
+
+
+def blind_image(path, out, scale: int, seed: int, cfg: BlindConfig | None = None
+                ) -> BlindResult:
+    """Degrade one image file into ``out/lq`` (and its mod-cropped HQ into ``out/hq``).
+
+    Writes ``out/params/<stem>.json`` last: the manifest row, the conversions, the digests of
+    both PNGs and every parameter drawn. Resumes: when that record carries this image's
+    :func:`fingerprint` and both PNGs match their digests, nothing is recomputed; otherwise
+    the record is removed first and the image is degraded again.
+    """
+    path, out = Path(path), Path(out)
+    cfg = cfg or BlindConfig(scale=scale)
+    if cfg.scale != scale:
+        raise ValueError(f"the config's scale {cfg.scale} differs from scale {scale}")
+    stem = path.stem
+    result = BlindResult(source=path.name)
+    try:
+        source_sha1 = zio.file_sha1(path)
+    except OSError as exc:
+        result.refused = ("no such file" if not path.exists()
+                          else f"cannot read ({exc.strerror or exc})")
+        return result
+    fp = fingerprint(cfg, seed, stem, source_sha1)
+    record_path = out / "params" / f"{stem}.json"
+    record = _reusable(record_path, out, fp)
+    if record is not None:
+        result.row, result.conversions = _manifest_row(record, stem), record["conversions"]
+        result.resumed = True
+        return result
+    try:
+        loaded = zio.load_image(path)
+    except zio.ImageError as exc:
+        result.refused = str(exc).removeprefix(f"{path}: ")
+        return result
+    hq = mod_crop(loaded.pixels, scale)
+    if min(hq.shape[:2]) < 4 * scale:
+        result.refused = f"{loaded.pixels.shape[1]}x{loaded.pixels.shape[0]} is too small"
+        return result
+    record_path.unlink(missing_ok=True)  # a stale record never vouches for the new PNGs
+    sample_seed = zseed.derive_seed(seed, "blind", stem)
+    lq, params = degrade(zio.to_float(hq), np.random.default_rng(sample_seed), cfg)
+    lq = zio.to_uint8(lq)
+    hq_png, lq_png = zio.encode_png(hq), zio.encode_png(lq)
+    zio.write_bytes(out / "hq" / f"{stem}.png", hq_png)
+    zio.write_bytes(out / "lq" / f"{stem}.png", lq_png)
+    record = {"source": path.name, "source_sha1": source_sha1,
+              "hq": f"hq/{stem}.png", "lq": f"lq/{stem}.png",
+              "hq_width": hq.shape[1], "hq_height": hq.shape[0],
+              "lq_width": lq.shape[1], "lq_height": lq.shape[0],
+              "hq_sha1": hashlib.sha1(hq_png).hexdigest(),
+              "lq_sha1": hashlib.sha1(lq_png).hexdigest(),
+              "scale": scale, "base_seed": int(seed), "seed": sample_seed, "fingerprint": fp,
+              "conversions": loaded.conversions, "params": params}
+    zio.write_text(record_path, json.dumps(record, sort_keys=True) + "\n")
+    result.row, result.conversions = _manifest_row(record, stem), loaded.conversions
+    return result
+
+
+def _manifest_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def read_manifest(path: str | Path) -> list[dict]:
+    """The rows of a blind manifest, in file order.
+
+    ``hq``, ``lq`` and ``params`` are paths relative to the manifest's folder; the columns of
+    ``_INT_COLUMNS`` (sizes, scale, seeds) are ints, the others strings. Raises
+    FileNotFoundError when ``path`` is missing and ValueError, naming the file, when it lacks
+    a column, has a malformed row or lists no image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such blind manifest (run `zephir blind` first)")
+    rows = []
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            missing = [c for c in MANIFEST_COLUMNS if c not in header]
+            if missing:
+                raise ValueError(f"{path}: not a blind manifest, missing column(s) "
+                                 f"{', '.join(missing)}")
+            for row in reader:
+                where = f"{path}, line {reader.line_num}"
+                if None in row or None in row.values():
+                    raise ValueError(f"{where}: {len(header)} fields expected")
+                for c in _INT_COLUMNS:
+                    try:
+                        row[c] = int(row[c])
+                    except ValueError:
+                        raise ValueError(f"{where}: column {c!r} holds {row[c]!r}, "
+                                         "not an integer") from None
+                rows.append(row)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable CSV ({exc})") from None
+    if not rows:
+        raise ValueError(f"{path}: the blind manifest lists no image")
+    return rows
+
+
 def blind_folder(images, out, *, scale: int = 4, seed: int = 0, workers: int = 1,
-                 progress: bool = True) -> dict:
-    """Degrade every image of a folder (or list); write ``manifest.csv`` and ``report.json``."""
+                 progress: bool = True, config: BlindConfig | None = None) -> dict:
+    """Degrade every image of a folder, index CSV or list; write the manifest and the report.
+
+    ``config`` defaults to ``BlindConfig(scale=scale)``. Images whose recorded fingerprint
+    matches are reused (counted in ``images_resumed``); the others are degraded again.
+    The output is the same whatever ``workers`` is. Raises ValueError when no image is usable
+    or two files share a name stem.
+    """
     out = Path(out)
+    cfg = config or BlindConfig(scale=scale)
+    if cfg.scale != scale:
+        raise ValueError(f"the config's scale {cfg.scale} differs from scale {scale}")
     files = (data.image_list(images) if isinstance(images, (str, Path))
              else sorted(map(Path, images)))
-    rows = pmap(blind_image, [(f, out, scale, seed) for f in files], workers=workers,
-                desc="blind", progress=progress)
-    done = [r for r in rows if "refused" not in r]
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise ValueError(f"{f} and {stems[f.stem]} share the name {f.stem!r}; "
+                             "output names are derived from it, rename one")
+        stems[f.stem] = f
+    results = pmap(blind_image, [(f, out, scale, seed, cfg) for f in files], workers=workers,
+                   desc="blind", progress=progress)
+    done = [r for r in results if r.refused is None]
     report = {"images_read": len(done),
-              "images_converted": {r["source"]: r["conversions"] for r in done
-                                   if r["conversions"]},
-              "images_refused": {r["source"]: r["refused"] for r in rows if "refused" in r},
-              "scale": scale, "seed": seed}
+              "images_converted": {r.source: r.conversions for r in done if r.conversions},
+              "images_refused": {r.source: r.refused for r in results if r.refused},
+              "images_resumed": sum(r.resumed for r in results),
+              "scale": scale, "seed": seed, "settings": settings(cfg, seed)}
     if not done:
         reasons = "; ".join(f"{k}: {v}" for k, v in report["images_refused"].items())
         raise ValueError(f"no usable image among {len(files)} file(s): {reasons}")
-    lines = ["source,hq,lq,scale,seed,params"]
-    for r in done:
-        params = json.dumps(r["params"], sort_keys=True).replace('"', '""')
-        lines.append(f'{r["source"]},{r["hq"]},{r["lq"]},{r["scale"]},{r["seed"]},"{params}"')
-    zio.write_text(out / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
-    zio.write_text(out / "manifest.csv", "\n".join(lines) + "\n")
+    zio.write_text(out / REPORT, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    zio.write_text(out / MANIFEST, _manifest_csv([r.row for r in done]))
     return report
