@@ -152,35 +152,25 @@ def _import_daclip(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from zephir.report import tables
+    from zephir.report import registry
 
     digest = args.config_hash or zconfig.fingerprint(zconfig.load(args.config))
-    paths = tables.make(args.name, args.metrics, digest, args.out)
+    entry = registry.table(args.name)
+    others = [f"--{flag}" for flag, source in registry.table_sources().items()
+              if flag != entry.source.flag and getattr(args, source.dest)]
+    if others:
+        raise ValueError(f"{args.name} reads --{entry.source.flag}, not {', '.join(others)}")
+    paths = entry.make(getattr(args, entry.source.dest) or [], digest, args.out)
     print("wrote " + ", ".join(map(str, paths)))
     return 0
 
 
 def _figure(args: argparse.Namespace) -> int:
-    from zephir.report import figures
+    from zephir.report import registry
 
-    need = {3: ("arrays", "predictions", "metrics"), 7: ("predictions", "metrics"),
-            8: ("sources",), 9: ("predictions", "metrics", "manifest", "sources"),
-            10: ("arrays", "metrics")}[args.number]
-    missing = [f"--{k}" for k in need if not getattr(args, k)]
-    if missing:
-        raise ValueError(f"figure {args.number} needs {', '.join(missing)}")
-    one = {k: (v[0] if isinstance(v, list) else v) for k, v in vars(args).items()}
-    if args.number == 3:
-        path = figures.figure3(one["arrays"], one["predictions"], one["metrics"], args.out)
-    elif args.number == 7:
-        path = figures.figure7(args.predictions, args.metrics, args.out)
-    elif args.number == 8:
-        path = figures.figure8(args.sources, args.out, level=args.level)
-    elif args.number == 9:
-        path = figures.figure9(one["predictions"], one["metrics"], args.manifest, args.sources,
-                               args.out)
-    else:
-        path = figures.figure10(args.arrays, args.metrics, args.out, kind=args.type)
+    flags = [*registry.figure_inputs().values(), *registry.figure_options().values()]
+    path = registry.draw_figure(args.number, args.out,
+                                **{f.dest: getattr(args, f.dest) for f in flags})
     print(f"wrote {path}")
     return 0
 
@@ -306,12 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     dc.set_defaults(func=_import_daclip)
 
-    tb = sub.add_parser("table", help="render a table of the paper from evaluation results",
-                        description="Build table 2, its beyond-the-paper companion, 3 or 4 "
-                        "from metrics.json files and write it as CSV, Markdown and LaTeX.")
-    tb.add_argument("name", choices=["table2", "table2_beyond", "table3", "table4"])
-    tb.add_argument("--metrics", required=True, nargs="+", type=Path,
-                    help="metrics.json files written by `zephir evaluate`")
+    from zephir.report import registry  # light: lists, no pandas or matplotlib
+
+    tb = sub.add_parser("table", help="render a table of the paper from results files",
+                        description="Build a table from results files and write it as CSV "
+                        "(full precision), Markdown and LaTeX (formatted, best in bold). "
+                        + " ".join(f"{t.name}: {t.title}" for t in registry.TABLES.values()))
+    tb.add_argument("name", choices=list(registry.TABLES))
+    for source in registry.table_sources().values():
+        tb.add_argument(f"--{source.flag}", nargs="+", type=Path,
+                        help=f"{source.help} (" + ", ".join(
+                            t.name for t in registry.TABLES.values()
+                            if t.source.flag == source.flag) + ")")
     src = tb.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path,
                      help="the run's config file (its hash goes into the caption)")
@@ -320,19 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     tb.set_defaults(func=_table)
 
     fg = sub.add_parser("figure", help="draw a figure of the paper from results files",
-                        description="Figures 3 (PCA of the degradation space), 7 (predicted vs "
-                        "true level), 8 (spectra), 9 (inverse check) and 10 (anchor "
-                        "similarity of the loss ablations), each from evaluation results.")
-    fg.add_argument("number", type=int, choices=[3, 7, 8, 9, 10])
+                        description="Figures " + "; ".join(
+                            f"{f.number} ({f.title})" for f in registry.FIGURES.values())
+                        + ". Each takes the inputs and options its help names.")
+    fg.add_argument("number", type=int, choices=list(registry.FIGURES))
     fg.add_argument("--out", required=True, type=Path, help="PNG to write")
-    fg.add_argument("--arrays", nargs="+", type=Path, help="arrays.npz of `zephir evaluate`")
-    fg.add_argument("--predictions", nargs="+", type=Path,
-                    help="predictions.csv of `zephir evaluate`")
-    fg.add_argument("--metrics", nargs="+", type=Path, help="metrics.json of `zephir evaluate`")
-    fg.add_argument("--manifest", type=Path, help="synth manifest.csv (figure 9)")
-    fg.add_argument("--sources", type=Path, help="image index of the clean sources (8, 9)")
-    fg.add_argument("--level", type=float, default=80.0, help="level shown in figure 8")
-    fg.add_argument("--type", default="blur", help="degradation type of figure 10")
+    for kind in registry.figure_inputs().values():
+        fg.add_argument(f"--{kind.flag}", nargs="+" if kind.many else None, type=Path,
+                        help=kind.help)
+    for option in registry.figure_options().values():
+        fg.add_argument(f"--{option.flag}", type=option.type, help=option.help)
     fg.set_defaults(func=_figure)
 
     pr = sub.add_parser("predict", help="estimate degradation types and levels of images",

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import zephir.config
+import zephir.report.registry
 
 # Validate against workflow/schemas/config.schema.yaml (and the method's rules) before any job
 # runs; defaults are filled in here, so rules may index every key.
@@ -116,29 +117,58 @@ def steps_flag(steps):
     return "" if steps is None else f"--steps {steps}"
 
 
+def table2_models():
+    """HD-CLIP and the baselines it is compared with (with DA-CLIP's released weights when
+    present): tables 2 and 2-beyond."""
+    released = ["daclip_released"] if DACLIP_RELEASED else []
+    return [baseline_checkpoint(m) for m in BASELINES + released] + [hdclip_checkpoint()]
+
+
 def table3_models():
+    """The loss ablations A-D at the configured top-k and gap: table 3, figure 10."""
     model = config["hdclip"]["model"]
     return [ablation_checkpoint(l, model["topk"], model["gap"]) for l in EST["losses"]]
 
 
 def table4_models():
+    """The top-k x gap ablations with losses D: table 4."""
     return [ablation_checkpoint("D", k, g) for k in EST["topk"] for g in EST["gap"]]
+
+
+# -- report: the tables and figures are the entries of zephir.report.registry, listed there
+# only. A table's entry names the runs it reads (`runs`); TABLE_RUNS maps them to models here.
+REPORT = zephir.report.registry
+TABLES = list(REPORT.TABLES)
+FIGURES = list(REPORT.FIGURES)
+TABLE_RUNS = {"methods": table2_models, "losses": table3_models, "topk_gap": table4_models}
 
 
 def table_models(name):
     """The models whose evaluations make table ``name``."""
-    if name in ("table2", "table2_beyond"):
-        released = ["daclip_released"] if DACLIP_RELEASED else []
-        return [baseline_checkpoint(m) for m in BASELINES + released] + [hdclip_checkpoint()]
-    return table3_models() if name == "table3" else table4_models()
+    runs = REPORT.TABLES[name].runs
+    if runs not in TABLE_RUNS:
+        raise ValueError(f"table {name} reads runs {runs!r}, which common.smk does not map to "
+                         f"models (TABLE_RUNS: {', '.join(TABLE_RUNS)})")
+    return TABLE_RUNS[runs]()
 
 
-TABLES = ["table2", "table2_beyond", "table3", "table4"]
-FIGURES = [3, 7, 8, 9, 10]
+def table_inputs(wildcards):
+    """The results files a table is built from, the evaluations of its runs."""
+    return [evaluation(c) for c in table_models(wildcards.table)]
+
+
+def table_flag(wildcards):
+    """The `zephir table` flag those files are passed with (the table's declared source)."""
+    return REPORT.TABLES[wildcards.table].source.flag
 
 
 def table_file(name, ext="md"):
     return RESULTS / "tables" / f"{name}.{ext}"
+
+
+def table_stem(wildcards):
+    """`zephir table --out`: the table's files without their suffix."""
+    return RESULTS / "tables" / wildcards.table
 
 
 def figure_file(n):

@@ -1,9 +1,12 @@
 # Tables and figures: each a cheap rule that reads results files (restyling never retrains).
+# Which tables and figures exist is declared once, in zephir.report.registry (TABLES and
+# FIGURES of common.smk come from it). A table's inputs are the results of the runs its entry
+# names; each figure has a rule figure<N> passing the inputs its entry declares.
 
 
 rule table:
     input:
-        metrics=lambda wildcards: [evaluation(c) for c in table_models(wildcards.table)],
+        table_inputs,
     output:
         csv=table_file("{table}", "csv"),
         md=table_file("{table}", "md"),
@@ -11,14 +14,15 @@ rule table:
     wildcard_constraints:
         table="|".join(TABLES),
     params:
-        stem=lambda wildcards: RESULTS / "tables" / wildcards.table,
+        flag=table_flag,
+        stem=table_stem,
         config_hash=CONFIG_HASH,
     log:
         LOGS / "tables" / "{table}.log",
     conda:
         "../envs/zephir.yaml"
     shell:
-        "zephir table {wildcards.table} --metrics {input.metrics} --config-hash {params.config_hash}"
+        "zephir table {wildcards.table} --{params.flag} {input} --config-hash {params.config_hash}"
         " --out {params.stem} > {log} 2>&1"
 
 

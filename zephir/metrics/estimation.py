@@ -62,11 +62,12 @@ def _levels(pred: np.ndarray, true: np.ndarray) -> dict:
 
 
 def evaluate_table(table, types, gap: float = 5.0) -> dict:
-    """Every estimation metric of one predictions table (:func:`zephir.estimators.evaluate`).
+    """Every estimation metric of one predictions table (:func:`zephir.evaluation.evaluate`).
 
     ``single``: table 2 on single-type samples (:func:`summarize`). Beyond the paper:
     ``near_bin`` / ``between_bins``: level metrics of the single-type samples whose true level
-    lies within ``gap / 4`` of a bin centre (multiples of ``gap``) or farther; ``mixtures``:
+    lies within ``gap / 4`` of a bin centre (multiples of ``gap``) or farther, each recording
+    the ``gap`` it was split by; ``mixtures``:
     samples of 2-4 types, type recall and level metrics over every present type.
     """
     true = table[[f"{t}_true" for t in types]].to_numpy(float)
@@ -82,8 +83,8 @@ def evaluate_table(table, types, gap: float = 5.0) -> dict:
     out = {"single": summarize(names[scores[single].argmax(1)], names[k], p_lv, t_lv, types)}
     dist = np.abs(t_lv - gap * np.round(t_lv / gap))
     near = dist <= gap / 4
-    out["near_bin"] = _levels(p_lv[near], t_lv[near])
-    out["between_bins"] = _levels(p_lv[~near], t_lv[~near])
+    out["near_bin"] = {**_levels(p_lv[near], t_lv[near]), "gap": float(gap)}
+    out["between_bins"] = {**_levels(p_lv[~near], t_lv[~near]), "gap": float(gap)}
     mix = count >= 2
     if mix.any():
         m_true, m_pred = true[mix][present[mix]], pred[mix][present[mix]]

@@ -2,7 +2,8 @@
 
 Each function reads what the evaluation wrote (predictions.csv, arrays.npz) or the source
 images, and writes one PNG atomically; restyling a figure never retrains a model. Titles say
-when the encoder was trained from random init.
+when the encoder was trained from random init or is a tiny architecture. Which inputs and
+options each figure takes is declared in :mod:`zephir.report.registry`.
 """
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ from zephir import io as zio  # noqa: E402
 from zephir.degrade import levels as dlevels  # noqa: E402
 from zephir.degrade import ops  # noqa: E402
 from zephir.degrade.synth import read_manifest  # noqa: E402
-from zephir.report.tables import LABELS, losses_of  # noqa: E402
-
-RANDOM_INIT_NOTE = " [random-init encoder, tiny model: not the paper's numbers]"
+from zephir.report.captions import figure_note  # noqa: E402
+from zephir.report.results import LABELS, losses_of  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -38,10 +38,6 @@ def _save(fig, path: Path) -> Path:
 
 def _result(metrics: Path) -> dict:
     return json.loads(Path(metrics).read_text())
-
-
-def _note(results: Sequence[dict]) -> str:
-    return RANDOM_INIT_NOTE if any(r.get("random_init") for r in results) else ""
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
@@ -80,7 +76,8 @@ def figure3(arrays: Path, predictions: Path, metrics: Path, out: Path) -> Path:
         ax.set_ylabel("PC 2")
         ax.legend(loc="best", fontsize=8)
     fig.colorbar(sc, ax=axes, label="level (0..100)", shrink=0.9)
-    fig.suptitle("Fig. 3: HD-CLIP degradation space (PCA per type)" + _note([_result(metrics)]))
+    fig.suptitle("Fig. 3: HD-CLIP degradation space (PCA per type)"
+                 + figure_note([_result(metrics)]))
     return _save(fig, out)
 
 
@@ -102,7 +99,7 @@ def figure7(predictions: Sequence[Path], metrics: Sequence[Path], out: Path) -> 
         if k == 0:
             ax.set_ylabel("predicted level")
         ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle("Fig. 7: predicted vs true degradation level" + _note(results))
+    fig.suptitle("Fig. 7: predicted vs true degradation level" + figure_note(results))
     return _save(fig, out)
 
 
@@ -183,7 +180,7 @@ def figure9(predictions: Path, metrics: Path, manifest: Path, sources: Path, out
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     fig.suptitle("Fig. 9: predicted degradations re-applied to the clean image"
-                 + _note([_result(metrics)]), fontsize=10)
+                 + figure_note([_result(metrics)]), fontsize=10)
     return _save(fig, out)
 
 
@@ -209,5 +206,5 @@ def figure10(arrays: Sequence[Path], metrics: Sequence[Path], out: Path, *, kind
             ax.set_ylabel("level")
     fig.colorbar(im, ax=axes[0], label="cosine similarity", shrink=0.85)
     fig.suptitle(f"Fig. 10: similarity of the {kind} level anchors, loss ablations"
-                 + _note(results))
+                 + figure_note(results))
     return _save(fig, out)

@@ -1,0 +1,123 @@
+"""Captions of tables and figure titles, written from the results' own metadata.
+
+A caption function takes the entry's title, the results a table was built from and the config
+hash, and returns the caption: :func:`provenance` for any table, :func:`estimation` and its
+variants for the degradation-estimation tables. Whatever a caption states about the runs (the
+gap that split the levels, the top-k, the losses, the training steps, a random-init or tiny
+encoder) is read from the results, never typed. Light: no pandas, no matplotlib.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from zephir.report.results import LABELS, losses_of, random_init, tiny_archs, topk_label
+
+
+def _join(parts: Sequence[str]) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def encoder_note(results: Sequence[dict]) -> str:
+    """The warning a caption carries when an encoder was trained from random init or is a tiny
+    stand-in architecture (empty otherwise)."""
+    what = []
+    if random_init(results):
+        what.append("trained from random init (no pretrained CLIP weights)")
+    tiny = tiny_archs(results)
+    if tiny:
+        what.append(f"tiny architecture {', '.join(tiny)}")
+    if not what:
+        return ""
+    return ("Encoders " + " and ".join(what) + ": these numbers are not the paper's and only "
+            "compare the methods with each other.")
+
+
+def figure_note(results: Sequence[dict]) -> str:
+    """The same warning, short, for a figure's title (empty when there is nothing to say)."""
+    what = (["random-init encoder"] if random_init(results) else []) + tiny_archs(results)
+    return f" [{', '.join(what)}: not the paper's numbers]" if what else ""
+
+
+def provenance(title: str, results: Sequence[dict], config_hash: str, *,
+               facts: Sequence[str] = ()) -> str:
+    """Any table's caption: title, facts read from the results, config hash, encoder warning."""
+    return _join([title, *facts, f"Config {config_hash}.", encoder_note(results)])
+
+
+def steps_note(results: Sequence[dict]) -> str:
+    """How many steps the trained estimators ran (zero-shot CLIP is not trained)."""
+    trained = [r for r in results if r.get("method") != "clip_zeroshot"
+               and "steps" in r.get("train", {})]
+    steps = [r["train"]["steps"] for r in trained]
+    if len(set(steps)) == 1:
+        return f"Training steps: {steps[0]} per model."
+    if trained:
+        return "Training steps: " + ", ".join(
+            f"{LABELS.get(r['method'], r['method'])} {r['train']['steps']}"
+            for r in trained) + "."
+    return ""
+
+
+def estimation(title: str, results: Sequence[dict], config_hash: str, *,
+               facts: Sequence[str] = ()) -> str:
+    """A degradation-estimation table (metrics.json of ``zephir evaluate``): provenance and
+    the training steps."""
+    return _join([provenance(title, results, config_hash, facts=facts), steps_note(results)])
+
+
+def _number(x) -> str:
+    return f"{float(x):g}"
+
+
+def _default_gap() -> float:
+    import inspect
+
+    from zephir.metrics.estimation import evaluate_table
+
+    return float(inspect.signature(evaluate_table).parameters["gap"].default)
+
+
+def near_bin_gap(result: dict, default: float | None = None) -> float:
+    """The gap an evaluation split levels near / between bin centres with.
+
+    Read from ``metrics.near_bin.gap`` where the evaluation recorded it; an evaluation that did
+    not record it used the default of :func:`zephir.metrics.estimation.evaluate_table`.
+    """
+    gap = result["metrics"].get("near_bin", {}).get("gap")
+    if gap is None:
+        gap = _default_gap() if default is None else default
+    return float(gap)
+
+
+def near_bin(title: str, results: Sequence[dict], config_hash: str) -> str:
+    """Beside table 2: says which gap split the levels, read from the results."""
+    default = _default_gap()
+    gaps = [near_bin_gap(r, default) for r in results]
+    if len(set(gaps)) == 1:
+        split = (f"Near bin: true level within {_number(gaps[0] / 4)} (gap/4) of a multiple "
+                 f"of the gap {_number(gaps[0])}; between: farther.")
+    else:
+        by = ", ".join(f"{LABELS.get(r['method'], r['method'])} {_number(g)}"
+                       for r, g in zip(results, gaps))
+        split = (f"Near bin: true level within gap/4 of a multiple of the gap (gaps differ: "
+                 f"{by}); between: farther.")
+    mix = ("Mixtures of 2-4 types: type recall is the share of the present types among the "
+           "most confident ones." if any("mixtures" in r["metrics"] for r in results) else "")
+    return estimation(title, results, config_hash, facts=[split, mix])
+
+
+def losses(title: str, results: Sequence[dict], config_hash: str) -> str:
+    """Table 3: the top-k and gap the ablated models share, read from the results."""
+    settings = sorted({(topk_label(r["hdclip"]["topk"]), _number(r["hdclip"]["gap"]))
+                       for r in results})
+    facts = ([f"All with top-k {settings[0][0]} and gap {settings[0][1]}."]
+             if len(settings) == 1 else [])
+    return estimation(title, results, config_hash, facts=facts)
+
+
+def topk_gap(title: str, results: Sequence[dict], config_hash: str) -> str:
+    """Table 4: the losses the models share, read from the results."""
+    letters = sorted({losses_of(r) for r in results})
+    facts = ([f"All with the losses of ({letters[0]})."] if len(letters) == 1 else [])
+    return estimation(title, results, config_hash, facts=facts)
+

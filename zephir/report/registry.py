@@ -1,0 +1,278 @@
+"""The paper's tables and figures, each declared once, for the command line and the workflow.
+
+:data:`TABLES` maps a table's name to a :class:`Table`: the results files it reads (an
+:class:`Input`), the runs the workflow feeds it, the builder that turns the results into a
+DataFrame, the format of each numeric column (:class:`~zephir.report.render.Column`) and the
+caption function, which reads what it states from the results' metadata. :data:`FIGURES` maps a
+figure's number to a :class:`Figure`: its drawing function, the inputs and options it takes.
+``zephir table`` / ``zephir figure`` take their choices and flags from here, and
+``workflow/rules/common.smk`` its TABLES and FIGURES.
+
+Builders and drawing functions are named ``"module:function"`` and imported when used, so that
+listing tables and figures stays cheap (no pandas, no matplotlib): the command line parses its
+arguments and Snakemake its rules without them.
+
+To add a table: write its builder (a list of results -> ``pandas.DataFrame``, in
+:mod:`zephir.report.tables` or a module of its own), declare a :class:`Table` below with a
+:class:`Column` for every numeric column, and map its ``runs`` to files in
+``workflow/rules/common.smk`` (``table_inputs``). For results other than ``metrics.json``
+declare an :class:`Input` with the flag and the reader of those files. To add a figure: write
+its drawing function (inputs and options as keyword arguments, then ``out``), declare a
+:class:`Figure`, and write its rule ``figure<N>`` in ``workflow/rules/report.smk``.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from zephir.report import captions, render
+from zephir.report.render import CORR, MAE, PERCENT, Column
+from zephir.report.results import read_results
+
+
+def resolve(ref: str | Callable) -> Callable:
+    """A callable, or the function a ``"module:function"`` reference names."""
+    if callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class Input:
+    """A kind of results file an entry reads, passed on the command line as ``--<flag>``.
+
+    ``many``: a list of files (one per model, say) rather than one; ``read``: for a table's
+    source, the function turning the files into the results its builder and caption take.
+    """
+
+    flag: str
+    help: str
+    many: bool = False
+    read: Callable[[Sequence[Path]], list] | None = None
+
+    @property
+    def dest(self) -> str:
+        """The keyword the drawing function takes it as (and argparse's attribute)."""
+        return self.flag.replace("-", "_")
+
+
+def several(kind: Input) -> Input:
+    """The same kind of file, one per model."""
+    return replace(kind, many=True)
+
+
+@dataclass(frozen=True)
+class Option:
+    """A setting of a figure, passed as ``--<flag>`` and to the drawing function as ``param``."""
+
+    flag: str
+    type: Callable
+    default: object
+    help: str
+    param: str = ""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.replace("-", "_")
+
+    @property
+    def keyword(self) -> str:
+        return self.param or self.dest
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: what it reads, how it is built, shown and captioned.
+
+    ``runs``: the group of runs whose results the workflow passes (``common.smk`` maps it to
+    files). ``caption(title, results, config_hash)`` returns the caption. ``columns``: the
+    format of every numeric column the builder may return.
+    """
+
+    name: str
+    title: str
+    build: str | Callable
+    runs: str
+    columns: Mapping[str, Column]
+    source: Input
+    caption: Callable[[str, Sequence[dict], str], str] = captions.estimation
+
+    def make(self, files: Sequence[Path], config_hash: str, out: Path) -> list[Path]:
+        """Read ``files``, build the table and write ``out``.csv / .md / .tex."""
+        if not files:
+            raise ValueError(f"{self.name} needs --{self.source.flag}")
+        results = self.source.read(files)
+        df = resolve(self.build)(results)
+        return render.write(df, out, self.caption(self.title, results, config_hash),
+                            self.columns, f"tab:{self.name}")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure: its drawing function and the inputs and options it takes.
+
+    ``paired``: its lists of files go together (one file per model in each), so they must have
+    the same length.
+    """
+
+    number: int
+    title: str
+    draw: str | Callable
+    inputs: tuple[Input, ...]
+    options: tuple[Option, ...] = field(default=())
+    paired: bool = False
+
+    def make(self, out: Path, given: Mapping[str, object]) -> Path:
+        """Draw the figure into ``out`` from ``given`` (argparse names -> files / values;
+        ``None`` for not given). Missing, unexpected or miscounted inputs are clear errors."""
+        n = self.number
+        given = {k: v for k, v in given.items() if v is not None and v != []}
+        missing = [f"--{i.flag}" for i in self.inputs if i.dest not in given]
+        if missing:
+            raise ValueError(f"figure {n} needs {', '.join(missing)}")
+        known = {i.dest: i.flag for i in self.inputs} | {o.dest: o.flag for o in self.options}
+        extra = [f"--{k.replace('_', '-')}" for k in given if k not in known]
+        if extra:
+            raise ValueError(f"figure {n} does not take {', '.join(extra)} (it takes "
+                             f"{', '.join('--' + f for f in known.values())})")
+        kwargs: dict[str, object] = {}
+        for i in self.inputs:
+            v = given[i.dest]
+            files = [Path(p) for p in (v if isinstance(v, (list, tuple)) else [v])]
+            if not i.many and len(files) != 1:
+                raise ValueError(f"figure {n} takes one --{i.flag} file, not {len(files)}")
+            kwargs[i.dest] = files if i.many else files[0]
+        counts = {i.flag: len(kwargs[i.dest]) for i in self.inputs if i.many}
+        if self.paired and len(set(counts.values())) > 1:
+            raise ValueError(f"figure {n}: " + ", ".join(f"--{f} has {c}" for f, c in
+                                                         counts.items())
+                             + " file(s); they go together, one per model")
+        for o in self.options:
+            kwargs[o.keyword] = o.type(given[o.dest]) if o.dest in given else o.default
+        return Path(resolve(self.draw)(**kwargs, out=Path(out)))
+
+
+def _index(entries, key: str) -> dict:
+    out = {}
+    for e in entries:
+        k = getattr(e, key)
+        if k in out:
+            raise ValueError(f"two report entries named {k!r}")
+        out[k] = e
+    return out
+
+
+# -------------------------------------------------------------------------- inputs
+
+#: Evaluation results of ``zephir evaluate`` (tables 2-4, figures 3, 7, 9, 10).
+METRICS = Input("metrics", "metrics.json of `zephir evaluate`", read=read_results)
+PREDICTIONS = Input("predictions", "predictions.csv of `zephir evaluate`")
+ARRAYS = Input("arrays", "arrays.npz of `zephir evaluate` (an HD-CLIP model's)")
+MANIFEST = Input("manifest", "synth manifest.csv of the evaluated samples")
+SOURCES = Input("sources", "image index of the clean source images")
+
+# -------------------------------------------------------------------------- tables
+
+#: Table 2's metrics on the single-type samples, as tables 3 and 4 show them too.
+ESTIMATION = {"Type Acc (%)": PERCENT, "MAE": MAE, "SROCC": CORR, "PCC": CORR}
+
+TABLES: dict[str, Table] = _index([
+    Table("table2", "Table 2: degradation estimation on the single-type validation samples.",
+          build="zephir.report.tables:table2", runs="methods", columns=ESTIMATION,
+          source=several(METRICS)),
+    Table("table2_beyond", "Beside table 2 (beyond the paper): levels near bin centres and "
+          "between them, and mixtures of 2-4 types.",
+          build="zephir.report.tables:table2_beyond", runs="methods",
+          columns={"MAE near bin": MAE, "SROCC near bin": CORR, "MAE between": MAE,
+                   "SROCC between": CORR, "Mix type recall (%)": PERCENT, "Mix MAE": MAE,
+                   "Mix SROCC": CORR},
+          source=several(METRICS), caption=captions.near_bin),
+    Table("table3", "Table 3: loss ablations of HD-CLIP.", build="zephir.report.tables:table3",
+          runs="losses", columns=ESTIMATION, source=several(METRICS), caption=captions.losses),
+    Table("table4", "Table 4: top-k bin centres and gap size of the local interpolation "
+          "regression (eq. 6).", build="zephir.report.tables:table4", runs="topk_gap",
+          columns=ESTIMATION, source=several(METRICS), caption=captions.topk_gap),
+], "name")
+
+# -------------------------------------------------------------------------- figures
+
+FIGURES: dict[int, Figure] = _index([
+    Figure(3, "PCA of the HD-CLIP degradation space", "zephir.report.figures:figure3",
+           (ARRAYS, PREDICTIONS, METRICS)),
+    Figure(7, "predicted vs true level, HD-CLIP and the MM-RealSR-style regressor",
+           "zephir.report.figures:figure7", (several(PREDICTIONS), several(METRICS)),
+           paired=True),
+    Figure(8, "log-magnitude spectra of the degradations", "zephir.report.figures:figure8",
+           (SOURCES,), (Option("level", float, 80.0, "degradation level shown"),)),
+    Figure(9, "inverse check: predicted degradations re-applied",
+           "zephir.report.figures:figure9", (PREDICTIONS, METRICS, MANIFEST, SOURCES)),
+    Figure(10, "similarity of the level anchors, loss ablations",
+           "zephir.report.figures:figure10", (several(ARRAYS), several(METRICS)),
+           (Option("type", str, "blur", "degradation type whose anchors are shown",
+                   param="kind"),), paired=True),
+], "number")
+
+
+# -------------------------------------------------------------------------- entry points
+
+def table(name: str) -> Table:
+    if name not in TABLES:
+        raise ValueError(f"unknown table {name!r}; expected one of {', '.join(TABLES)}")
+    return TABLES[name]
+
+
+def figure(number: int) -> Figure:
+    if number not in FIGURES:
+        raise ValueError(f"unknown figure {number}; expected one of "
+                         f"{', '.join(map(str, FIGURES))}")
+    return FIGURES[number]
+
+
+def make_table(name: str, files: Sequence[Path], config_hash: str, out: Path) -> list[Path]:
+    """Build table ``name`` from its results files and write ``out``.csv / .md / .tex."""
+    return table(name).make(files, config_hash, out)
+
+
+def draw_figure(number: int, out: Path, **given) -> Path:
+    """Draw figure ``number`` into ``out``; ``given``: its inputs and options by name."""
+    return figure(number).make(out, given)
+
+
+def table_sources() -> dict[str, Input]:
+    """Every kind of file some table reads, by flag (the flags of ``zephir table``)."""
+    return {t.source.flag: t.source for t in TABLES.values()}
+
+
+def _figures_of(flag: str) -> str:
+    numbers = [str(f.number) for f in FIGURES.values()
+               if flag in {i.flag for i in f.inputs} | {o.flag for o in f.options}]
+    return ("figure " if len(numbers) == 1 else "figures ") + ", ".join(numbers)
+
+
+def figure_inputs() -> dict[str, Input]:
+    """Every input some figure takes, by flag (the file flags of ``zephir figure``): a list of
+    files where any figure takes several. Help says which figures read it."""
+    out: dict[str, Input] = {}
+    for f in FIGURES.values():
+        for i in f.inputs:
+            seen = out.get(i.flag)
+            out[i.flag] = replace(i, many=i.many or (seen is not None and seen.many),
+                                  help=f"{i.help} ({_figures_of(i.flag)})")
+    return out
+
+
+def figure_options() -> dict[str, Option]:
+    """Every option some figure takes, by flag (one type per flag; help gives each figure's
+    default)."""
+    out: dict[str, Option] = {}
+    defaults: dict[str, list[str]] = {}
+    for f in FIGURES.values():
+        for o in f.options:
+            if o.flag in out and out[o.flag].type is not o.type:
+                raise ValueError(f"figure option --{o.flag} has two types")
+            defaults.setdefault(o.flag, []).append(f"figure {f.number}, default {o.default}")
+            out[o.flag] = replace(o, help=f"{o.help} ({'; '.join(defaults[o.flag])})")
+    return out
