@@ -1,0 +1,168 @@
+"""Eq. 12-15 (CFPG) against independent recomputations, and supplement 7.2's special cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from zephir.guidance.cfpg import W_ORTH, W_PAR, add_embeddings, cfg, cfpg, project, rectify
+
+SHAPE = (3, 4, 5, 6)
+
+
+def _preds(seed: int, dtype: torch.dtype = torch.float64, shape=SHAPE) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g, dtype=torch.float64).to(dtype) for _ in range(4)]
+
+
+def _project_loops(d: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 13 sample by sample, element by element, in Python floats."""
+    par = np.zeros_like(d, dtype=np.float64)
+    for i in range(d.shape[0]):
+        dot = bb = 0.0
+        for x, y in zip(d[i].ravel().tolist(), b[i].ravel().tolist()):
+            dot += x * y
+            bb += y * y
+        par[i] = dot / bb * b[i]
+    return par, d - par
+
+
+def _cfg64(neg: torch.Tensor, pos: torch.Tensor, s: float) -> torch.Tensor:
+    return neg + s * (pos - neg)
+
+
+def test_eq13_matches_a_per_sample_loop():
+    d, b, _, _ = _preds(0)
+    par, orth = project(d, b)
+    ref_par, ref_orth = _project_loops(d.numpy(), b.numpy())
+    np.testing.assert_allclose(par.numpy(), ref_par, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(orth.numpy(), ref_orth, rtol=1e-10, atol=1e-12)
+
+
+def test_eq13_parts_sum_to_the_deviation_and_orthogonal_part_is_orthogonal():
+    d, b, _, _ = _preds(1)
+    par, orth = project(d, b)
+    torch.testing.assert_close(par + orth, d, rtol=0, atol=1e-12)
+    dots = (orth * b).flatten(1).sum(1)
+    scale = orth.flatten(1).norm(dim=1) * b.flatten(1).norm(dim=1)
+    assert torch.all(dots.abs() <= 1e-12 * scale)
+    # The parallel part is a multiple of the baseline, sample by sample.
+    coef = (par.flatten(1) / b.flatten(1))
+    torch.testing.assert_close(coef, coef[:, :1].expand_as(coef), rtol=1e-9, atol=0)
+
+
+def test_eq13_is_per_sample():
+    d, b, _, _ = _preds(2)
+    par, _ = project(d, b)
+    for i in range(d.shape[0]):
+        alone, _ = project(d[i:i + 1], b[i:i + 1])
+        torch.testing.assert_close(par[i:i + 1], alone, rtol=0, atol=0)
+
+
+def test_eq13_zero_baseline_gives_no_nan():
+    d, b, _, _ = _preds(3, torch.float32)
+    b[1] = 0
+    par, orth = project(d, b)
+    assert torch.isfinite(par).all() and torch.isfinite(orth).all()
+    assert torch.equal(par[1], torch.zeros_like(par[1]))
+    assert torch.equal(orth[1], d[1])
+    out = cfpg(b, b, d, d, scale=7.5)
+    assert torch.isfinite(out).all()
+
+
+def test_eq12_14_rectify_matches_the_loop_reference():
+    t, h, _, _ = _preds(4)
+    w_par, w_orth = 0.8, 0.3
+    par, orth = _project_loops((h - t).numpy(), t.numpy())
+    expected = t.numpy() + w_par * par + w_orth * orth
+    got = rectify(t, h, w_par=w_par, w_orth=w_orth)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_eq14_weights_act_on_their_own_part():
+    t, h, _, _ = _preds(5)
+    only_par = rectify(t, h, w_par=1.0, w_orth=0.0) - t
+    only_orth = rectify(t, h, w_par=0.0, w_orth=1.0) - t
+    # parallel-only moves along eps_t; orthogonal-only moves perpendicular to it
+    ratio = only_par.flatten(1) / t.flatten(1)
+    torch.testing.assert_close(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-9, atol=0)
+    dots = (only_orth * t).flatten(1).sum(1)
+    assert torch.all(dots.abs() <= 1e-10 * only_orth.flatten(1).norm(dim=1)
+                     * t.flatten(1).norm(dim=1))
+
+
+def test_eq15_cfpg_matches_rectified_branches_in_cfg():
+    tn, tp, hn, hp = _preds(6)
+    w_par, w_orth, s = 1.0, 0.6, 5.5
+    neg = rectify(tn, hn, w_par=w_par, w_orth=w_orth)
+    pos = rectify(tp, hp, w_par=w_par, w_orth=w_orth)
+    expected = neg + s * (pos - neg)
+    got = cfpg(tn, tp, hn, hp, w_par=w_par, w_orth=w_orth, scale=s)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(cfg(neg, pos, s), expected, rtol=0, atol=0)
+
+
+def test_defaults_are_the_papers():
+    assert (W_PAR, W_ORTH) == (1.0, 0.6)
+    tn, tp, hn, hp = _preds(7)
+    torch.testing.assert_close(cfpg(tn, tp, hn, hp, scale=3.0),
+                               cfpg(tn, tp, hn, hp, w_par=1.0, w_orth=0.6, scale=3.0))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_case_i_zero_weights_is_plain_text_cfg(dtype, tol):
+    tn, tp, hn, hp = _preds(8, dtype)
+    got = cfpg(tn, tp, hn, hp, w_par=0.0, w_orth=0.0, scale=7.5)
+    expected = _cfg64(tn.double(), tp.double(), 7.5)
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+    assert torch.equal(rectify(tp, hp, w_par=0.0, w_orth=0.0), tp)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_case_ii_unit_weights_is_pure_hdclip_cfg(dtype, tol):
+    tn, tp, hn, hp = _preds(9, dtype)
+    got = cfpg(tn, tp, hn, hp, w_par=1.0, w_orth=1.0, scale=7.5)
+    expected = _cfg64(hn.double(), hp.double(), 7.5)
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("w", [0.25, 0.6, 2.0])
+def test_case_iii_equal_weights_is_linear_interpolation(w):
+    tn, tp, hn, hp = _preds(10)
+    got = cfpg(tn, tp, hn, hp, w_par=w, w_orth=w, scale=4.0)
+    expected = _cfg64((1 - w) * tn + w * hn, (1 - w) * tp + w * hp, 4.0)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_gives_the_float32_answer_in_its_own_dtype(dtype):
+    preds = [p.to(dtype) for p in _preds(11, torch.float32)]
+    got = cfpg(*preds, w_par=1.0, w_orth=0.6, scale=7.5)
+    assert got.dtype == dtype
+    ref = cfpg(*[p.float() for p in preds], w_par=1.0, w_orth=0.6, scale=7.5)
+    # one rounding to the half format: half an ulp of the largest values
+    tol = torch.finfo(dtype).eps * ref.abs().max().item()
+    torch.testing.assert_close(got.float(), ref, rtol=0, atol=tol)
+    par, orth = project(preds[0], preds[1])
+    assert par.dtype == orth.dtype == dtype
+
+
+def test_shape_mismatch_is_refused():
+    tn, tp, hn, hp = _preds(12)
+    with pytest.raises(AssertionError):
+        cfpg(tn, tp, hn, hp[:, :2], scale=2.0)
+
+
+def test_add_embeddings_adds_with_the_ratio_and_broadcasts_over_tokens():
+    g = torch.Generator().manual_seed(13)
+    text = torch.randn(2, 7, 8, generator=g)
+    tokens = torch.randn(2, 7, 8, generator=g, dtype=torch.float64)
+    pooled = torch.randn(2, 1, 8, generator=g)
+    out = add_embeddings(text, tokens, 0.3)
+    assert out.dtype == text.dtype
+    torch.testing.assert_close(out, text + 0.3 * tokens.float())
+    out = add_embeddings(text, pooled, 0.5)
+    for j in range(7):
+        torch.testing.assert_close(out[:, j], text[:, j] + 0.5 * pooled[:, 0])
+    with pytest.raises(AssertionError):
+        add_embeddings(text[:, :1], tokens, 0.3)
