@@ -1,0 +1,360 @@
+"""Backbone adapters: the tiny x4 upscaler in three modes, the diffusers folder adapter, and the
+clear errors of the backbones whose weights or environments are not here."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tests.conftest import REPO
+from zephir.backbones import BACKBONES, CFG_RATIO, canonical, load
+from zephir.backbones import tiny as tiny_mod
+from zephir.backbones.base import Backbone, Defaults, TextEmbeds, join_prompt
+
+STEPS = 3
+PROMPT, NEGATIVE = "a photo of an astronaut", "blurry, noisy"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Backbone:
+    return load("tiny", {"steps": STEPS})
+
+
+@pytest.fixture(scope="module")
+def lq(astronaut) -> np.ndarray:
+    return cv2.resize(astronaut, (32, 32), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def hd_pair(tiny) -> TextEmbeds:
+    return tiny.encode_pair("heavy blur, moderate noise", "astronaut, space, rocket")
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny, lq) -> np.ndarray:
+    return tiny.restore(lq, prompt=PROMPT, negative_prompt=NEGATIVE, mode="baseline", seed=3)
+
+
+def _restore(backbone, lq, **kw):
+    return backbone.restore(lq, prompt=PROMPT, negative_prompt=NEGATIVE, seed=3, **kw)
+
+
+# --------------------------------------------------------------------------- tiny
+
+def test_tiny_restores_32_px_to_128_px_in_every_mode(tiny, lq, hd_pair, baseline):
+    assert tiny.random_init and tiny.record()["random_init"] is True
+    assert tiny.scale_factor == 4
+    for mode in ("cfg", "cfpg"):
+        out = _restore(tiny, lq, mode=mode, hd_pair=hd_pair)
+        assert out.shape == (128, 128, 3) and out.dtype == np.uint8
+    assert baseline.shape == (128, 128, 3) and baseline.dtype == np.uint8
+    assert baseline.std() > 1  # an image, not a constant
+
+
+def test_cfpg_at_zero_weights_is_byte_identical_to_the_baseline(tiny, lq, hd_pair, baseline):
+    out = _restore(tiny, lq, mode="cfpg", hd_pair=hd_pair, w_par=0.0, w_orth=0.0)
+    assert np.array_equal(out, baseline)
+
+
+def test_cfpg_with_weights_follows_the_hd_pair(tiny, lq, hd_pair, baseline):
+    out = _restore(tiny, lq, mode="cfpg", hd_pair=hd_pair)
+    assert np.abs(out.astype(int) - baseline).mean() > 0.5
+    other = tiny.encode_pair("slight jpeg artifacts", "cat, grass")
+    out_other = _restore(tiny, lq, mode="cfpg", hd_pair=other)
+    assert not np.array_equal(out, out_other)
+
+
+def test_cfg_mode_at_ratio_zero_is_the_baseline_and_mixes_otherwise(tiny, lq, hd_pair,
+                                                                    baseline):
+    assert np.array_equal(_restore(tiny, lq, mode="cfg", hd_pair=hd_pair, cfg_ratio=0.0),
+                          baseline)
+    assert not np.array_equal(_restore(tiny, lq, mode="cfg", hd_pair=hd_pair), baseline)
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tiny, lq, hd_pair, baseline):
+    assert np.array_equal(_restore(tiny, lq, mode="baseline"), baseline)
+    out = _restore(tiny, lq, mode="cfpg", hd_pair=hd_pair)
+    assert np.array_equal(_restore(tiny, lq, mode="cfpg", hd_pair=hd_pair), out)
+    other = tiny.restore(lq, prompt=PROMPT, negative_prompt=NEGATIVE, seed=4)
+    assert not np.array_equal(other, baseline)
+
+
+def test_the_unet_comes_back_after_cfpg_even_on_error(tiny, lq, hd_pair, monkeypatch):
+    unet = tiny.pipe.unet
+    _restore(tiny, lq, mode="cfpg", hd_pair=hd_pair)
+    assert tiny.pipe.unet is unet
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(type(tiny.pipe), "__call__", boom)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _restore(tiny, lq, mode="cfpg", hd_pair=hd_pair)
+    assert tiny.pipe.unet is unet
+
+
+def test_modes_are_checked(tiny, lq):
+    with pytest.raises(ValueError, match="mode"):
+        _restore(tiny, lq, mode="apg")
+    with pytest.raises(ValueError, match="hd_pair"):
+        _restore(tiny, lq, mode="cfpg")
+    with pytest.raises(ValueError, match="uint8"):
+        _restore(tiny, lq.astype(np.float32), mode="baseline")
+
+
+def test_odd_sizes_come_back_exactly_four_times_larger(tiny, lq):
+    out = _restore(tiny, np.ascontiguousarray(lq[:27, :30]), mode="baseline")
+    assert out.shape == (27 * 4, 30 * 4, 3)
+
+
+def test_the_text_encoder_sees_real_token_ids(tiny):
+    emb = tiny.encode_prompt(["a cat", "a dog", "a cat on a red sofa"])
+    assert emb.hidden.shape == (3, 77, tiny_mod.TEXT_WIDTH)
+    assert not torch.allclose(emb.hidden[0], emb.hidden[1])
+    # <start> a cat <end>: the end token sits at position 3; longer prompts end later.
+    assert emb.eos.tolist()[0] == 3 and emb.eos[2] > emb.eos[0]
+    ids = tiny.pipe.tokenizer("squirrel").input_ids
+    assert len(set(ids)) == len(ids) and ids[0] == tiny_mod.VOCAB - 2
+
+
+def test_tiny_construction_is_seeded(tiny):
+    again = tiny_mod.build_pipeline(tiny_mod.SEED)
+    for a, b in zip(tiny.pipe.unet.state_dict().values(), again.unet.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    other = tiny_mod.build_pipeline(tiny_mod.SEED + 1)
+    assert not torch.equal(next(iter(other.unet.parameters())),
+                           next(iter(tiny.pipe.unet.parameters())))
+
+
+def test_compose_prompts_adds_the_repository_words():
+    defaults = Defaults(steps=1, scale=2.0, negative_prompt="lowres",
+                        added_prompt="clean, 8k")
+    backbone = object.__new__(BACKBONES["tiny"])
+    backbone.defaults = defaults
+    assert backbone.compose_prompts(None, "a cat") == ("a cat, clean, 8k", "lowres")
+    assert backbone.compose_prompts(None, "", "noisy") == ("clean, 8k", "noisy")
+    assert join_prompt("a, ", "", " b") == "a, b"
+
+
+def test_text_embeds_mix_is_the_papers_cfg_variant():
+    g = torch.Generator().manual_seed(0)
+    text = TextEmbeds(torch.randn(2, 5, 4, generator=g), torch.randn(2, 3, generator=g))
+    hd = TextEmbeds(torch.randn(2, 5, 4, generator=g), torch.randn(2, 3, generator=g))
+    mixed = text.mix(hd, (0.25, 0.75))
+    assert torch.allclose(mixed.hidden[0], 0.75 * text.hidden[0] + 0.25 * hd.hidden[0])
+    assert torch.allclose(mixed.hidden[1], 0.25 * text.hidden[1] + 0.75 * hd.hidden[1])
+    assert torch.allclose(mixed.pooled[1], 0.25 * text.pooled[1] + 0.75 * hd.pooled[1])
+    assert CFG_RATIO == (0.5, 0.5)
+
+
+# --------------------------------------------------------------------------- registry, settings
+
+def test_registry_names_and_settings():
+    assert set(BACKBONES) == {"tiny", "sd-x4-upscaler", "faithdiff", "seesr", "pasd"}
+    assert canonical("sd_x4_upscaler") == "sd-x4-upscaler"
+    with pytest.raises(ValueError, match="unknown backbone 'esrgan'"):
+        canonical("esrgan")
+    assert BACKBONES["seesr"].DEFAULTS.steps == 50 and BACKBONES["seesr"].DEFAULTS.scale == 5.5
+    assert BACKBONES["seesr"].DEFAULTS.negative_prompt == "dotted, noise, blur, lowres, smooth"
+    assert BACKBONES["pasd"].DEFAULTS.steps == 20 and BACKBONES["pasd"].DEFAULTS.scale == 9.0
+    assert BACKBONES["faithdiff"].DEFAULTS.steps == 20
+    assert BACKBONES["faithdiff"].DEFAULTS.scale == 5.0
+    up = BACKBONES["sd-x4-upscaler"].DEFAULTS
+    assert (up.steps, up.scale, up.negative_prompt) == (75, 9.0, "")
+    with pytest.raises(ValueError, match="unknown setting.*stepz"):
+        BACKBONES["pasd"].resolve_defaults({"stepz": 3})
+    got = BACKBONES["seesr"].resolve_defaults({"steps": 10, "process_size": 256,
+                                               "dtype": "float16"})
+    assert got.steps == 10 and got.extra["process_size"] == 256 and got.scale == 5.5
+
+
+# --------------------------------------------------------------------------- sd-x4-upscaler
+
+def test_sd_x4_upscaler_loads_a_saved_stand_in_and_restores_like_the_tiny(
+        tmp_path, tiny, lq, baseline):
+    folder = tiny_mod.save_standin(tmp_path / "upscaler")
+    backbone = load("sd_x4_upscaler", {"steps": STEPS}, {"sd_x4_upscaler": str(folder)})
+    assert backbone.name == "sd-x4-upscaler" and backbone.random_init
+    assert backbone.record()["weights"] == {"sd_x4_upscaler": str(folder)}
+    assert np.array_equal(_restore(backbone, lq, mode="baseline"), baseline)
+
+
+def test_sd_x4_upscaler_missing_folder_names_key_and_path(tmp_path):
+    missing = tmp_path / "nowhere" / "stable-diffusion-x4-upscaler"
+    with pytest.raises(FileNotFoundError) as err:
+        load("sd-x4-upscaler", {}, {"sd_x4_upscaler": str(missing)})
+    assert "weights.sd_x4_upscaler" in str(err.value) and str(missing) in str(err.value)
+    assert "hf download stabilityai/stable-diffusion-x4-upscaler" in str(err.value)
+
+
+# --------------------------------------------------------------------------- faithdiff
+
+def _fake_weights(tmp_path: Path, files: dict[str, str]) -> dict[str, str]:
+    """Placeholders: ``key -> relative path``, a file (.py, .bin) or a folder with one file."""
+    out = {}
+    for key, rel in files.items():
+        path = tmp_path / rel
+        if path.suffix in (".py", ".bin"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("placeholder\n")
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "placeholder.txt").write_text("placeholder\n")
+        out[key] = str(path)
+    return out
+
+
+FAITHDIFF_FILES = {"faithdiff_pipeline": "pipeline_faithdiff_stable_diffusion_xl.py",
+                   "sdxl": "RealVisXL_V4.0", "sdxl_vae_fp16": "sdxl-vae-fp16-fix",
+                   "faithdiff": "FaithDiff.bin"}
+
+
+@pytest.mark.parametrize("missing", list(FAITHDIFF_FILES))
+def test_faithdiff_names_the_missing_file(tmp_path, missing):
+    present = {k: v for k, v in FAITHDIFF_FILES.items() if k != missing}
+    weights = _fake_weights(tmp_path, present)
+    weights[missing] = str(tmp_path / "absent" / FAITHDIFF_FILES[missing])
+    with pytest.raises(FileNotFoundError) as err:
+        load("faithdiff", {}, weights, device="cuda")
+    assert f"weights.{missing}" in str(err.value) and weights[missing] in str(err.value)
+
+
+def test_faithdiff_needs_cuda(tmp_path):
+    weights = _fake_weights(tmp_path, FAITHDIFF_FILES)
+    with pytest.raises(RuntimeError, match="hard-codes device 'cuda'"):
+        load("faithdiff", {}, weights, device="cpu")
+
+
+def test_faithdiff_loads_as_the_community_example_does(tmp_path, monkeypatch):
+    """The loading calls, recorded on stand-ins for diffusers' loaders (the community file
+    is not here): local files, the custom pipeline file, trust_remote_code, the fp16-fix VAE,
+    the pipeline's own UNet class and FaithDiff.bin through load_additional_layers."""
+    import diffusers
+
+    weights = _fake_weights(tmp_path, FAITHDIFF_FILES)
+    calls = []
+
+    class FakeUNet:
+        dtype = torch.float16
+
+        @classmethod
+        def from_pretrained(cls, *args, **kwargs):
+            calls.append(("unet", args, kwargs))
+            return cls()
+
+        def load_additional_layers(self, **kwargs):
+            calls.append(("layers", (), kwargs))
+
+    class FakePipe:
+        unet_model = FakeUNet
+        vae = type("V", (), {"enable_tiling": lambda self: calls.append(("tiling", (), {}))})()
+        scheduler = type("S", (), {"config": {}})()
+
+        def set_encoder_tile_settings(self):
+            calls.append(("encoder_tiles", (), {}))
+
+        def set_progress_bar_config(self, **kw):
+            pass
+
+        def to(self, device):
+            return self
+
+    def vae_loader(*args, **kwargs):
+        calls.append(("vae", args, kwargs))
+        return "the fp16-fix vae"
+
+    def pipe_loader(*args, **kwargs):
+        calls.append(("pipe", args, kwargs))
+        return FakePipe()
+
+    monkeypatch.setattr(diffusers.AutoencoderKL, "from_pretrained", vae_loader)
+    monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", pipe_loader)
+    monkeypatch.setattr(diffusers.UniPCMultistepScheduler, "from_config",
+                        lambda config: "unipc")
+    backbone = load("faithdiff", {}, weights, device="cuda")
+    got = {name: (args, kwargs) for name, args, kwargs in calls}
+    assert got["vae"][0] == (weights["sdxl_vae_fp16"],)
+    args, kwargs = got["pipe"]
+    assert args == (weights["sdxl"],) and kwargs["vae"] == "the fp16-fix vae"
+    assert kwargs["custom_pipeline"] == weights["faithdiff_pipeline"]
+    assert kwargs["trust_remote_code"] is True and kwargs["unet"] is None
+    assert kwargs["local_files_only"] is True
+    assert kwargs.get("dtype", kwargs.get("torch_dtype")) == torch.float16
+    assert got["unet"][0] == (weights["sdxl"],) and got["unet"][1]["subfolder"] == "unet"
+    assert got["layers"][1]["weight_path"] == weights["faithdiff"]
+    assert "encoder_tiles" in got and "tiling" in got and backbone.pipe.scheduler == "unipc"
+    assert backbone.scale_factor == 4 and not backbone.random_init
+
+
+# --------------------------------------------------------------------------- seesr, pasd
+
+@pytest.mark.parametrize("name,key,probe,series", [
+    ("seesr", "seesr_repo", "pipelines/pipeline_seesr.py", "0.21"),
+    ("pasd", "pasd_repo", "pasd/pipelines/pipeline_pasd.py", "0.29"),
+])
+def test_upstream_backbones_fail_clearly(tmp_path, name, key, probe, series):
+    with pytest.raises(FileNotFoundError) as err:
+        load(name, {}, {key: str(tmp_path / "absent")})
+    assert f"weights.{key}" in str(err.value) and "git clone" in str(err.value)
+
+    checkout = tmp_path / "checkout"
+    (checkout / "README.md").parent.mkdir(parents=True)
+    (checkout / "README.md").write_text("not the code\n")
+    with pytest.raises(FileNotFoundError, match=f"not a checkout.*{probe}"):
+        load(name, {}, {key: str(checkout)})
+
+    (checkout / probe).parent.mkdir(parents=True, exist_ok=True)
+    (checkout / probe).write_text("# stand-in\n")
+    try:
+        with pytest.raises(RuntimeError) as err:
+            load(name, {}, {key: str(checkout)})
+    finally:
+        sys.path.remove(str(checkout.resolve()))
+    msg = str(err.value)
+    assert f"diffusers {series}.x" in msg and "0.42" in msg
+    assert f"workflow/envs/{name}.yaml" in msg
+
+
+@pytest.mark.parametrize("name,pin", [("seesr", "diffusers==0.21.0"),
+                                      ("pasd", "diffusers==0.29.2")])
+def test_environment_files_pin_old_diffusers_and_leave_zephir_uninstalled(name, pin):
+    env = yaml.safe_load((REPO / "workflow" / "envs" / f"{name}.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pin in pip
+    assert not any(line.startswith("-e") or "zephir" in line for line in pip)
+    assert any(line.startswith("open_clip_torch") for line in pip)
+
+
+def test_guidance_and_backbones_import_without_diffusers():
+    """What the old-diffusers environments rely on: zephir.guidance needs torch alone, and
+    the registry and every adapter import without diffusers or transformers."""
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('diffusers', 'transformers'):
+            raise ImportError('blocked ' + name)
+sys.meta_path.insert(0, Block())
+import zephir.guidance, zephir.backbones, zephir.backbones.seesr, zephir.backbones.pasd
+print(sorted(zephir.backbones.BACKBONES))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().replace("'", '"'))[0] == "faithdiff"
