@@ -18,6 +18,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/hdclip.smk"
 include: "workflow/rules/estimation.smk"
+include: "workflow/rules/restore.smk"
+include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -73,7 +73,7 @@ def test_paper_config_dry_runs_every_ablation_with_gpus(workdir):
     # table 3: A, B, C (+ D = the main model); table 4: 3 top-k x 4 gaps, less the main model
     assert jobs["ablation_train"] == 3 + 11
     assert jobs["baseline_train"] == 3 and jobs["hdclip_train"] == 1
-    assert jobs["table"] == 4 and all(jobs[f"figure{n}"] == 1 for n in (3, 7, 8, 9, 10))
+    assert jobs["table"] == 7 and all(jobs[f"figure{n}"] == 1 for n in FIGURES)
     for name in ("A-k2-g5", "C-k2-g5", "D-k1-g1", "D-kall-g20"):
         assert f"results/paper/ablation/{name}/checkpoint.pt" in out
     assert "results/paper/ablation/D-k2-g5" not in out  # the main model serves there
@@ -85,13 +85,45 @@ def test_paper_config_dry_runs_every_ablation_with_gpus(workdir):
     assert ablation and all("gpu=1" in blk and "runtime=720" in blk for blk in ablation)
 
 
+FIGURES = (3, 6, 7, 8, 9, 10, 11)
+
+
+def test_paper_config_plans_every_restoration_with_gpus(workdir):
+    """Every set x backbone x mode x shard of the paper config is a GPU job, and each run is
+    scored; table 5's sweep runs FaithDiff on DIV2K-Val."""
+    out = run_snakemake(["-n", "-p", "--configfile", "config/paper.yaml"], cwd=workdir).stdout
+    cfg = zephir.config.load(workdir / "config" / "paper.yaml")
+    r = cfg["restoration"]
+    main = len(r["sets"]) * len(r["backbones"]) * len(r["modes"])
+    sweep = len(r["sweep"]["w_orth"]) * len(r["sweep"]["w_par"])
+    jobs = _jobs(out)
+    assert jobs["restore"] == (main + sweep) * r["shards"]
+    assert jobs["score"] == main + sweep
+    blocks = [b for b in out.split("\n\n") if "rule restore:" in b]
+    assert blocks and all("gpu=1" in b and "runtime=240" in b for b in blocks)
+    for d in r["sets"]:
+        for b in r["backbones"]:
+            for m in r["modes"]:
+                assert f"results/paper/restore/{d}/{b}/{m}/shard-3-of-4.done.json" in out
+    assert "results/paper/restore/div2k_val/faithdiff/cfpg-wo0.3-wp0.9/" in out
+    # an hq: false set is restored from its images as they are, not from a blind manifest
+    real = [b for b in blocks if "/realdeg_film/" in b]
+    assert real and all("results/paper/data/realdeg_film/index.csv" in b for b in real)
+    assert "--reference" not in "".join(b for b in out.split("\n\n")
+                                        if "rule score:" in b and "realdeg" in b)
+
+
 def test_embedded_default_plans_tables_and_figures(workdir):
     out = run_snakemake(["-n"], cwd=workdir).stdout
     jobs = _jobs(out)
     # with a short per-job budget, the default combination is an ablation job of its own
     assert jobs["ablation_train"] == 15 and jobs["baseline_train"] == 3
-    assert jobs["table"] == 4 and all(jobs[f"figure{n}"] == 1 for n in (3, 7, 8, 9, 10))
+    assert jobs["table"] == 6 and all(jobs[f"figure{n}"] == 1 for n in (3, 6, 7, 8, 9, 10, 11))
     assert "daclip_released" not in out  # only when estimation.daclip_weights is set
+    # restoration: 3 modes + the 3 x 2 sweep of the held-out photos with the tiny backbone,
+    # each scored; no table 7 without an hq: false set
+    assert jobs["restore"] == 9 and jobs["score"] == 9
+    assert "tables/table7" not in out
 
 
 def test_slurm_profile_dry_runs_the_paper(workdir):
@@ -125,7 +157,8 @@ def test_adding_a_photo_reruns_the_dataset_and_what_depends_on_it(workdir):
     cfg["datasets"]["embedded"]["images"] = ["coins"]
     (workdir / "config" / "one.yaml").write_text(yaml.safe_dump(cfg))
     index = "results/embedded/data/embedded/index.csv"
-    run_snakemake(["-c1", index, "--configfile", "config/one.yaml"], cwd=workdir)
+    held_out = "results/embedded/data/held_out/index.csv"  # restoration's set, unchanged
+    run_snakemake(["-c1", index, held_out, "--configfile", "config/one.yaml"], cwd=workdir)
     same = run_snakemake(["-n", index, "--configfile", "config/one.yaml"], cwd=workdir)
     assert "Nothing to be done" in same.stdout + same.stderr
     cfg["datasets"]["embedded"]["images"] = ["coins", "camera"]

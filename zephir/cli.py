@@ -38,7 +38,8 @@ def _blind(args: argparse.Namespace) -> int:
     from zephir.degrade import blind
 
     report = blind.blind_folder(args.images, args.out, scale=args.scale, seed=args.seed,
-                                workers=args.workers, progress=not args.quiet)
+                                workers=args.workers, progress=not args.quiet,
+                                config=blind.BlindConfig(scale=args.scale, crop=args.crop))
     print("\n".join(zio.describe_reads(report)))
     print(f"{report['images_resumed']} image(s) reused from an earlier run with the same settings")
     print(f"manifest: {Path(args.out) / blind.MANIFEST}")
@@ -201,6 +202,54 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _restore(args: argparse.Namespace) -> int:
+    from zephir import restore
+
+    cfg = zconfig.load(args.config)
+    r = cfg["restoration"]
+    w_orth = r["w_orth"] if args.w_orth is None else args.w_orth
+    w_par = r["w_par"] if args.w_par is None else args.w_par
+    done = restore.restore_folder(
+        args.lq, args.out, backbone_name=args.backbone, settings=r["settings"].get(
+            args.backbone, {}), weights=cfg["weights"], hdclip_checkpoint=args.hdclip,
+        mode=args.mode, bridge=r["bridge"], bridge_options=r["bridge_options"], w_par=w_par,
+        w_orth=w_orth, cfg_ratio=r["cfg_ratio"], seed=r["seed"], steps=r["steps"],
+        prompt=r["prompt"], shard=args.shard, shards=args.shards, device=args.device,
+        progress=not args.quiet)
+    kept = sum(i["resumed"] for i in done["images"])
+    print(f"restored {len(done['images']) - kept} image(s), kept {kept} finished under the same "
+          f"settings, refused {len(done['refused'])} -> {args.out}")
+    for stem, why in done["refused"].items():
+        print(f"refused {stem}: {why}", file=sys.stderr)
+    return 1 if done["refused"] else 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from zephir.metrics import iqa
+
+    cfg = zconfig.load(args.config)
+    meta = dict(kv.split("=", 1) for kv in args.meta)
+    records = sorted(Path(args.restored).glob("shard-*.done.json"))
+    if records:  # what restored the images: backbone, mode, random-init flags
+        done = json.loads(records[0].read_text())
+        meta.update(job=done["job"], random_init=done["random_init"],
+                    hdclip_random_init=done["hdclip_random_init"])
+    table = iqa.score_folder(args.restored, args.reference, args.metrics, device=args.device,
+                             weights_section=cfg["weights"])
+    csv_path, json_path = iqa.write_scores(table, args.out, meta=meta)
+    print(f"scored {len(table)} image(s) -> {csv_path}, {json_path}")
+    return 0
+
+
+def _weights_check(args: argparse.Namespace) -> int:
+    from zephir import weights
+
+    cfg = zconfig.load(args.config)
+    rows = weights.check(cfg["weights"])
+    print(weights.format_check(rows))
+    return 0 if all(r["status"] == "found" for r in rows) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zephir", description=(
         "ZePHiR: HD-CLIP degradation representation and classifier-free projection guidance "
@@ -242,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, type=Path, help="output folder")
     b.add_argument("--scale", type=int, default=4, choices=[2, 4], help="downscale factor")
     b.add_argument("--seed", type=int, default=0, help="base seed")
+    b.add_argument("--crop", type=int, help="centre crop of each HQ image (pixels, a multiple "
+                   "of the scale) before degradation; default: whole images")
     b.add_argument("--workers", type=int, default=1, help="worker processes")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_blind)
@@ -271,6 +322,54 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
+
+    r = sub.add_parser("restore", help="restore LQ images with a backbone: baseline, CFG, CFPG",
+                       description="Restore one shard of a set of LQ images (a blind manifest, "
+                       "a folder or an index CSV) with a diffusion SR backbone, guided by "
+                       "HD-CLIP (paper, section 3.2), with the restoration section of "
+                       "--config. Writes <stem>.png and a <stem>.json record per image and "
+                       "shard-<i>-of-<n>.done.json; a rerun keeps images finished under the "
+                       "same settings.")
+    r.add_argument("--config", required=True, type=Path, help="config file")
+    r.add_argument("--lq", required=True, type=Path,
+                   help="blind manifest.csv, image folder or index CSV of the LQ images")
+    r.add_argument("--out", required=True, type=Path, help="output folder")
+    r.add_argument("--backbone", default="tiny", help="tiny, sd-x4-upscaler, faithdiff, ...")
+    r.add_argument("--mode", default="cfpg", choices=["baseline", "cfg", "cfpg"])
+    r.add_argument("--hdclip", type=Path, help="HD-CLIP checkpoint (cfg and cfpg modes)")
+    r.add_argument("--w-orth", type=float, help="override restoration.w_orth (eq. 14)")
+    r.add_argument("--w-par", type=float, help="override restoration.w_par (eq. 14)")
+    r.add_argument("--shard", type=int, default=0, help="this job's shard (0-based)")
+    r.add_argument("--shards", type=int, default=1, help="number of shards of the set")
+    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_restore)
+
+    sc = sub.add_parser("score", help="image-quality metrics of restored images (pyiqa)",
+                        description="Score every image of a folder with pyiqa metrics "
+                        "(docs/metrics.md), against same-named reference images when given. "
+                        "Writes one row per image (CSV) and the means with the metrics' "
+                        "conventions (JSON beside it); a metric whose weights are missing is "
+                        "n/a, never a made-up number.")
+    sc.add_argument("--config", required=True, type=Path, help="config (its weights section)")
+    sc.add_argument("--restored", required=True, type=Path, help="folder of restored images")
+    sc.add_argument("--reference", type=Path, help="folder of reference (HQ) images")
+    sc.add_argument("--metrics", required=True, nargs="+",
+                    help="psnr ssim lpips musiq qalign niqe brisque")
+    sc.add_argument("--out", required=True, type=Path, help="scores CSV (JSON beside it)")
+    sc.add_argument("--meta", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="recorded in the JSON (dataset, backbone, mode ...)")
+    sc.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    sc.set_defaults(func=_score)
+
+    wt = sub.add_parser("weights", help="which pretrained weights a config needs, and where",
+                        description="List every weight of the config's weights section: found "
+                        "or missing, where it goes and where to get it. Exit 1 when one is "
+                        "missing.")
+    wsub = wt.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    wc = wsub.add_parser("check", help="found or missing, for each weight")
+    wc.add_argument("--config", required=True, type=Path, help="config file")
+    wc.set_defaults(func=_weights_check)
 
     e = sub.add_parser("evaluate", help="degradation-estimation metrics of a trained model",
                        description="Run a trained HD-CLIP or baseline over the validation "

@@ -79,6 +79,19 @@ def _check_semantics(config: dict, origin: str) -> None:
             raise ConfigError(f"{origin}: {key}: datasets.{ref}.hq is false (real low-quality "
                               "images): it cannot be degraded further; restoration reads such "
                               "a set as it is")
+    rest = config["restoration"]
+    for i, name in enumerate(rest["sets"]):
+        if name not in datasets:
+            raise ConfigError(f"{origin}: restoration.sets[{i}]: {name!r} is not a key of "
+                              f"datasets ({', '.join(datasets)})")
+        if datasets[name]["hq"] and name not in config["blind_sets"]:
+            raise ConfigError(f"{origin}: restoration.sets[{i}]: {name!r} has HQ images but "
+                              "is not in blind_sets (its LQ images come from the blind stage)")
+    for key, pool in (("set", rest["sets"]), ("backbone", rest["backbones"])):
+        value = rest["sweep"][key]
+        if value is not None and value not in pool:
+            raise ConfigError(f"{origin}: restoration.sweep.{key}: {value!r} is not one of "
+                              f"restoration.{key}s ({', '.join(pool)})")
     from zephir.degrade.synth import SynthSpec
 
     try:  # the synthesiser's own checks, so that the CLI and Snakemake agree

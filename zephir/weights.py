@@ -53,29 +53,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The ``weights:`` section of the paper config (every key, every default).
-DEFAULTS: dict = {
-    "clip": "data/weights/clip/ViT-B-32.pt",
-    "daclip": "data/weights/daclip/daclip_ViT-B-32.pt",
-    "sd_x4_upscaler": "data/weights/sd/stable-diffusion-x4-upscaler",
-    "sdxl": "data/weights/faithdiff/RealVisXL_V4.0",
-    "sdxl_vae_fp16": "data/weights/faithdiff/sdxl-vae-fp16-fix",
-    "faithdiff": "data/weights/faithdiff/FaithDiff.bin",
-    "faithdiff_pipeline": "data/weights/faithdiff/pipeline_faithdiff_stable_diffusion_xl.py",
-    "sd2_base": "data/weights/seesr/stable-diffusion-2-base",
-    "seesr_repo": "data/repos/SeeSR",
-    "seesr": "data/weights/seesr/seesr",
-    "seesr_dape": "data/weights/seesr/DAPE.pth",
-    "seesr_ram": "data/weights/seesr/ram_swin_large_14m.pth",
-    "sd15": "data/weights/pasd/stable-diffusion-v1-5",
-    "pasd_repo": "data/repos/PASD",
-    "pasd": "data/weights/pasd/checkpoint-100000",
-    "torch_home": "data/weights/torch",
-    "lpips": "data/weights/torch/hub/pyiqa/LPIPS_v0.1_alex-df73285e.pth",
-    "musiq": "data/weights/torch/hub/pyiqa/musiq_koniq_ckpt-e95806b9.pth",
-    "niqe": "data/weights/torch/hub/pyiqa/niqe_modelparameters.mat",
-    "brisque": "data/weights/torch/hub/pyiqa/brisque_svm_weights.pth",
-}
+from zephir.schema import default, keys
+
+#: The ``weights:`` section's defaults, from the config schema (the one source of defaults).
+DEFAULTS: dict = {key: default(f"weights.{key}") for key in keys("weights")}
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 _PYIQA_HF = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main"

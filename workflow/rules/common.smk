@@ -112,9 +112,14 @@ def evaluation(checkpoint, what="metrics.json"):
     return Path(checkpoint).parent / "eval" / what
 
 
+def optional_flag(flag, value):
+    """`flag value`, or nothing when the config leaves the value null."""
+    return "" if value is None else f"{flag} {value}"
+
+
 def steps_flag(steps):
     """`--steps N` for a job with a budget of its own (null: the hdclip.train budget)."""
-    return "" if steps is None else f"--steps {steps}"
+    return optional_flag("--steps", steps)
 
 
 def table2_models():
@@ -135,26 +140,166 @@ def table4_models():
     return [ablation_checkpoint("D", k, g) for k in EST["topk"] for g in EST["gap"]]
 
 
+# -- restoration (paper, section 3.2; tables 1, 5, 7; figures 6, 11)
+RES = config["restoration"]
+
+
+def has_reference(dataset):
+    """A blind set is scored against its HQ images; an hq: false set has none."""
+    return config["datasets"][dataset]["hq"]
+
+
+def lq_input(dataset):
+    """What a set's restoration reads: its blind manifest (Real-ESRGAN LQ images), or for an
+    hq: false set (RealDeg) the index of its images as they are."""
+    return blind_manifest(dataset) if has_reference(dataset) else dataset_index(dataset)
+
+
+def reference_dir(dataset):
+    """The HQ images the blind stage wrote beside the LQ ones (mod-cropped, same names)."""
+    return RESULTS / "blind" / dataset / "hq"
+
+
+def run_name(mode, w_orth=None, w_par=None):
+    """The folder of one restoration run: the mode, or for table 5's sweep the CFPG weights."""
+    if w_orth is None:
+        return mode
+    return f"cfpg-wo{float(w_orth):g}-wp{float(w_par):g}"
+
+
+def run_flags(wildcards):
+    """`zephir restore` flags of a run folder name (see run_name)."""
+    if wildcards.run in ("baseline", "cfg", "cfpg"):
+        return f"--mode {wildcards.run}"
+    w_orth, w_par = wildcards.run.removeprefix("cfpg-wo").split("-wp")
+    return f"--mode cfpg --w-orth {w_orth} --w-par {w_par}"
+
+
+def restore_config_file():
+    """The restoration stage's config (written by rule restore_config)."""
+    return RESULTS / "restore" / "config.yaml"
+
+
+def restore_dir(dataset, backbone, run):
+    return RESULTS / "restore" / dataset / backbone / run
+
+
+def restore_done(dataset, backbone, run):
+    """Every shard's record of one run: the outputs of its restoration jobs."""
+    n = RES["shards"]
+    return [restore_dir(dataset, backbone, run) / f"shard-{i}-of-{n}.done.json"
+            for i in range(n)]
+
+
+def score_file(dataset, backbone, run, ext="json"):
+    return RESULTS / "scores" / dataset / backbone / f"{run}.{ext}"
+
+
+def score_metrics(dataset):
+    m = config["metrics"]
+    return m["with_reference"] if has_reference(dataset) else m["without_reference"]
+
+
+def main_runs(with_reference):
+    """(set, backbone, mode) of tables 1 (sets with HQ images) and 7 (without)."""
+    return [(d, b, m) for d in RES["sets"] if has_reference(d) == with_reference
+            for b in RES["backbones"] for m in RES["modes"]]
+
+
+def sweep():
+    """(set, backbone, run) of table 5 and figure 11: CFPG over the w_orth x w_par grid."""
+    sw = RES["sweep"]
+    if not RES["sets"] or not sw["w_orth"] or not sw["w_par"]:
+        return []
+    dataset = sw["set"] or RES["sets"][0]
+    backbone = sw["backbone"] or RES["backbones"][0]
+    return [(dataset, backbone, run_name("cfpg", wo, wp))
+            for wo in sw["w_orth"] for wp in sw["w_par"]]
+
+
+def figure_runs(number):
+    """The runs figures 6 (first set with HQ images, first backbone, every mode) and 11 (the
+    sweep) are drawn from, as (set, backbone, run)."""
+    if number == 11:
+        return sweep()
+    main = main_runs(True)
+    return [r for r in main if r[:2] == main[0][:2]] if main else []
+
+
+def figure_records(number):
+    """One shard record of each run of a figure (its folder holds the images)."""
+    return [restore_done(*r)[0] for r in figure_runs(number)]
+
+
+def figure_shards(number):
+    """Every shard record of a figure's runs: the images of every shard must be there."""
+    return [f for r in figure_runs(number) for f in restore_done(*r)]
+
+
+def figure_blind(number):
+    runs = figure_runs(number)
+    return blind_manifest(runs[0][0]) if runs else []
+
+
+def score_inputs(wildcards):
+    inputs = {"done": restore_done(wildcards.dataset, wildcards.backbone, wildcards.run),
+              "config": restore_config_file()}
+    if has_reference(wildcards.dataset):
+        inputs["reference"] = blind_manifest(wildcards.dataset)
+    return inputs
+
+
+def score_args(wildcards):
+    """Reference folder (sets with HQ images), metrics and what the scores are of."""
+    d = wildcards.dataset
+    ref = f"--reference {reference_dir(d)}" if has_reference(d) else ""
+    label = config["datasets"][d].get("label", d).replace("'", "")
+    meta = (f"dataset={d} 'label={label}' backbone={wildcards.backbone} run={wildcards.run}")
+    return f"{ref} --metrics {' '.join(score_metrics(d))} --meta {meta}"
+
+
+def restoration_scores():
+    return [score_file(*r) for r in main_runs(True)]
+
+
+def realworld_scores():
+    return [score_file(*r) for r in main_runs(False)]
+
+
+def sweep_scores():
+    return [score_file(*r) for r in sweep()]
+
+
 # -- report: the tables and figures are the entries of zephir.report.registry, listed there
 # only. A table's entry names the runs it reads (`runs`); TABLE_RUNS maps them to models here.
 REPORT = zephir.report.registry
 TABLES = list(REPORT.TABLES)
 FIGURES = list(REPORT.FIGURES)
-TABLE_RUNS = {"methods": table2_models, "losses": table3_models, "topk_gap": table4_models}
+TABLE_RUNS = {"methods": table2_models, "losses": table3_models, "topk_gap": table4_models,
+              "restorations": restoration_scores, "realworld": realworld_scores,
+              "sweep": sweep_scores}
 
 
-def table_models(name):
-    """The models whose evaluations make table ``name``."""
+def table_runs(name):
+    """The runs whose results make table ``name``: model checkpoints (estimation) or score
+    files (restoration)."""
     runs = REPORT.TABLES[name].runs
     if runs not in TABLE_RUNS:
         raise ValueError(f"table {name} reads runs {runs!r}, which common.smk does not map to "
-                         f"models (TABLE_RUNS: {', '.join(TABLE_RUNS)})")
+                         f"results (TABLE_RUNS: {', '.join(TABLE_RUNS)})")
     return TABLE_RUNS[runs]()
 
 
+def planned_tables():
+    """The tables this config has results for (table 7 needs an hq: false set, ...)."""
+    return [t for t in TABLES if table_runs(t)]
+
+
 def table_inputs(wildcards):
-    """The results files a table is built from, the evaluations of its runs."""
-    return [evaluation(c) for c in table_models(wildcards.table)]
+    """The results files a table is built from: the evaluations of its models, or its score
+    files."""
+    runs = table_runs(wildcards.table)
+    return [r if str(r).endswith(".json") else evaluation(r) for r in runs]
 
 
 def table_flag(wildcards):
@@ -175,9 +320,14 @@ def figure_file(n):
     return RESULTS / "figures" / f"fig{n}.png"
 
 
+def planned_figures():
+    """The figures this config has results for (6 and 11 need restoration runs)."""
+    return [n for n in FIGURES if n not in (6, 11) or figure_runs(n)]
+
+
 def all_targets():
-    """Everything the workflow builds so far: labelled set, blind LQ sets, HD-CLIP, tables 2-4
-    and figures 3, 7-10."""
+    """Everything the workflow builds: labelled set, blind LQ sets, HD-CLIP, the estimation
+    and restoration tables and figures this config has results for."""
     return ([synth_manifest()] + [blind_manifest(name) for name in config["blind_sets"]]
-            + [hdclip_checkpoint()] + [table_file(t) for t in TABLES]
-            + [figure_file(n) for n in FIGURES])
+            + [hdclip_checkpoint()] + [table_file(t) for t in planned_tables()]
+            + [figure_file(n) for n in planned_figures()])

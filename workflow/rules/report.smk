@@ -106,3 +106,39 @@ rule figure10:
     shell:
         "zephir figure 10 --arrays {input.arrays} --metrics {input.metrics}"
         " --type {params.kind} --out {output} > {log} 2>&1"
+
+
+rule figure6:
+    input:
+        restored=figure_records(6),
+        shards=figure_shards(6),
+        blind=figure_blind(6),
+    output:
+        figure_file(6),
+    params:
+        crop=RES["figure_crop"],
+    log:
+        LOGS / "figures" / "fig6.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir figure 6 --restored {input.restored} --blind {input.blind} --crop {params.crop}"
+        " --out {output} > {log} 2>&1"
+
+
+rule figure11:
+    input:
+        restored=figure_records(11),
+        shards=figure_shards(11),
+        blind=figure_blind(11),
+    output:
+        figure_file(11),
+    params:
+        crop=RES["figure_crop"],
+    log:
+        LOGS / "figures" / "fig11.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir figure 11 --restored {input.restored} --blind {input.blind} --crop {params.crop}"
+        " --out {output} > {log} 2>&1"

@@ -34,6 +34,7 @@ rule blind:
     params:
         out=lambda wildcards, output: Path(output.manifest).parent,
         b=config["blind"],
+        crop=optional_flag("--crop", config["blind"]["crop"]),
     threads: config["blind"]["workers"]
     resources:
         mem_mb=4000,
@@ -44,4 +45,5 @@ rule blind:
         "../envs/zephir.yaml"
     shell:
         "zephir blind --images {input.index} --out {params.out} --quiet"
-        " --scale {params.b[scale]} --seed {params.b[seed]} --workers {threads} > {log} 2>&1"
+        " --scale {params.b[scale]} --seed {params.b[seed]} {params.crop} --workers {threads}"
+        " > {log} 2>&1"

@@ -73,6 +73,7 @@ class BlindConfig:
     """Real-ESRGAN x4plus degradation settings (``train_realesrgan_x4plus.yml``)."""
 
     scale: int = 4
+    crop: int | None = None   # centre crop of the (mod-cropped) HQ image, HQ pixels; None: all
     kernel_range: tuple[int, ...] = tuple(2 * v + 1 for v in range(3, 11))  # 7 .. 21
     kernel_pad: int = 21
     final_sinc_prob: float = 0.8
@@ -282,6 +283,17 @@ MANIFEST_COLUMNS = ("source", "hq", "lq", "hq_width", "hq_height", "lq_width", "
 _INT_COLUMNS = ("hq_width", "hq_height", "lq_width", "lq_height", "scale", "base_seed", "seed")
 
 
+def centre_crop(img: np.ndarray, size: int | None) -> np.ndarray:
+    """The centre ``size`` x ``size`` of ``img`` (each side at most the image's); ``None`` or a
+    size the image does not exceed: the image itself."""
+    if size is None:
+        return img
+    h, w = img.shape[:2]
+    ch, cw = min(size, h), min(size, w)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return img[y:y + ch, x:x + cw]
+
+
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
     """Crop the bottom/right so that both sides are multiples of ``scale``."""
     h, w = img.shape[:2]
@@ -373,7 +385,7 @@ def blind_image(path, out, scale: int, seed: int, cfg: BlindConfig | None = None
     except zio.ImageError as exc:
         result.refused = str(exc).removeprefix(f"{path}: ")
         return result
-    hq = mod_crop(loaded.pixels, scale)
+    hq = centre_crop(mod_crop(loaded.pixels, scale), cfg.crop)
     if min(hq.shape[:2]) < 4 * scale:
         result.refused = f"{loaded.pixels.shape[1]}x{loaded.pixels.shape[0]} is too small"
         return result
@@ -456,6 +468,9 @@ def blind_folder(images, out, *, scale: int = 4, seed: int = 0, workers: int = 1
     cfg = config or BlindConfig(scale=scale)
     if cfg.scale != scale:
         raise ValueError(f"the config's scale {cfg.scale} differs from scale {scale}")
+    if cfg.crop is not None and (cfg.crop < 4 * scale or cfg.crop % scale):
+        raise ValueError(f"blind.crop: {cfg.crop} must be a multiple of the scale {scale} and "
+                         f"at least {4 * scale}")
     files = (data.image_list(images) if isinstance(images, (str, Path))
              else sorted(map(Path, images)))
     stems: dict[str, Path] = {}

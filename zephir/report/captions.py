@@ -121,3 +121,26 @@ def topk_gap(title: str, results: Sequence[dict], config_hash: str) -> str:
     facts = ([f"All with the losses of ({letters[0]})."] if len(letters) == 1 else [])
     return estimation(title, results, config_hash, facts=facts)
 
+
+def restoration(title: str, results: Sequence[dict], config_hash: str) -> str:
+    """A restoration table (score files of ``zephir score``): provenance, the bridge and
+    CFPG's weights the runs used, the metrics' conventions, the metrics left n/a."""
+    from zephir.report import restoration as rest
+
+    jobs = [r["meta"].get("job", {}) for r in results]
+    facts = []
+    bridges = sorted({j["bridge"] for j in jobs if "bridge" in j})
+    if bridges:
+        facts.append(f"HD-CLIP reaches the backbones through the {', '.join(bridges)} bridge.")
+    weights = sorted({(j["w_orth"], j["w_par"]) for j in jobs if "w_orth" in j})
+    if len(weights) == 1:
+        facts.append(f"CFPG: w_orth {weights[0][0]:g}, w_par {weights[0][1]:g}.")
+    if any(r["meta"].get("random_init") for r in results):
+        facts.append("Backbones random-init (tiny, built in code): these numbers are not the "
+                     "paper's and only compare the modes with each other.")
+    if any(r["meta"].get("hdclip_random_init") for r in results):
+        facts.append("HD-CLIP trained from a random-init CLIP.")
+    n = sorted({r["n_images"] for r in results})
+    facts.append(f"Images per set: {', '.join(map(str, n))}.")
+    facts += [rest.unavailable_note(results), rest.conventions_note(results)]
+    return _join([title, *[f for f in facts if f], f"Config {config_hash}."])

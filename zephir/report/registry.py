@@ -89,14 +89,15 @@ class Table:
 
     ``runs``: the group of runs whose results the workflow passes (``common.smk`` maps it to
     files). ``caption(title, results, config_hash)`` returns the caption. ``columns``: the
-    format of every numeric column the builder may return.
+    format of every numeric column the builder may return, or a function of the results that
+    gives them (restoration tables, whose columns are the metrics that were scored).
     """
 
     name: str
     title: str
     build: str | Callable
     runs: str
-    columns: Mapping[str, Column]
+    columns: Mapping[str, Column] | Callable[[Sequence[dict]], Mapping[str, Column]]
     source: Input
     caption: Callable[[str, Sequence[dict], str], str] = captions.estimation
 
@@ -106,8 +107,10 @@ class Table:
             raise ValueError(f"{self.name} needs --{self.source.flag}")
         results = self.source.read(files)
         df = resolve(self.build)(results)
+        columns = resolve(self.columns)(results) if isinstance(self.columns, str) or callable(
+            self.columns) else self.columns
         return render.write(df, out, self.caption(self.title, results, config_hash),
-                            self.columns, f"tab:{self.name}")
+                            columns, f"tab:{self.name}")
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,13 @@ PREDICTIONS = Input("predictions", "predictions.csv of `zephir evaluate`")
 ARRAYS = Input("arrays", "arrays.npz of `zephir evaluate` (an HD-CLIP model's)")
 MANIFEST = Input("manifest", "synth manifest.csv of the evaluated samples")
 SOURCES = Input("sources", "image index of the clean source images")
+#: Restoration results of ``zephir score`` (tables 1, 5, 7) and ``zephir restore`` (figures).
+SCORES = Input("scores", "<run>.json score files of `zephir score`",
+               read=lambda paths: resolve("zephir.report.restoration:read_scores")(paths))
+RESTORED = Input("restored", "shard-*.done.json of a `zephir restore` run (its folder holds "
+                 "the images)")
+BLIND = Input("blind", "blind manifest.csv of the restored set (LQ and HQ images)")
+RESTORATION_COLUMNS = "zephir.report.restoration:MetricColumns"
 
 # -------------------------------------------------------------------------- tables
 
@@ -195,6 +205,17 @@ TABLES: dict[str, Table] = _index([
     Table("table4", "Table 4: top-k bin centres and gap size of the local interpolation "
           "regression (eq. 6).", build="zephir.report.tables:table4", runs="topk_gap",
           columns=ESTIMATION, source=several(METRICS), caption=captions.topk_gap),
+    Table("table1", "Table 1: restoration of the synthetic test sets (Real-ESRGAN LQ images), "
+          "each backbone without HD-CLIP (baseline), with the CFG variant and with CFPG.",
+          build="zephir.report.restoration:table1", runs="restorations",
+          columns=RESTORATION_COLUMNS, source=several(SCORES), caption=captions.restoration),
+    Table("table5", "Table 5: CFPG's weights w_orth x w_par (eq. 14).",
+          build="zephir.report.restoration:table5", runs="sweep", columns=RESTORATION_COLUMNS,
+          source=several(SCORES), caption=captions.restoration),
+    Table("table7", "Table 7: restoration of real-world LQ images without ground truth "
+          "(no-reference metrics).", build="zephir.report.restoration:table7",
+          runs="realworld", columns=RESTORATION_COLUMNS, source=several(SCORES),
+          caption=captions.restoration),
 ], "name")
 
 # -------------------------------------------------------------------------- figures
@@ -213,6 +234,10 @@ FIGURES: dict[int, Figure] = _index([
            "zephir.report.figures:figure10", (several(ARRAYS), several(METRICS)),
            (Option("type", str, "blur", "degradation type whose anchors are shown",
                    param="kind"),), paired=True),
+    Figure(6, "restorations: LQ, baseline, CFG, CFPG, HQ", "zephir.report.restoration:figure6",
+           (several(RESTORED), BLIND), (Option("crop", int, 96, "crop side in pixels"),)),
+    Figure(11, "CFPG over the w_orth x w_par sweep", "zephir.report.restoration:figure11",
+           (several(RESTORED), BLIND), (Option("crop", int, 96, "crop side in pixels"),)),
 ], "number")
 
 

@@ -33,13 +33,17 @@ class Column:
         format(1.0, self.fmt)  # a bad spec fails here, not when a table is written
 
     def show(self, value, missing: str) -> str:
+        """The value in the column's format; a text (such as "n/a (weights missing)") as it
+        is; ``missing`` for None / NaN."""
+        if isinstance(value, str):
+            return value
         return missing if _missing(value) else format(float(value), self.fmt)
 
     def best(self, values: Sequence) -> set[int]:
         """Rows holding the best value as shown (ties included); none without a direction,
         with fewer than two values to compare, or when every value ties."""
         shown = {i: float(format(float(v), self.fmt)) for i, v in enumerate(values)
-                 if not _missing(v)}
+                 if not _missing(v) and not isinstance(v, str)}
         if self.better is None or len(set(shown.values())) < 2:
             return set()
         top = (max if self.better == "higher" else min)(shown.values())

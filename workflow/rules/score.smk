@@ -1,0 +1,26 @@
+# Image-quality metrics of every restoration run (tables 1, 5, 7): one score file per set x
+# backbone x run, a row per image and the means (docs/metrics.md states the conventions).
+
+
+rule score:
+    input:
+        unpack(score_inputs),
+    output:
+        csv=score_file("{dataset}", "{backbone}", "{run}", "csv"),
+        json=score_file("{dataset}", "{backbone}", "{run}", "json"),
+    params:
+        restored=lambda wildcards: restore_dir(wildcards.dataset, wildcards.backbone,
+                                               wildcards.run),
+        args=score_args,
+        device="cuda" if config["metrics"]["resources"]["gpu"] else "cpu",
+    resources:
+        gpu=config["metrics"]["resources"]["gpu"],
+        mem_mb=config["metrics"]["resources"]["mem_mb"],
+        runtime=config["metrics"]["resources"]["runtime"],
+    log:
+        LOGS / "scores" / "{dataset}" / "{backbone}" / "{run}.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir score --config {input.config} --restored {params.restored} {params.args}"
+        " --device {params.device} --out {output.csv} > {log} 2>&1"
