@@ -6,6 +6,9 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # The embedded default, unless --configfile names another config: configs are complete, not
 # overlays, so that a paper run never inherits the embedded datasets.
 if not workflow.overwrite_configfiles:
@@ -27,3 +30,24 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+# `snakemake -c2 figures`: every table and figure the config plans, from the results they read
+# (a results file that is missing or out of date is rebuilt first), gathered in results/<name>/paper/.
+rule figures:
+    input:
+        tables=[table_file(t, ext) for t in planned_tables() for ext in ("csv", "md", "tex")],
+        figures=[figure_file(n) for n in planned_figures()],
+    output:
+        directory(RESULTS / "paper"),
+    log:
+        LOGS / "paper.log",
+    conda:
+        "workflow/envs/zephir.yaml"
+    shell:
+        "mkdir -p {output} && cp {input.tables} {input.figures} {output} > {log} 2>&1"
+
+
+localrules:
+    all,
+    figures,

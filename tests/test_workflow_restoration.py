@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -72,3 +77,57 @@ def test_restoration_tables_and_figures_from_the_restored_images(workdir):  # no
         assert img.shape[1] > 500 and img.std() > 10
     again = run_snakemake(["-n", *targets, "--configfile", "config/tiny.yaml"], cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def figures_load_in_chromium(report: Path, tmp: Path) -> dict[str, bool]:
+    """Open every image embedded in a Snakemake report in headless Chromium; name -> loaded."""
+    text = report.read_text()
+    found = dict(re.findall(r'"filename": "([^"]+\.png)".*?"data_uri": "(data:image/png[^"]+)"',
+                            text))
+    page = tmp / "figures.html"
+    imgs = "".join(f'<img id="{name}" src="{uri}">' for name, uri in found.items())
+    page.write_text(
+        "<html><body>" + imgs + "<script>window.addEventListener('load', () => {"
+        "for (const i of document.images) i.setAttribute('data-ok', i.complete && "
+        "i.naturalWidth > 0 ? 'yes' : 'no');});</script></body></html>")
+    dom = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+                          "--dump-dom", "--virtual-time-budget=10000", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    return {name: f'id="{name}" src' in dom and bool(re.search(
+        rf'<img id="{re.escape(name)}"[^>]*data-ok="yes"', dom)) for name in found}
+
+
+@pytest.mark.slow
+def test_html_report_shows_every_table_and_figure(workdir, tmp_path):  # noqa: F811
+    """`snakemake --report` writes one self-contained HTML file with the tables and figures
+    (the workflow's report() declarations); each figure loads in headless Chromium."""
+    if chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs it)")
+        pytest.skip("headless Chromium not installed (apt-get install chromium)")
+    cfg = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    cfg["datasets"]["embedded"]["images"] = ["coins", "camera", "chelsea", "astronaut"]
+    cfg["datasets"]["held_out"]["images"] = ["china"]
+    cfg["synth"].update(levels_per_type=2, mixtures_per_image=0, val_fraction=0.25)
+    cfg["hdclip"]["train"].update(steps=3, batch_size=8, warmup=1, eval_every=3,
+                                  checkpoint_every=3)
+    cfg["blind"]["crop"] = 64
+    cfg["restoration"].update(modes=["baseline", "cfpg"])
+    cfg["restoration"]["sweep"].update(w_orth=[0.6], w_par=[0.0, 1.0])
+    cfg["metrics"].update(with_reference=["psnr"])
+    (workdir / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    targets = ["results/embedded/tables/table1.md", "results/embedded/figures/fig6.png",
+               "results/embedded/figures/fig11.png", "results/embedded/figures/fig8.png"]
+    run_snakemake(["-c2", *targets, "--configfile", "config/tiny.yaml"], cwd=workdir)
+    report = workdir / "report.html"
+    run_snakemake(["--report", str(report), *targets, "--configfile", "config/tiny.yaml"],
+                  cwd=workdir)
+    text = report.read_text()
+    assert "table1.csv" in text and "Figure 6: restorations" in text
+    loaded = figures_load_in_chromium(report, tmp_path)
+    assert set(loaded) == {"fig6.png", "fig8.png", "fig11.png"}
+    assert all(loaded.values()), loaded

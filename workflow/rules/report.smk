@@ -8,7 +8,8 @@ rule table:
     input:
         table_inputs,
     output:
-        csv=table_file("{table}", "csv"),
+        csv=report(table_file("{table}", "csv"), caption="../report/table.rst",
+                   category="Tables", labels={"table": "{table}"}),
         md=table_file("{table}", "md"),
         tex=table_file("{table}", "tex"),
     wildcard_constraints:
@@ -32,7 +33,8 @@ rule figure3:
         predictions=evaluation(hdclip_checkpoint(), "predictions.csv"),
         metrics=evaluation(hdclip_checkpoint()),
     output:
-        figure_file(3),
+        report(figure_file(3), caption="../report/fig3.rst", category="Figures",
+               labels={"figure": "3"}),
     log:
         LOGS / "figures" / "fig3.log",
     conda:
@@ -48,7 +50,8 @@ rule figure7:
                      for c in (hdclip_checkpoint(), baseline_checkpoint("mmrealsr_style"))],
         metrics=[evaluation(c) for c in (hdclip_checkpoint(), baseline_checkpoint("mmrealsr_style"))],
     output:
-        figure_file(7),
+        report(figure_file(7), caption="../report/fig7.rst", category="Figures",
+               labels={"figure": "7"}),
     log:
         LOGS / "figures" / "fig7.log",
     conda:
@@ -62,7 +65,8 @@ rule figure8:
     input:
         sources=dataset_index(config["train_set"]),
     output:
-        figure_file(8),
+        report(figure_file(8), caption="../report/fig8.rst", category="Figures",
+               labels={"figure": "8"}),
     params:
         level=EST["figure_level"],
     log:
@@ -81,7 +85,8 @@ rule figure9:
         manifest=synth_manifest(),
         sources=dataset_index(config["train_set"]),
     output:
-        figure_file(9),
+        report(figure_file(9), caption="../report/fig9.rst", category="Figures",
+               labels={"figure": "9"}),
     log:
         LOGS / "figures" / "fig9.log",
     conda:
@@ -96,7 +101,8 @@ rule figure10:
         arrays=[evaluation(c, "arrays.npz") for c in table3_models()],
         metrics=[evaluation(c) for c in table3_models()],
     output:
-        figure_file(10),
+        report(figure_file(10), caption="../report/fig10.rst", category="Figures",
+               labels={"figure": "10"}),
     params:
         kind=EST["figure_type"],
     log:
@@ -114,7 +120,8 @@ rule figure6:
         shards=figure_shards(6),
         blind=figure_blind(6),
     output:
-        figure_file(6),
+        report(figure_file(6), caption="../report/fig6.rst", category="Figures",
+               labels={"figure": "6"}),
     params:
         crop=RES["figure_crop"],
     log:
@@ -132,7 +139,8 @@ rule figure11:
         shards=figure_shards(11),
         blind=figure_blind(11),
     output:
-        figure_file(11),
+        report(figure_file(11), caption="../report/fig11.rst", category="Figures",
+               labels={"figure": "11"}),
     params:
         crop=RES["figure_crop"],
     log:
