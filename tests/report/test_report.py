@@ -50,8 +50,14 @@ def test_table3_renders_csv_markdown_latex_with_provenance(evaluated, tmp_path):
     paths = registry.make_table("table3", [evaluated["D"] / "metrics.json",
                                            evaluated["A"] / "metrics.json"], "abc12345",
                                 tmp_path / "t3")
-    assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
+    assert [p.name for p in paths] == ["t3.csv", "t3.md", "t3.tex", "t3.paper.csv",
+                                       "t3.paper.md"]
     csv = pd.read_csv(paths[0])
+    # beside the paper: rows (A) and (D) of its table 3, the run's value minus the printed one
+    beside = pd.read_csv(paths[3])
+    assert set(beside["Row"]) == {"(A)", "(D)"}
+    mae_d = beside[(beside["Row"] == "(D)") & (beside["Column"] == "MAE")].iloc[0]
+    assert mae_d["Run - paper"] == pytest.approx(mae_d["Run"] - mae_d["Paper"])
     assert csv.iloc[:, 0].tolist() == ["(A)", "(D)"]
     d = json.loads((evaluated["D"] / "metrics.json").read_text())["metrics"]["single"]
     # the CSV is data: the evaluation's numbers at full precision
@@ -88,6 +94,25 @@ def _png_has_content(path):
     assert img.std() > 10  # not a blank canvas
 
 
+def _restorations(hdclip, photo_dir, tmp_path) -> dict:
+    """Figures 6 and 11's inputs: 32-px LQ crops of two photos restored by the tiny backbone,
+    baseline and CFPG at two w_orth."""
+    from zephir import restore
+    from zephir.degrade import blind
+
+    lq = tmp_path / "blind"
+    blind.blind_folder(sorted(photo_dir.glob("*.png"))[:2], lq, progress=False,
+                       config=blind.BlindConfig(crop=128))
+    runs = {"baseline": {"mode": "baseline"}, "cfpg": {"mode": "cfpg"},
+            "w0": {"mode": "cfpg", "w_orth": 0.0}}
+    done = {name: restore.restore_folder(lq / blind.MANIFEST, tmp_path / name,
+                                         hdclip_checkpoint=hdclip, steps=2, **kw)
+            and restore.done_path(tmp_path / name, 0, 1) for name, kw in runs.items()}
+    return {6: {"restored": [done["baseline"], done["cfpg"]], "blind": lq / blind.MANIFEST,
+                "crop": 64},
+            11: {"restored": [done["w0"], done["cfpg"]], "blind": lq / blind.MANIFEST}}
+
+
 def test_every_figure_is_drawn(evaluated, labelled, photo_dir, tmp_path):
     """Each figure of the registry, drawn through its dispatch from real evaluation files."""
     from zephir import data
@@ -105,6 +130,7 @@ def test_every_figure_is_drawn(evaluated, labelled, photo_dir, tmp_path):
             "manifest": labelled, "sources": index},
         10: {"arrays": [d / "arrays.npz", a / "arrays.npz"],
              "metrics": [d / "metrics.json", a / "metrics.json"]},
+        **_restorations(d.parent / "checkpoint.pt", photo_dir, tmp_path),
     }
     assert sorted(inputs) == sorted(registry.FIGURES)  # a new figure gets a case here
     for n, given in inputs.items():

@@ -12,6 +12,9 @@ rule table:
                    category="Tables", labels={"table": "{table}"}),
         md=table_file("{table}", "md"),
         tex=table_file("{table}", "tex"),
+        paper=report(table_file("{table}", "paper.csv"), caption="../report/paper.rst",
+                     category="Tables beside the paper", labels={"table": "{table}"}),
+        paper_md=table_file("{table}", "paper.md"),
     wildcard_constraints:
         table="|".join(TABLES),
     params:

@@ -102,15 +102,20 @@ class Table:
     caption: Callable[[str, Sequence[dict], str], str] = captions.estimation
 
     def make(self, files: Sequence[Path], config_hash: str, out: Path) -> list[Path]:
-        """Read ``files``, build the table and write ``out``.csv / .md / .tex."""
+        """Read ``files``, build the table and write ``out``.csv / .md / .tex, and beside
+        them ``out``.paper.csv / .paper.md: the paper's values of the same cells and the
+        run's difference (:mod:`zephir.report.paper`)."""
         if not files:
             raise ValueError(f"{self.name} needs --{self.source.flag}")
         results = self.source.read(files)
         df = resolve(self.build)(results)
         columns = resolve(self.columns)(results) if isinstance(self.columns, str) or callable(
             self.columns) else self.columns
-        return render.write(df, out, self.caption(self.title, results, config_hash),
-                            columns, f"tab:{self.name}")
+        caption = self.caption(self.title, results, config_hash)
+        from zephir.report import paper  # pandas: only when a table is made
+
+        return (render.write(df, out, caption, columns, f"tab:{self.name}")
+                + paper.write(self.name, df, columns, out, self.title))
 
 
 @dataclass(frozen=True)
