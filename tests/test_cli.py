@@ -71,10 +71,29 @@ def test_data_check_paper_config_reports_missing(tmp_path, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 1
     assert {r["dataset"] for r in rows} == {"div2k_train", "div2k_val", "realsr", "drealsr",
-                                            "realdeg"}
+                                            "realdeg_film", "realdeg_social", "realdeg_old"}
     assert all(r["status"] == "missing" for r in rows)
 
 
 def test_data_check_embedded_config_is_found(capsys):
     assert cli.main(["data", "check", "--config", str(REPO / "config" / "config.yaml")]) == 0
     assert "embedded" in capsys.readouterr().out
+
+
+def test_weights_check_lists_every_weight_of_the_paper_config(tmp_path, capsys, monkeypatch):
+    """`zephir weights check`: found or missing, where, how to get it; exit 1 while one is
+    missing. A stand-in file at the configured path is found."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(cfg))
+    assert cli.main(["weights", "check", "--config", "paper.yaml"]) == 1
+    out = capsys.readouterr().out
+    assert "missing  clip" in out and "data/weights/clip/ViT-B-32.pt" in out
+    stand_in = tmp_path / "data/weights/clip/ViT-B-32.pt"
+    stand_in.parent.mkdir(parents=True)
+    stand_in.write_bytes(b"stand-in")
+    cli.main(["weights", "check", "--config", "paper.yaml"])
+    out = capsys.readouterr().out
+    assert "found    clip" in out and "missing  daclip" in out
