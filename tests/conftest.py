@@ -39,3 +39,14 @@ def labelled(photo_dir, tmp_path_factory) -> Path:
                            val_fraction=0.25, seed=1)
     synth.synthesize(photo_dir, out, spec, progress=False)
     return out / synth.MANIFEST
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (diffusion tests: small kernels, less contention)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,12 +27,7 @@ from zephir.hdclip.predict import ImageEmbedding, embed
 NEG, POS = "lowres", "a photo"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

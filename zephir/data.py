@@ -205,3 +205,15 @@ def image_list(source: str | Path) -> list[Path]:
             raise ValueError(f"{source}: the image index lists no image")
         return files
     raise FileNotFoundError(f"{source}: neither a folder of images nor an index CSV")
+
+
+def by_stem(files) -> dict[str, Path]:
+    """``files`` by name stem, in their order; two files with one stem (``a.png``, ``a.jpg``)
+    are a ValueError naming both, since every output of zephir is named by its source's stem."""
+    stems: dict[str, Path] = {}
+    for f in map(Path, files):
+        if f.stem in stems:
+            raise ValueError(f"{f} and {stems[f.stem]} share the name {f.stem!r}; output names "
+                             "are derived from it, rename one")
+        stems[f.stem] = f
+    return stems

@@ -143,13 +143,7 @@ def _read_inputs(source: str | Path) -> list[tuple[str, Path]]:
         files = [source.parent / row["lq"] for row in read_manifest(source)]
     else:
         files = data.image_list(source)
-    seen: dict[str, Path] = {}
-    for f in files:
-        if f.stem in seen:
-            raise ValueError(f"{f} and {seen[f.stem]} share the name {f.stem!r}; output names "
-                             "are derived from it, rename one")
-        seen[f.stem] = f
-    return sorted(seen.items())
+    return sorted(data.by_stem(files).items())
 
 
 def shard_of(stems: Sequence[str], shard: int, shards: int) -> list[str]:

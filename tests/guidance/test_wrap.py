@@ -14,12 +14,7 @@ PROMPT, NEGATIVE = "a photo of a squirrel", "blurry, noisy, lowres"
 IMG = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _few_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ different token ids (a tokenizer without its files maps every word to one id).
 """
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 import torch
@@ -32,30 +30,10 @@ TEXT_WIDTH = 32
 
 
 def clip_tokenizer(folder: Path) -> CLIPTokenizer:
-    """The real CLIP tokenizer, written as ``vocab.json`` + ``merges.txt`` into ``folder``.
+    """The real CLIP tokenizer, written into ``folder`` by zephir's tiny backbone."""
+    from zephir.backbones.tiny import write_clip_tokenizer
 
-    Vocabulary order (CLIP's): the 256 byte symbols of GPT-2's byte-to-unicode table, the same
-    with ``</w>``, one entry per merge of the BPE file, then ``<|startoftext|>`` (49406) and
-    ``<|endoftext|>`` (49407).
-    """
-    from open_clip.tokenizer import bytes_to_unicode, default_bpe
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with gzip.open(default_bpe(), "rt", encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    n_merges = VOCAB - 2 * 256 - 2
-    merges = lines[1:1 + n_merges]
-    symbols = list(bytes_to_unicode().values())
-    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    assert len(vocab) == VOCAB
-    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}),
-                                       encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n",
-                                       encoding="utf-8")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": CONTEXT}),
-                                                  encoding="utf-8")
-    return CLIPTokenizer.from_pretrained(str(folder))
+    return CLIPTokenizer.from_pretrained(str(write_clip_tokenizer(folder)))
 
 
 def _text_config(*, projection_dim: int | None = None) -> CLIPTextConfig:

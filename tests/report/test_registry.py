@@ -5,11 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +14,8 @@ import pytest
 from zephir import cli
 from zephir.report import captions, registry, render
 from zephir.report.registry import Figure, Option, several
+
+from ..test_workflow import run_snakemake, workdir  # noqa: F401 - the fixture
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,18 +97,7 @@ def test_each_figure_rule_passes_the_declared_flags():
 
 
 def _snakemake(args, cwd):
-    bindir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([str(bindir / "snakemake"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-
-
-@pytest.fixture()
-def workflow_copy(tmp_path):
-    shutil.copy(REPO / "Snakefile", tmp_path / "Snakefile")
-    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
-    shutil.copytree(REPO / "config", tmp_path / "config")
-    return tmp_path
+    return run_snakemake(args, cwd, check=False)
 
 
 def _jobs(out):
@@ -119,30 +106,30 @@ def _jobs(out):
             if len(ln.split()) == 2 and ln.split()[1].isdigit()}
 
 
-def test_workflow_builds_what_the_registry_lists(workflow_copy):
+def test_workflow_builds_what_the_registry_lists(workdir):  # noqa: F811
     """A table added to the registry (and nowhere else) is planned by the workflow; a figure
     added without its rule is refused, naming the figure."""
-    proc = _snakemake(["-n"], workflow_copy)
+    proc = _snakemake(["-n"], workdir)
     assert proc.returncode == 0, proc.stderr
     jobs = _jobs(proc.stdout)
     # every table but table 7, which needs a restored hq: false set (RealDeg)
     assert jobs["table"] == len(registry.TABLES) - 1 and "table7" not in proc.stdout
     assert {k for k in jobs if k.startswith("figure")} == {f"figure{n}" for n in registry.FIGURES}
 
-    (workflow_copy / "Snakefile.extra").write_text(
+    (workdir / "Snakefile.extra").write_text(
         "import dataclasses\nimport zephir.report.registry as R\n"
         "R.TABLES['table_extra'] = dataclasses.replace(R.TABLES['table3'], name='table_extra')\n"
         'include: "Snakefile"\n')
-    proc = _snakemake(["-n", "-p", "-s", "Snakefile.extra", "all"], workflow_copy)
+    proc = _snakemake(["-n", "-p", "-s", "Snakefile.extra", "all"], workdir)
     assert proc.returncode == 0, proc.stderr
     assert _jobs(proc.stdout)["table"] == len(registry.TABLES)
     assert "zephir table table_extra --metrics" in proc.stdout
 
-    (workflow_copy / "Snakefile.extra").write_text(
+    (workdir / "Snakefile.extra").write_text(
         "import dataclasses\nimport zephir.report.registry as R\n"
         "R.FIGURES[99] = dataclasses.replace(R.FIGURES[8], number=99)\n"
         'include: "Snakefile"\n')
-    proc = _snakemake(["-n", "-s", "Snakefile.extra", "all"], workflow_copy)
+    proc = _snakemake(["-n", "-s", "Snakefile.extra", "all"], workdir)
     assert proc.returncode != 0 and "fig99.png" in proc.stdout + proc.stderr
 
 

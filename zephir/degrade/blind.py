@@ -471,14 +471,8 @@ def blind_folder(images, out, *, scale: int = 4, seed: int = 0, workers: int = 1
     if cfg.crop is not None and (cfg.crop < 4 * scale or cfg.crop % scale):
         raise ValueError(f"blind.crop: {cfg.crop} must be a multiple of the scale {scale} and "
                          f"at least {4 * scale}")
-    files = (data.image_list(images) if isinstance(images, (str, Path))
-             else sorted(map(Path, images)))
-    stems: dict[str, Path] = {}
-    for f in files:
-        if f.stem in stems:
-            raise ValueError(f"{f} and {stems[f.stem]} share the name {f.stem!r}; "
-                             "output names are derived from it, rename one")
-        stems[f.stem] = f
+    files = list(data.by_stem(data.image_list(images) if isinstance(images, (str, Path))
+                              else sorted(map(Path, images))).values())
     results = pmap(blind_image, [(f, out, scale, seed, cfg) for f in files], workers=workers,
                    desc="blind", progress=progress)
     done = [r for r in results if r.refused is None]

@@ -243,14 +243,9 @@ def synthesize(images: Sequence[Path] | Path, out: Path, spec: SynthSpec, *, wor
     image is usable or two files share a name stem.
     """
     out = Path(out)
-    files = (data.image_list(images) if isinstance(images, (str, Path))
-             else sorted(map(Path, images)))
-    stems: dict[str, Path] = {}
-    for f in files:
-        if f.stem in stems:
-            raise ValueError(f"{f} and {stems[f.stem]} share the name {f.stem!r}; "
-                             "sample names are derived from it, rename one")
-        stems[f.stem] = f
+    stems = data.by_stem(data.image_list(images) if isinstance(images, (str, Path))
+                         else sorted(map(Path, images)))
+    files = list(stems.values())
     splits = split_sources(list(stems), spec.val_fraction, spec.seed)
     jobs = [(f, out, spec, splits[f.stem]) for f in files]
     results = pmap(synth_source, jobs, workers=workers, desc="synth", progress=progress)
