@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zephir import data, io as zio
+from zephir import data
+from zephir import io as zio
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from zephir import config as zconfig
-from zephir import data, io as zio
+from zephir import data
+from zephir import io as zio
 
 from .conftest import REPO
 

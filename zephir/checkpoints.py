@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from zephir import methods
 from zephir import io as zio
+from zephir import methods
 from zephir.estimators import Estimator
 from zephir.hdclip.model import HDCLIPConfig
 

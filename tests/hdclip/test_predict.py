@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from zephir import cli, io as zio
-from zephir.degrade import levels, ops
+from zephir import cli
+from zephir import io as zio
 from zephir.checkpoints import from_checkpoint
+from zephir.degrade import levels, ops
 from zephir.hdclip import predict
 from zephir.hdclip.model import HDCLIPConfig
 from zephir.training import TrainConfig, train

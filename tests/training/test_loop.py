@@ -20,9 +20,9 @@ import yaml
 
 from zephir.checkpoints import load as load_checkpoint
 from zephir.hdclip.model import HDCLIPConfig, build
+from zephir.seed import seed_everything
 from zephir.training.data import batch_indices
 from zephir.training.loop import LAST, LOG, TrainConfig, train
-from zephir.seed import seed_everything
 
 from ..conftest import REPO
 

@@ -67,7 +67,7 @@ def released_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def from_released(path: str | Path, cfg: HDCLIPConfig) -> "DACLIPStyle":
+def from_released(path: str | Path, cfg: HDCLIPConfig) -> DACLIPStyle:
     """DA-CLIP's released model read out like the DA-CLIP-style baseline.
 
     Its degradation embedding is the controller tower's output (the zero modules only feed the

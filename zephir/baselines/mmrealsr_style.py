@@ -34,7 +34,7 @@ class MMRealSRStyle(nn.Module):
         self.head = nn.Linear(4 * width, len(cfg.types))
 
     @classmethod
-    def build(cls, cfg: HDCLIPConfig) -> "MMRealSRStyle":
+    def build(cls, cfg: HDCLIPConfig) -> MMRealSRStyle:
         register_architectures()
         arch = open_clip.get_model_config(cfg.arch)
         if arch is None:

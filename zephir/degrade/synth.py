@@ -75,7 +75,7 @@ class SynthSpec:
                              f"{', '.join(ops._INTERP)}")
 
     @classmethod
-    def from_config(cls, section: dict) -> "SynthSpec":
+    def from_config(cls, section: dict) -> SynthSpec:
         known = set(cls.__dataclass_fields__)
         unknown = set(section) - known - {"workers"}
         if unknown:

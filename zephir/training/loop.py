@@ -70,7 +70,7 @@ class TrainConfig:
     cache_images: bool = _d("cache_images")       # hold the decoded training set in memory
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"hdclip.train: unknown key(s) {', '.join(sorted(unknown))}")
