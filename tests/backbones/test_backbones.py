@@ -353,3 +353,20 @@ print(sorted(zephir.backbones.BACKBONES))
                          text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().replace("'", '"'))[0] == "faithdiff"
+
+
+def test_paper_config_states_each_backbones_repository_settings():
+    """The paper config writes out the settings each backbone's repository ships, and they are
+    the adapters' defaults (a config that drifts from them is a deliberate change)."""
+    from zephir import config as zconfig
+    from zephir.backbones import BACKBONES
+
+    from ..conftest import REPO
+
+    settings = zconfig.load(REPO / "config" / "paper.yaml")["restoration"]["settings"]
+    assert set(settings) == {"seesr", "pasd", "faithdiff"}
+    for name, given in settings.items():
+        defaults = BACKBONES[name].resolve_defaults({}).to_dict()
+        assert {k: defaults[k] for k in given} == given, name
+    assert settings["seesr"]["steps"] == 50 and settings["seesr"]["scale"] == 5.5
+    assert settings["pasd"]["steps"] == 20 and settings["faithdiff"]["scale"] == 5.0
