@@ -185,9 +185,11 @@ def test_embedded_default_end_to_end(workdir):
     assert len(rows) == n_images * (len(s["types"]) * s["levels_per_type"] +
                                     s["mixtures_per_image"])
     assert all((res / "synth/embedded" / r["path"]).is_file() for r in rows)
-    blind_rows = blind.read_manifest(res / "blind/embedded/manifest.csv")
-    assert len(blind_rows) == n_images
-    assert all((res / "blind/embedded" / r["lq"]).is_file() for r in blind_rows)
+    # the blind set is restoration's: 32-px LQ crops of the held-out photos
+    blind_rows = blind.read_manifest(res / "blind/held_out/manifest.csv")
+    assert len(blind_rows) == len(cfg["datasets"]["held_out"]["images"])
+    assert all(r["lq_width"] == r["lq_height"] == 32 for r in blind_rows)
+    assert all((res / "blind/held_out" / r["lq"]).is_file() for r in blind_rows)
     # HD-CLIP: checkpoint, training curves, validation on unseen source images
     hd = res / "hdclip"
     with (hd / "train_log.csv").open(newline="") as fh:
@@ -225,9 +227,14 @@ def test_embedded_default_end_to_end(workdir):
         for ext in ("md", "tex"):
             text = (res / f"tables/{name}.{ext}").read_text()
             assert "random init" in text and f"Config {digest}" in text
-    for n in (3, 7, 8, 9, 10):
+    for n in (3, 6, 7, 8, 9, 10, 11):
         img = zio.load_image(res / f"figures/fig{n}.png").pixels
         assert img.shape[1] > 600 and img.std() > 10
+    # restoration: every mode and sweep point of the tiny backbone, scored, in tables 1 and 5
+    t1 = list(csv.DictReader((res / "tables/table1.csv").open(newline="")))
+    assert [r["Mode"] for r in t1] == ["baseline", "CFG", "CFPG"]
+    assert len(list(csv.DictReader((res / "tables/table5.csv").open(newline="")))) == 6
+    assert "random-init" in (res / "tables/table1.md").read_text()
     again = run_snakemake(["-c2"], cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
 
