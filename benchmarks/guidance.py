@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 from diffusers import UNet2DConditionModel
+from timing import timings
 from diffusers.utils import logging as diffusers_logging
 
 from zephir.guidance import CFPGDenoiser, cfg, rectify
@@ -32,28 +31,6 @@ def tiny_unet(channels: list[int], *, width: int, heads: int) -> UNet2DCondition
         attention_head_dim=heads,  # diffusers reads it as the number of heads
         down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1))
-
-
-def timings(fns: dict[str, Callable[[], object]], *, device: torch.device,
-            repeat: int, warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds of each call of each function, the functions interleaved round by round."""
-    def once(fn: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t
-
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            times[name].append(once(fn))
-    return times
 
 
 def main() -> None:

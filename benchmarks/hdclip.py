@@ -11,9 +11,10 @@ Random-init weights (timing does not depend on the weights).
 from __future__ import annotations
 
 import argparse
-import time
+import statistics
 
 import torch
+from timing import timings
 
 from zephir.hdclip import losses
 from zephir.hdclip.model import HDCLIPConfig, build
@@ -21,18 +22,7 @@ from zephir.hdclip.model import HDCLIPConfig, build
 
 def timed(fn, device, repeat: int) -> float:
     """Median seconds of ``fn()`` over ``repeat`` runs after two warm-up calls."""
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
+    return statistics.median(timings({"fn": fn}, device=device, repeat=repeat)["fn"])
 
 
 def measure(arch: str, dev: torch.device, batch: int, repeat: int):
