@@ -97,3 +97,13 @@ def test_weights_check_lists_every_weight_of_the_paper_config(tmp_path, capsys, 
     cli.main(["weights", "check", "--config", "paper.yaml"])
     out = capsys.readouterr().out
     assert "found    clip" in out and "missing  daclip" in out
+
+
+def test_train_offers_every_method_but_the_imported_one():
+    """`zephir train --method` lists every estimator of zephir.methods except DA-CLIP's
+    released weights, which `zephir import-daclip` reads instead of training."""
+    from zephir import methods
+
+    train = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    choices = next(a.choices for a in train._actions if a.dest == "method")
+    assert set(choices) == set(methods.METHODS) - {"daclip_released"}

@@ -22,10 +22,6 @@ METHODS: dict[str, Callable[[HDCLIPConfig], Estimator]] = {
     "mmrealsr_style": MMRealSRStyle.build,
 }
 
-#: The methods ``zephir train --method`` trains (DA-CLIP's released weights are imported).
-TRAINABLE = ("hdclip", "clip_zeroshot", "daclip_style", "mmrealsr_style")
-
-
 def build(method: str, cfg: HDCLIPConfig) -> Estimator:
     """The model of ``method`` (a key of :data:`METHODS`)."""
     if method not in METHODS:
