@@ -28,6 +28,22 @@ class Estimate:
     anchors: torch.Tensor | None = None
 
 
+@dataclass
+class SemanticTargets:
+    """What the semantic terms of eq. 11 compare a batch's LQ semantic embeddings with.
+
+    ``image``: (B, d) frozen CLIP embeddings of the clean crops, flipped as the LQ inputs were
+    (the ground-truth semantic target); ``text``: (B, d) caption embeddings of the source
+    photos, or None when the training set has no captions (the CLIP loss then pairs each LQ
+    image with its clean crop); ``same``: (B, B) True where two samples show the same photo,
+    which the contrastive CLIP loss must not count as negatives of each other.
+    """
+
+    image: torch.Tensor
+    text: torch.Tensor | None
+    same: torch.Tensor
+
+
 @runtime_checkable
 class Estimator(Protocol):
     """The interface every estimator of table 2 meets (HD-CLIP and the baselines).
@@ -46,7 +62,7 @@ class Estimator(Protocol):
     def __call__(self, images: torch.Tensor, *, semantic: bool = ...) -> Any: ...
 
     def loss_terms(self, out: Any, present: torch.Tensor, level: torch.Tensor, *,
-                   terms: Collection[str], targets: torch.Tensor | None = None
+                   terms: Collection[str], targets: SemanticTargets | None = None
                    ) -> dict[str, torch.Tensor]: ...
 
     def estimate_batch(self, images: torch.Tensor) -> Estimate: ...

@@ -79,3 +79,95 @@ def test_clip_and_semantic_losses():
     matched = losses.clip_loss(x, x)
     shuffled = losses.clip_loss(x, x.roll(1, 0))
     assert matched.item() < shuffled.item()
+
+
+# --------------------------------------------------------------------------- ablation A
+
+def test_align_is_infonce_at_the_nearest_bin_against_a_plain_loop():
+    """Ablation A's alignment: -log softmax_j(cos(e, t_j) / tau) at the bin nearest to the
+    true level, every other bin an unweighted negative (written here with Python loops)."""
+    import math
+
+    torch.manual_seed(2)
+    bins = bin_centres(20)                                    # 0, 20, ..., 100
+    anchors = F.normalize(torch.randn(3, 6, 8), dim=-1)
+    emb = F.normalize(torch.randn(3, 8), dim=-1)
+    level = torch.tensor([31.0, 50.0, 99.0])                  # nearest: 40, 40 (tie: lower), 100
+    tau = 0.1
+    total = 0.0
+    for n, nearest in enumerate([2, 2, 5]):
+        s = [sum(emb[n, i].item() * anchors[n, j, i].item() for i in range(8)) / tau
+             for j in range(6)]
+        total += -s[nearest] + math.log(sum(math.exp(v) for v in s))
+    got = losses.alignment_loss(emb, anchors, level, bins, tau=tau)
+    assert got.item() == pytest.approx(total / 3, rel=1e-5)
+    assert losses.alignment_loss(emb[:0], anchors[:0], level[:0], bins).item() == 0.0
+
+
+def test_ablation_a_trains_the_embeddings_and_the_shift_through_align():
+    """With terms {conf, align} (ablation A) the heads' embedding rows and the shift get a
+    gradient; "align" is a mean over the present (sample, type) pairs."""
+    from zephir.hdclip import model as M
+
+    torch.manual_seed(0)
+    m = M.build(M.HDCLIPConfig(arch="zephir-tiny-rn"))
+    x = torch.rand(3, 3, m.image_size, m.image_size)
+    present = torch.tensor([[1, 0, 0, 0], [0, 0, 1, 0], [1, 0, 0, 1]])
+    level = torch.tensor([[12.0, 0, 0, 0], [0, 0, 64, 0], [88, 0, 0, 31]])
+    out = m(x, semantic=False)
+    terms = m.loss_terms(out, present, level, terms=["conf", "align"])
+    assert set(terms) == {"conf", "align"}
+    b, k = present.nonzero(as_tuple=True)
+    want = losses.alignment_loss(out.embeddings[b, k], out.anchors[k], level[b, k], m.bins,
+                                 tau=m.cfg.tau)
+    assert terms["align"].item() == pytest.approx(want.item())
+    sum(terms.values()).backward()
+    assert m.shift.grad is not None and m.shift.grad.abs().sum() > 0
+    assert m.heads[0].weight.grad[:-1].abs().sum() > 0
+    assert "align" not in m.loss_terms(out, present, level, terms=["conf", "level", "slerp"])
+
+
+def test_eq9_and_align_under_bf16_autocast_at_d512():
+    """At d = 512 neighbouring anchors differ in cosine by ~3e-5: under bf16 autocast the losses
+    must still be the float32 ones (before the fix eq. 9 moved by ~2e-2)."""
+    torch.manual_seed(0)
+    bins = bin_centres(5)
+    anchors = composition_anchors(torch.randn(1, 512), bins, torch.zeros(1, 21, 512))[0]
+    level = torch.tensor([3.0, 12.0, 41.0, 77.5, 93.0])
+    ia, ib, alpha = neighbour_bins(level, bins)
+    emb = slerp(anchors[ia], anchors[ib], alpha)
+    rows = anchors.expand(5, -1, -1)
+    for fn in (losses.slerp_loss, losses.alignment_loss):
+        want = fn(emb, rows, level, bins, tau=0.03)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = fn(emb, rows, level, bins, tau=0.03)
+        assert got.dtype == torch.float32
+        assert got.item() == pytest.approx(want.item(), rel=1e-6), fn.__name__
+    x = F.normalize(torch.randn(6, 512), dim=-1)
+    for fn in (losses.clip_loss, losses.semantic_loss):
+        want = fn(x, x.roll(1, 0))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = fn(x, x.roll(1, 0))
+        assert got.item() == pytest.approx(want.item(), rel=1e-6), fn.__name__
+
+
+def test_clip_loss_does_not_count_same_photo_pairs_as_negatives():
+    """Rows 0 and 1 show the same photo: each is left out of the other's negatives, in both
+    directions of the symmetric loss (written here with Python loops)."""
+    import math
+
+    torch.manual_seed(4)
+    img, txt = F.normalize(torch.randn(3, 5), dim=-1), F.normalize(torch.randn(3, 5), dim=-1)
+    same = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 1]]).bool()
+    scale = 10.0
+
+    def ce(rows):  # rows[i][j]: logit of i against j; positive j = i; skip same-photo j != i
+        return sum(-rows[i][i] + math.log(sum(math.exp(rows[i][j]) for j in range(3)
+                                              if j == i or not same[i, j]))
+                   for i in range(3)) / 3
+
+    s = [[scale * float(img[i] @ txt[j]) for j in range(3)] for i in range(3)]
+    want = 0.5 * (ce(s) + ce([list(c) for c in zip(*s)]))
+    got = losses.clip_loss(img, txt, scale, same=same)
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    assert got.item() < losses.clip_loss(img, txt, scale).item()

@@ -1,7 +1,8 @@
 """The HD-CLIP model (paper, section 3.1 and eq. 4).
 
 Read top to bottom: loading CLIP through open_clip, the controller that feeds the degradation
-branch into the frozen tower (DA-CLIP style), then :class:`HDCLIP`.
+branch into the frozen tower (DA-CLIP style), then :class:`HDCLIP`. The math after the towers
+(eq. 2-11) runs in float32, also under autocast (:func:`zephir.hdclip.interp.float32_math`).
 """
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import open_clip
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from zephir.degrade import levels as dlevels
-from zephir.estimators import Estimate
+from zephir.estimators import Estimate, SemanticTargets
 from zephir.hdclip import losses
-from zephir.hdclip.interp import interpolate_level
+from zephir.hdclip.interp import float32_math, interpolate_level
 from zephir.hdclip.ordinal import bin_centres, composition_anchors
 from zephir.schema import default
 
@@ -47,7 +48,9 @@ class HDCLIPConfig:
     ``synth.types``); stored in every checkpoint. Defaults come from the config schema."""
 
     arch: str = default("hdclip.model.arch")              # open_clip architecture name
-    checkpoint: str | None = default("hdclip.model.checkpoint")  # CLIP weights; None = random
+    # CLIP weights: None = random init; a local file; or an open_clip pretrained tag of `arch`
+    # ("openai" for ViT-B-32), which open_clip downloads into its cache on first use.
+    checkpoint: str | None = default("hdclip.model.checkpoint")
     quick_gelu: bool = default("hdclip.model.quick_gelu")  # OpenAI weights need QuickGELU
     controller: bool = default("hdclip.model.controller")  # residuals into the frozen tower
     types: tuple[str, ...] = default("synth.types")        # the degradation types, in order
@@ -68,19 +71,35 @@ class HDCLIPConfig:
 def load_clip(arch: str, checkpoint: str | None = None, *, quick_gelu: bool = False):
     """A CLIP model and its tokenizer through ``open_clip.create_model_and_transforms``.
 
-    ``checkpoint`` is a local file (never a download); a missing file is an error that names
-    it. With ``checkpoint=None`` the weights are random (tiny architectures, tests).
+    ``checkpoint``: None = random weights (tiny architectures, tests); an existing file = local
+    weights; otherwise an open_clip pretrained tag of ``arch``
+    (``open_clip.list_pretrained_tags_by_model``, e.g. "openai" for ViT-B-32), passed on as
+    ``pretrained=``: open_clip downloads those weights into its cache on first use. Anything
+    else is an error that names the file and lists the tags; a tag whose weights were trained
+    with the other activation than ``quick_gelu`` (with the architecture's own setting) is
+    an error too, since open_clip would only warn and the features would be wrong.
     """
     register_architectures()
     if arch not in open_clip.list_models():
         raise ValueError(f"unknown CLIP architecture {arch!r}; shipped tiny ones: "
                          f"{', '.join(tiny_architectures())}; open_clip knows e.g. ViT-B-32")
-    if checkpoint is not None and not Path(checkpoint).is_file():
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if checkpoint is not None and not Path(checkpoint).is_file() and checkpoint not in tags:
+        known = (f"open_clip's pretrained tags for {arch}: {', '.join(tags)}" if tags else
+                 f"open_clip has no pretrained tag for {arch}")
         raise FileNotFoundError(
             f"CLIP checkpoint {checkpoint} not found: expected the {arch} weights file there "
             f"(for ViT-B-32: OpenAI's ViT-B-32.pt with quick_gelu: true, or LAION's "
-            f"open_clip_pytorch_model.bin). Download it where there is internet, e.g. "
-            f"open_clip.create_model('{arch}', pretrained='openai'), and copy the file.")
+            f"open_clip_pytorch_model.bin), or a pretrained tag that open_clip downloads "
+            f"({known}). Without internet, download the file where there is, e.g. "
+            f"open_clip.create_model('{arch}', pretrained='openai'), and copy it.")
+    if checkpoint in tags and not Path(checkpoint).is_file():
+        trained = bool(open_clip.get_pretrained_cfg(arch, checkpoint).get("quick_gelu", False))
+        built = quick_gelu or bool(open_clip.get_model_config(arch).get("quick_gelu", False))
+        if trained != built:
+            raise ValueError(f"open_clip's {arch} '{checkpoint}' weights were trained with "
+                             f"{'QuickGELU' if trained else 'GELU'}: set hdclip.model.quick_gelu "
+                             f"to {str(trained).lower()}")
     model, _, _ = open_clip.create_model_and_transforms(
         arch, pretrained=checkpoint, force_quick_gelu=quick_gelu, pretrained_text=False)
     return model, open_clip.get_tokenizer(arch)
@@ -88,17 +107,46 @@ def load_clip(arch: str, checkpoint: str | None = None, *, quick_gelu: bool = Fa
 
 # --------------------------------------------------------------------------- controller
 
-def _blocks(visual: nn.Module) -> list[nn.Module]:
-    """The residual stages of a vision tower where the controller adds its residuals."""
+def tower_kind(visual: nn.Module) -> str:
+    """"transformer" (ViT) or "resnet" (ModifiedResNet): the kinds the controller supports."""
     if hasattr(visual, "transformer"):
-        return list(visual.transformer.resblocks)
+        return "transformer"
     if all(hasattr(visual, f"layer{i}") for i in range(1, 5)):
-        return [getattr(visual, f"layer{i}") for i in range(1, 5)]
+        return "resnet"
     raise TypeError(f"no controller support for vision tower {type(visual).__name__}")
 
 
+def _blocks(visual: nn.Module) -> list[nn.Module]:
+    """The residual stages of a vision tower where the controller adds its residuals."""
+    if tower_kind(visual) == "transformer":
+        return list(visual.transformer.resblocks)
+    return [getattr(visual, f"layer{i}") for i in range(1, 5)]
+
+
+def controller_source(i: int, n: int, kind: str) -> int:
+    """The controller stage whose residual the frozen tower's stage ``i`` (of ``n``) receives.
+
+    DA-CLIP (``da-clip/src/open_clip/transformer.py`` of Algolzw/daclip-uir): its
+    ``ControlTransformer`` collects ``zero_module_j(block_j(x))`` for j = 0 .. n-1, and the
+    frozen ``Transformer`` adds ``control.pop()`` after each block, which takes the list from
+    its end: frozen block i receives controller block ``n - 1 - i`` ("transformer").
+    A ResNet tower's four stages differ in width and resolution, so the reversed order cannot
+    match shapes there: stage i receives stage i ("resnet").
+    """
+    if not 0 <= i < n:
+        raise IndexError(f"stage {i} of {n}")
+    if kind == "transformer":
+        return n - 1 - i
+    if kind == "resnet":
+        return i
+    raise ValueError(f"unknown tower kind {kind!r} (transformer or resnet)")
+
+
 def _zero_module(block: nn.Module) -> nn.Module:
-    """Zero-initialised 1x1 map (Linear for tokens, Conv for feature maps)."""
+    """Zero-initialised 1x1 map (Linear for tokens, Conv for feature maps).
+
+    As in DA-CLIP, zero module j belongs to controller stage j: it maps that stage's output
+    (built from the frozen stage j, which has the same shape)."""
     if hasattr(block, "ln_1"):
         width = block.ln_1.normalized_shape[0]
         layer: nn.Module = nn.Linear(width, width)
@@ -140,13 +188,18 @@ class HDCLIP(nn.Module):
 
     The degradation branch is a copy of CLIP's vision tower. With ``controller`` it also feeds
     zero-initialised residuals into the frozen tower's stages, so that the semantic embedding of
-    an LQ image can move toward its HQ content (DA-CLIP's controller).
+    an LQ image can move toward its HQ content (DA-CLIP's controller). Which stage feeds which is
+    :func:`controller_source`: reversed for transformer towers as in DA-CLIP, stage to stage for
+    ResNet towers.
+
+    The tokenizer is kept as a plain attribute (not in the state dict) for :meth:`encode_text`.
     """
 
     def __init__(self, clip: nn.Module, tokenizer, cfg: HDCLIPConfig):
         super().__init__()
         self.cfg = cfg
         self.clip = clip.eval()
+        self.tokenizer = tokenizer
         for p in self.clip.parameters():
             p.requires_grad_(False)
         self.degradation_branch = copy.deepcopy(clip.visual).train()
@@ -174,18 +227,21 @@ class HDCLIP(nn.Module):
             self.zero_modules.extend(_zero_module(b) for b in frozen)
             for block in trained:
                 block.register_forward_hook(self._capture)
+            kind = tower_kind(self.clip.visual)
             for i, block in enumerate(frozen):
-                block.register_forward_hook(self._make_inject(i))
+                block.register_forward_hook(
+                    self._make_inject(controller_source(i, len(frozen), kind)))
 
     # -- controller hooks
     def _capture(self, module, args, output):
         self._captured.append(output)
 
-    def _make_inject(self, i: int):
+    def _make_inject(self, j: int):
+        """A hook that adds controller stage j's residual, through zero module j."""
         def inject(module, args, output):
             if self._residuals is None:
                 return output
-            return output + self.zero_modules[i](self._residuals[i])
+            return output + self.zero_modules[j](self._residuals[j])
         return inject
 
     def train(self, mode: bool = True):
@@ -203,12 +259,18 @@ class HDCLIP(nn.Module):
         return tower_image_size(self.clip.visual)
 
     def anchors(self) -> torch.Tensor:
-        """Eq. 2-3: the (K, J, d) unit composition anchors at the bin centres."""
-        return composition_anchors(self.words, self.bins, self.shift, base=self.cfg.freq_base,
-                                   pe_scale=self.cfg.pe_scale)
+        """Eq. 2-3: the (K, J, d) unit composition anchors at the bin centres (float32)."""
+        return float32_math(composition_anchors)(self.words, self.bins, self.shift,
+                                                 base=self.cfg.freq_base,
+                                                 pe_scale=self.cfg.pe_scale)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return normalize(images)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """(N, d) unit embeddings of ``texts`` by the frozen CLIP text tower (float32)."""
+        tokens = self.tokenizer(list(texts)).to(self.words.device)
+        return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
 
     def encode_semantic(self, x: torch.Tensor, residuals: list[torch.Tensor] | None = None):
         """Frozen CLIP image embedding, optionally steered by controller residuals (unit)."""
@@ -227,8 +289,7 @@ class HDCLIP(nn.Module):
         self._captured = []
         z = self.degradation_branch(x)
         residuals, self._captured = self._captured, []
-        h = torch.stack([head(z) for head in self.heads], dim=1)         # (B, K, d + 1)
-        emb, conf = F.normalize(h[..., :-1], dim=-1), h[..., -1]
+        emb, conf = self.type_embeddings(z)
         if semantic:
             sem = self.encode_semantic(x, residuals if self.cfg.controller else None)
         else:
@@ -237,6 +298,14 @@ class HDCLIP(nn.Module):
         return HDCLIPOutput(semantic=sem, degradation=z, embeddings=emb, confidence=conf,
                             levels=self.levels(emb, anchors), anchors=anchors)
 
+    @float32_math
+    def type_embeddings(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 4: ``h_k = W_k z + b_k`` (d + 1); the unit embedding ``e_k`` = the first d
+        entries normalised, (B, K, d); the confidence logit ``c_k`` = the last entry, (B, K)."""
+        h = torch.stack([head(z) for head in self.heads], dim=1)         # (B, K, d + 1)
+        return F.normalize(h[..., :-1], dim=-1), h[..., -1]
+
+    @float32_math
     def levels(self, embeddings: torch.Tensor, anchors: torch.Tensor | None = None
                ) -> torch.Tensor:
         """Eq. 6: the predicted 0..100 level of every type from (B, K, d) embeddings."""
@@ -246,25 +315,32 @@ class HDCLIP(nn.Module):
 
     # -- the estimator interface (zephir.estimators.Estimator)
     def loss_terms(self, out: HDCLIPOutput, present: torch.Tensor, level: torch.Tensor, *,
-                   terms: Collection[str], targets: torch.Tensor | None = None
+                   terms: Collection[str], targets: SemanticTargets | None = None
                    ) -> dict[str, torch.Tensor]:
         """The unweighted terms of eq. 11 named in ``terms``: ``conf`` (eq. 5), ``level``
-        (eq. 7), ``slerp`` (eq. 9) and, given the semantic ``targets``, ``semantic`` and
-        ``clip``. The trainer weights them with the lambdas of eq. 11.
+        (eq. 7), ``slerp`` (eq. 9), ``align`` (ablation A's alignment,
+        :func:`losses.alignment_loss`) and, given the semantic ``targets``, ``semantic`` (toward
+        the clean crop's embedding) and ``clip`` (against the captions, else the clean crops;
+        same-photo pairs are not negatives). The trainer weights them with the lambdas of
+        eq. 11.
 
-        ``level`` and ``slerp`` are means over the present (sample, type) pairs of the batch.
+        ``level``, ``slerp`` and ``align`` are means over the present (sample, type) pairs of
+        the batch.
         """
         out_terms = {"conf": losses.confidence_loss(out.confidence, present)}
         if "level" in terms:
             out_terms["level"] = losses.level_loss(out.levels, level, present)
+        b, k = present.nonzero(as_tuple=True)
+        pairs = (out.embeddings[b, k], out.anchors[k], level[b, k], self.bins)
         if "slerp" in terms:
-            b, k = present.nonzero(as_tuple=True)
-            out_terms["slerp"] = losses.slerp_loss(out.embeddings[b, k], out.anchors[k],
-                                                   level[b, k], self.bins, tau=self.cfg.tau)
+            out_terms["slerp"] = losses.slerp_loss(*pairs, tau=self.cfg.tau)
+        if "align" in terms:
+            out_terms["align"] = losses.alignment_loss(*pairs, tau=self.cfg.tau)
         if targets is not None and "semantic" in terms:
-            out_terms["semantic"] = losses.semantic_loss(out.semantic, targets)
+            out_terms["semantic"] = losses.semantic_loss(out.semantic, targets.image)
         if targets is not None and "clip" in terms:
-            out_terms["clip"] = losses.clip_loss(out.semantic, targets)
+            text = targets.image if targets.text is None else targets.text
+            out_terms["clip"] = losses.clip_loss(out.semantic, text, same=targets.same)
         return out_terms
 
     @torch.no_grad()
