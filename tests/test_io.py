@@ -132,3 +132,13 @@ def test_written_files_get_the_umask_mode(tmp_path, umask):
     assert plain == 0o666 & ~umask
     for name in ("a.txt", "b.png"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == plain, name
+
+
+def test_read_png_gives_load_image_pixels_of_a_written_png(tmp_path, astronaut):
+    path = tmp_path / "sample.png"
+    crop = np.ascontiguousarray(astronaut[100:228, 50:178])
+    zio.write_png(path, crop)
+    assert np.array_equal(zio.read_png(path), crop)
+    assert np.array_equal(zio.read_png(path), zio.load_image(path).pixels)
+    with pytest.raises(zio.ImageError, match="missing.png: missing"):
+        zio.read_png(tmp_path / "missing.png")

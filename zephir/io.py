@@ -227,6 +227,18 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     write_bytes(path, encode_png(rgb))
 
 
+def read_png(path: str | os.PathLike) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of a PNG that :func:`write_png` wrote (a synthesised sample).
+
+    The training loader's read: such a file has nothing for :func:`load_image` to convert
+    (no EXIF, no alpha, no 16 bits), so one OpenCV decode does, at about 2x its speed.
+    """
+    bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageError(f"{path}: missing or not a PNG zephir wrote")
+    return bgr[..., ::-1]
+
+
 def to_float(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB -> float32 in [0, 1]."""
     return rgb.astype(np.float32) / 255.0

@@ -196,3 +196,122 @@ def test_semantic_losses_train_the_controller(labelled, photo_dir, tmp_path):
     with pytest.raises(ValueError, match="need hdclip.model.controller: true"):
         train(labelled, tmp_path / "bad", HDCLIPConfig(arch="zephir-tiny-vit"), cfg,
               sources=index, progress=False)
+
+
+def test_run_identity_covers_clip_weights_content_world_size_and_precision(labelled, tmp_path):
+    from zephir.training.loop import run_identity
+
+    weights = tmp_path / "clip.pt"
+    weights.write_bytes(b"weights, first download")
+    model_cfg = HDCLIPConfig(arch="zephir-tiny-rn", checkpoint=str(weights))
+    cfg = TrainConfig()
+    base = run_identity("hdclip", model_cfg, cfg, labelled)
+    assert base["clip_weights"].startswith("sha1:")
+    weights.write_bytes(b"weights, another download at the same path")
+    changed = run_identity("hdclip", model_cfg, cfg, labelled)
+    assert {k for k in base if base[k] != changed[k]} == {"clip_weights"}
+    assert run_identity("hdclip", replace(model_cfg, checkpoint="openai"), cfg,
+                        labelled)["clip_weights"] == "open_clip:openai"
+    assert run_identity("hdclip", replace(model_cfg, checkpoint=None), cfg,
+                        labelled)["clip_weights"] is None
+    two = run_identity("hdclip", model_cfg, cfg, labelled, world_size=2, precision="bf16")
+    assert {k for k in changed if changed[k] != two[k]} == {"world_size", "precision"}
+    # loader workers and caching read the same batches: they do not make another run
+    same = run_identity("hdclip", model_cfg, replace(cfg, loader_workers=8,
+                                                     cache_images=False), labelled)
+    assert same == changed
+
+
+def test_precision_resolves_by_device_and_bf16_runs_on_cpu(labelled, tmp_path):
+    from zephir.training.loop import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+    with pytest.raises(ValueError, match="hdclip.train.precision: 'fp16'"):
+        resolve_precision("fp16", torch.device("cpu"))
+    cfg = TrainConfig(steps=2, batch_size=8, warmup=1, eval_every=100, checkpoint_every=100,
+                      precision="bf16")
+    train(labelled, tmp_path, HDCLIPConfig(arch="zephir-tiny-rn"), cfg, progress=False)
+    assert json.loads((tmp_path / "metrics.json").read_text())["precision"] == "bf16"
+    assert all(np.isfinite(float(r["loss"])) for r in _log(tmp_path))
+
+
+def _agree(rank: int, port: int, values: list[int], results):
+    import torch.distributed as dist
+
+    from zephir.training import distributed
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=len(values))
+    world = distributed.World(rank, len(values))
+    results[rank] = distributed.agree_max(values[rank], world, torch.device("cpu"))
+    dist.destroy_process_group()
+
+
+def test_ranks_agree_on_a_signal_that_reached_only_one():
+    """SIGTERM reaches rank 1 alone: both ranks must learn of it after the same step."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from zephir.training import distributed
+
+    assert distributed.agree_max(15, distributed.World(), torch.device("cpu")) == 15
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.get_context("spawn").Manager().dict()
+    mp.spawn(_agree, args=(port, [0, 15], results), nprocs=2, join=True)
+    assert dict(results) == {0: 15, 1: 15}
+
+
+def _rank_pids(parent: int) -> dict[int, int]:
+    """The torchrun workers under ``parent``, by their RANK."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) != parent:
+            continue
+        ranks = [e for e in env if e.startswith(b"RANK=")]
+        if ranks:
+            found[int(ranks[0].split(b"=")[1])] = int(proc.name)
+    return found
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step(labelled, tmp_path):
+    """Slurm's signal can reach the ranks of a job at different steps: a rank that left the
+    loop alone would leave the others waiting forever in the next all-reduce. With the stop
+    agreed across ranks, the job ends, and the rerun finishes every step once."""
+    steps = 40
+    cfg_file = _config_file(tmp_path, labelled, steps=steps, batch_size=8, warmup=2,
+                            eval_every=100, checkpoint_every=1)
+    out = tmp_path / "run"
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "zephir", "train",
+           "--config", str(cfg_file), "--manifest", str(labelled), "--quiet", "--device", "cpu",
+           "--out", str(out), "--resume"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not ((out / LAST).exists() and load_checkpoint(out / LAST)["step"] >= 3):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:]
+        time.sleep(0.05)
+    os.kill(_rank_pids(proc.pid)[1], signal.SIGTERM)
+    try:
+        proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("rank 0 kept waiting for rank 1 after rank 1 stopped")
+    stopped = load_checkpoint(out / LAST)["step"]
+    assert 3 <= stopped < steps and not (out / "checkpoint.pt").exists()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [int(r["step"]) for r in _log(out)] == list(range(1, steps + 1))

@@ -70,6 +70,19 @@ def global_share(count: torch.Tensor) -> torch.Tensor:
     return dist.get_world_size() * count.float() / total.clamp_min(1.0)
 
 
+def agree_max(value: int, world: World, device: torch.device) -> int:
+    """The largest ``value`` over all ranks (``value`` itself on a single process).
+
+    A signal reaches the ranks of a job at different steps; every rank asks this after each
+    step, so that all of them leave the loop after the same step and none waits forever in
+    the next step's all-reduce."""
+    if not (world.distributed and dist.is_initialized()):
+        return value
+    flag = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()

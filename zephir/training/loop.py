@@ -13,6 +13,7 @@ one of them again, so that a workflow that lost any of them gets them all back.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -36,7 +37,8 @@ from zephir.hdclip.model import HDCLIPConfig
 from zephir.metrics import estimation
 from zephir.schema import default
 from zephir.training import distributed
-from zephir.training.data import LabelledSet, augment, batch_indices, hq_targets
+from zephir.training.data import (LabelledSet, SemanticTargets, StepBatches, batches,
+                                  caption_of, flip, flip_states, hq_targets, read_captions)
 
 LAST = "last.pt"          # full training state, for --resume
 FINAL = "checkpoint.pt"   # the trained model, for predict and evaluation
@@ -68,6 +70,8 @@ class TrainConfig:
     checkpoint_every: int = _d("checkpoint_every")
     seed: int = _d("seed")
     cache_images: bool = _d("cache_images")       # hold the decoded training set in memory
+    loader_workers: int = _d("loader_workers")    # processes decoding batches (uncached set)
+    precision: str = _d("precision")              # auto = bf16 autocast on CUDA, else fp32
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -77,15 +81,19 @@ class TrainConfig:
         return cls(**d)
 
     def terms(self, semantic: bool) -> list[str]:
-        """The terms of eq. 11 this run trains with."""
-        return (["conf"] + ["level"] * self.use_level + ["slerp"] * self.use_slerp
+        """The terms of eq. 11 this run trains with. Ablation A (neither L_level nor L_slerp)
+        keeps the embeddings aligned with their type's anchors by the ``align`` term (see
+        docs/method.md); B, C and D do not use it."""
+        align = not (self.use_level or self.use_slerp)
+        return (["conf"] + ["align"] * align + ["level"] * self.use_level
+                + ["slerp"] * self.use_slerp
                 + ["semantic"] * (semantic and self.lambda_semantic > 0)
                 + ["clip"] * (semantic and self.lambda_clip > 0))
 
 
 #: Terms that are means over the present (sample, type) pairs of a rank's batch; their number
 #: differs per rank, so each is scaled by :func:`distributed.global_share`.
-PER_PRESENT = ("level", "slerp")
+PER_PRESENT = ("align", "level", "slerp")
 
 
 def weighted(terms: dict[str, torch.Tensor], cfg: TrainConfig, share: torch.Tensor
@@ -97,7 +105,7 @@ def weighted(terms: dict[str, torch.Tensor], cfg: TrainConfig, share: torch.Tens
     out = {}
     for name, value in terms.items():
         if name in PER_PRESENT:
-            value = lambdas[name] * share * value
+            value = lambdas.get(name, 1.0) * share * value
         elif name in lambdas:
             value = lambdas[name] * value
         out[name] = value
@@ -121,17 +129,47 @@ def validate(model, dataset: LabelledSet, device) -> dict:
 # --------------------------------------------------------------------------- run identity
 
 #: Settings that do not change the trained weights: a resumed run may change them.
-_NOT_IDENTITY = ("eval_every", "checkpoint_every", "cache_images")
+_NOT_IDENTITY = ("eval_every", "checkpoint_every", "cache_images", "loader_workers")
 
 
-def run_identity(method: str, model_cfg: HDCLIPConfig, cfg: TrainConfig, manifest: Path
+def clip_weights_identity(checkpoint: str | None) -> str | None:
+    """The CLIP weights a run starts from, by content: ``sha1:<digest>`` of a local file, the
+    open_clip pretrained tag otherwise, None for random init."""
+    if checkpoint is None:
+        return None
+    if Path(checkpoint).is_file():
+        return f"sha1:{zio.file_sha1(Path(checkpoint))}"
+    return f"open_clip:{checkpoint}"
+
+
+def run_identity(method: str, model_cfg: HDCLIPConfig, cfg: TrainConfig, manifest: Path, *,
+                 world_size: int = 1, precision: str = "fp32", semantic_target: str = "none"
                  ) -> dict:
-    """What makes two runs the same run: method, model and training settings, and the exact
-    labelled set, as flat JSON values. ``--resume`` continues a ``last.pt`` only when they match."""
+    """What makes two runs the same run: method, model and training settings, the CLIP
+    weights' content, the exact labelled set, the number of processes, the arithmetic and the
+    semantic target, as flat JSON values. ``--resume`` continues a ``last.pt`` only when they
+    match."""
     flat = {"method": method, "manifest_sha1": zio.file_sha1(manifest),
+            "clip_weights": clip_weights_identity(model_cfg.checkpoint),
+            "world_size": world_size, "precision": precision, "semantic_target": semantic_target,
             **{f"hdclip.{k}": v for k, v in model_cfg.to_dict().items()},
             **{f"train.{k}": v for k, v in asdict(cfg).items() if k not in _NOT_IDENTITY}}
     return json.loads(json.dumps(flat, default=list))  # tuples as lists, as a reload sees them
+
+
+def resolve_precision(precision: str, dev: torch.device) -> str:
+    """``auto`` -> bf16 on CUDA, fp32 elsewhere; an explicit choice is kept."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"hdclip.train.precision: {precision!r} is not auto, bf16 or fp32")
+    if precision == "auto":
+        return "bf16" if dev.type == "cuda" else "fp32"
+    return precision
+
+
+def _autocast(precision: str, dev: torch.device):
+    if precision == "bf16":
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _resumable(path: Path, identity: dict, device, main: bool) -> dict | None:
@@ -180,44 +218,48 @@ def _csv_text(rows: list[dict]) -> str:
 
 
 def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, *,
-          method: str = "hdclip", sources: Path | None = None, resume: bool = False,
-          device: str = "auto", progress: bool = True, evaluate_into: Path | None = None
-          ) -> dict:
+          method: str = "hdclip", sources: Path | None = None, captions: Path | None = None,
+          val_manifest: Path | None = None, resume: bool = False, device: str = "auto",
+          progress: bool = True, evaluate_into: Path | None = None) -> dict:
     """Train HD-CLIP (or a baseline of :mod:`zephir.methods`); returns the final validation
     metrics. Writes ``out/`` (see module doc). A method with nothing to train (CLIP zero-shot)
-    runs no step and is saved and evaluated all the same. With ``evaluate_into``, the final
-    model is also evaluated on the validation split (singles and mixtures) and the files of
-    :func:`zephir.evaluation.write_evaluation` are written there."""
+    runs no step and is saved and evaluated all the same.
+
+    ``manifest``'s train split is trained on; the val split of ``val_manifest`` (default: the
+    same manifest) validates. ``sources`` (the clean images' index) gives the semantic losses
+    their targets, ``captions`` (DA-CLIP's CSV layout) the CLIP loss its texts. With
+    ``evaluate_into``, the final model is also evaluated on the validation split (singles and
+    mixtures) and the files of :func:`zephir.evaluation.write_evaluation` are written there."""
     out = Path(out)
+    val_manifest = Path(val_manifest or manifest)
     world, dev = distributed.init(device)
     if cfg.batch_size % world.size:
         raise ValueError(f"hdclip.train.batch_size {cfg.batch_size} is not divisible by the "
                          f"{world.size} processes")
-    local_batch = cfg.batch_size // world.size
+    precision = resolve_precision(cfg.precision, dev)
     zseed.seed_everything(cfg.seed)
     torch.use_deterministic_algorithms(dev.type == "cpu", warn_only=True)
+    # deterministic mode also fills every new tensor with NaN to expose reads of unwritten
+    # memory; no kernel here reads any, and the fill costs memory bandwidth every step
+    torch.utils.deterministic.fill_uninitialized_memory = False
     model = methods.build(method, model_cfg).to(dev)
     size = model.image_size
     train_rows = read_manifest(manifest, "train")
-    val_rows = read_manifest(manifest, "val", single_only=True)
+    val_rows = read_manifest(val_manifest, "val", single_only=True)
     crop = int(train_rows[0]["crop_size"])
     if crop != size:
         raise ValueError(f"{manifest}: samples are {crop}px crops but {model_cfg.arch} takes "
                          f"{size}px images; set synth.crop_size to {size}")
-    root = Path(manifest).parent
-    train_set = LabelledSet(root, train_rows, model_cfg.types, cache=cfg.cache_images)
+    train_set = LabelledSet(Path(manifest).parent, train_rows, model_cfg.types,
+                            cache=cfg.cache_images)
     needs_val = evaluate_into is None or cfg.eval_every < cfg.steps
-    val_set = (LabelledSet(root, val_rows, model_cfg.types, cache=True)
+    val_set = (LabelledSet(val_manifest.parent, val_rows, model_cfg.types, cache=True)
                if val_rows and needs_val else None)
     semantic = method == "hdclip" and (cfg.lambda_semantic > 0 or cfg.lambda_clip > 0)
-    targets = None
+    targets, target_kind = None, "none"
     if semantic:
-        if not model_cfg.controller:
-            raise ValueError("hdclip.train.lambda_semantic / lambda_clip need "
-                             "hdclip.model.controller: true (the frozen tower cannot move)")
-        if sources is None:
-            raise ValueError("the semantic losses need --sources (the source images' index)")
-        targets = hq_targets(model, train_rows, sources, dev)
+        targets, target_kind = _semantic_targets(model, model_cfg, train_set, sources,
+                                                 captions, dev)
     wanted = cfg.terms(semantic)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -226,7 +268,8 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
         params = [torch.nn.Parameter(torch.zeros(()))]  # an optimizer needs one; never stepped
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
-    identity = run_identity(method, model_cfg, cfg, manifest)
+    identity = run_identity(method, model_cfg, cfg, manifest, world_size=world.size,
+                            precision=precision, semantic_target=target_kind)
     saved = _resumable(out / LAST, identity, dev, world.main) if resume else None
     start, history = 0, {"log": [], "val": []}
     if saved is not None:
@@ -246,31 +289,29 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
         return {"model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "step": step, "method": method, "run": identity,
                 "hdclip": model_cfg.to_dict(), "history": history,
-                "train": asdict(cfg), "random_init": model_cfg.random_init}
+                "train": asdict(cfg), "random_init": model_cfg.random_init,
+                "precision": precision, "semantic_target": target_kind}
 
-    stop = {"signal": None}
+    stop = {"signal": 0}
 
     def on_signal(signum, frame):
         stop["signal"] = signum
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train",
+    autocast = _autocast(precision, dev)
+    order = StepBatches(len(train_set), cfg.batch_size, cfg.seed, start, cfg.steps,
+                        rank=world.rank, world=world.size)
+    bar = tqdm(total=cfg.steps, initial=start, desc="train",
                disable=not (progress and world.main))
+    log = _Log(history, bar)
     t0 = time.perf_counter()
     metrics: dict = {}
     try:
-        for step in bar:
-            idx = batch_indices(step, len(train_set), cfg.batch_size, cfg.seed)
-            mine = idx[world.rank * local_batch:(world.rank + 1) * local_batch]
-            items = [train_set[int(i)] for i in mine]
-            imgs = torch.stack([it[0] for it in items])
-            imgs = augment(imgs, step, cfg.seed, world.rank * local_batch)
-            imgs = imgs.to(dev).float().div(255)
-            present = torch.stack([it[1] for it in items]).to(dev)
-            level = torch.stack([it[2] for it in items]).to(dev)
-            tgt = targets[torch.as_tensor(mine)].to(dev) if targets is not None else None
+        steps = batches(train_set, order, workers=cfg.loader_workers, device=dev)
+        for step, (imgs, present, level, idx) in enumerate(steps, start):
+            states = flip_states(step, cfg.seed, order.offset, len(idx))
+            imgs = flip(imgs, states).float().div(255)
+            tgt = targets.pick(idx, states, dev) if targets is not None else None
             with autocast:
                 output = ddp(imgs, semantic=semantic)
                 raw = model.loss_terms(output, present, level, terms=wanted, targets=tgt)
@@ -284,25 +325,25 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
             opt.step()
             sched.step()
             done = step + 1
+            bar.update()
             if world.main:
-                row = {"step": done, "loss": loss.item(), "lr": sched.get_last_lr()[0],
-                       "grad_norm": gnorm.item(), "seconds": time.perf_counter() - t0}
-                row.update({f"loss_{k}": v.item() for k, v in terms.items()})
-                history["log"].append(row)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                log.add(done, loss, sched.get_last_lr()[0], gnorm, time.perf_counter() - t0,
+                        terms)
             if done == cfg.steps:
                 due = evaluate_into is None  # else the full evaluation below gives the row
             else:
                 due = done % cfg.eval_every == 0
             if val_set is not None and world.main and due:
+                log.flush()
                 metrics = validate(model, val_set, dev)
                 history["val"].append({"step": done, **metrics})
-            if world.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            stopping = distributed.agree_max(stop["signal"], world, dev)
+            if world.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps
+                               or stopping):
+                log.flush()
                 checkpoints.save(out / LAST, state(done))
-            if stop["signal"] is not None:
-                if world.main:
-                    checkpoints.save(out / LAST, state(done))
-                raise _Preempted(stop["signal"])
+            if stopping:
+                raise _Preempted(stopping)
     except _Preempted as exc:
         bar.close()
         distributed.barrier(world)
@@ -310,15 +351,67 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
         for s, h in old.items():
             signal.signal(s, h)
         raise SystemExit(128 + int(exc.args[0])) from None
+    log.flush()
     bar.close()
     for s, h in old.items():
         signal.signal(s, h)
     if world.main:
-        metrics = _finish(model, state(cfg.steps), history, out, manifest, val_set, dev,
+        metrics = _finish(model, state(cfg.steps), history, out, val_manifest, val_set, dev,
                           evaluate_into)
     distributed.barrier(world)
     distributed.shutdown(world)
     return metrics
+
+
+class _Log:
+    """The per-step log, kept as device tensors and read back in bulk (every ``every`` steps,
+    and before a checkpoint or a validation), so that logging does not wait on the GPU each
+    step."""
+
+    def __init__(self, history: dict, bar, every: int = 50):
+        self.history, self.bar, self.every = history, bar, every
+        self.pending: list[tuple[dict, dict]] = []
+
+    def add(self, step: int, loss, lr: float, gnorm, seconds: float, terms: dict) -> None:
+        values = {"loss": loss.detach(), "grad_norm": gnorm.detach(),
+                  **{f"loss_{k}": v.detach() for k, v in terms.items()}}
+        self.pending.append(({"step": step, "lr": lr, "seconds": seconds}, values))
+        if len(self.pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        names = list(self.pending[0][1])
+        read = torch.stack([torch.stack([v[n].float() for n in names])
+                            for _, v in self.pending]).tolist()
+        for (fixed, _), row in zip(self.pending, read):
+            vals = dict(zip(names, row))
+            self.history["log"].append(
+                {"step": fixed["step"], "loss": vals.pop("loss"), "lr": fixed["lr"],
+                 "grad_norm": vals.pop("grad_norm"), "seconds": fixed["seconds"], **vals})
+        self.bar.set_postfix(loss=f"{self.history['log'][-1]['loss']:.3f}")
+        self.pending = []
+
+
+def _semantic_targets(model, model_cfg: HDCLIPConfig, train_set: LabelledSet,
+                      sources: Path | None, captions: Path | None, dev):
+    """The semantic losses' targets and what they are (``captions`` or ``hq image``)."""
+    if not model_cfg.controller:
+        raise ValueError("hdclip.train.lambda_semantic / lambda_clip need "
+                         "hdclip.model.controller: true (the frozen tower cannot move)")
+    if sources is None:
+        raise ValueError("the semantic losses need --sources (the source images' index)")
+    text = None
+    if captions is not None:
+        titles = caption_of(train_set.rows, read_captions(captions), Path(captions))
+        unique = sorted(set(titles))
+        with torch.no_grad():
+            emb = model.encode_text(unique).float().cpu()
+        text = emb[torch.tensor([unique.index(t) for t in titles])]
+    hq = hq_targets(model, train_set.rows, sources, dev)
+    return SemanticTargets(hq, text, train_set.group), ("captions" if text is not None
+                                                         else "hq image")
 
 
 def _finish(model, final: dict, history: dict, out: Path, manifest: Path,
@@ -341,5 +434,6 @@ def _finish(model, final: dict, history: dict, out: Path, manifest: Path,
     zio.write_text(out / VAL, _csv_text(val_rows))
     zio.write_text(out / "metrics.json", json.dumps(
         {"step": final["step"], "method": final["method"], "random_init": final["random_init"],
-         "arch": final["hdclip"]["arch"], **metrics}, indent=2, sort_keys=True) + "\n")
+         "arch": final["hdclip"]["arch"], "precision": final["precision"],
+         "semantic_target": final["semantic_target"], **metrics}, indent=2, sort_keys=True) + "\n")
     return metrics
