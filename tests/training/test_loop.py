@@ -65,8 +65,11 @@ def test_ablation_switches_remove_terms(labelled, tmp_path):
     cfg = TrainConfig(steps=2, batch_size=8, use_level=False, use_slerp=False, eval_every=100,
                       checkpoint_every=100)
     train(labelled, tmp_path, HDCLIPConfig(arch="zephir-tiny-vit"), cfg, progress=False)
-    assert set(_log(tmp_path)[0]) >= {"loss_conf"}
+    assert set(_log(tmp_path)[0]) >= {"loss_conf", "loss_align"}
     assert "loss_level" not in _log(tmp_path)[0] and "loss_slerp" not in _log(tmp_path)[0]
+    # ablation A still aligns the embeddings with the anchors: the shift of eq. 2 moves
+    assert _weights(tmp_path / "checkpoint.pt")["shift"].abs().max() > 0
+    assert TrainConfig(use_level=True).terms(False) == ["conf", "level", "slerp"]
 
 
 def test_killed_and_resumed_run_equals_uninterrupted(labelled, tmp_path):
@@ -193,6 +196,16 @@ def test_semantic_losses_train_the_controller(labelled, photo_dir, tmp_path):
     weights = _weights(tmp_path / "run/checkpoint.pt")
     zero = [v for k, v in weights.items() if k.startswith("zero_modules.")]
     assert zero and any(v.abs().max() > 0 for v in zero)
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["semantic_target"] == \
+        "hq image"
+    captions = tmp_path / "captions.tsv"
+    captions.write_text("filepath\ttitle\n" + "".join(
+        f"/hq/{p.name}\ta photo of {p.stem}\n" for p in sorted(photo_dir.glob("*.png"))))
+    train(labelled, tmp_path / "captioned", model_cfg, replace(cfg, steps=2), sources=index,
+          captions=captions, progress=False)
+    assert json.loads((tmp_path / "captioned/metrics.json").read_text())[
+        "semantic_target"] == "captions"
+    assert "loss_clip" in _log(tmp_path / "captioned")[0]
     with pytest.raises(ValueError, match="need hdclip.model.controller: true"):
         train(labelled, tmp_path / "bad", HDCLIPConfig(arch="zephir-tiny-vit"), cfg,
               sources=index, progress=False)
