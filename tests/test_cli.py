@@ -25,9 +25,10 @@ def test_help_on_every_command(cmd, capsys):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-c", "from importlib.metadata import entry_points;"
+    out = subprocess.run([sys.executable, "-c", ("from importlib.metadata import entry_points;"
                           "print([e.value for e in entry_points(group='console_scripts')"
-                          " if e.name == 'zephir'])"], capture_output=True, text=True)
+                          " if e.name == 'zephir'])")], capture_output=True, text=True,
+                         check=False)
     assert "zephir.cli:main" in out.stdout
 
 
@@ -107,3 +108,90 @@ def test_train_offers_every_method_but_the_imported_one():
     train = cli.build_parser()._subparsers._group_actions[0].choices["train"]
     choices = next(a.choices for a in train._actions if a.dest == "method")
     assert set(choices) == set(methods.METHODS) - {"daclip_released"}
+
+
+def test_synth_split_val_puts_every_image_in_val_with_its_mixtures(photo_dir, tmp_path, capsys):
+    """An evaluation set: `--split val`, its mixtures from --val-mixtures."""
+    code = cli.main(["synth", "--images", str(photo_dir), "--out", str(tmp_path / "s"),
+                     "--levels-per-type", "1", "--crop-size", "32", "--mixtures", "0",
+                     "--val-mixtures", "2", "--split", "val", "--quiet"])
+    assert code == 0
+    assert "24 samples (0 train, 24 val)" in capsys.readouterr().out  # 4 x (4 + 2)
+    with (tmp_path / "s" / "manifest.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sum("+" in r["types"] for r in rows) == 8
+
+
+@pytest.fixture()
+def trained(monkeypatch):
+    """`zephir train` with the trainer replaced by a recorder of what it was given."""
+    import zephir.training
+
+    calls = []
+
+    def record(manifest, out, model_cfg, cfg, **kw):
+        calls.append({"manifest": manifest, "model": model_cfg, "train": cfg, **kw})
+        return {}
+
+    monkeypatch.setattr(zephir.training, "train", record)
+    return calls
+
+
+def test_train_takes_the_evaluation_set_captions_and_clip_overrides(trained, tmp_path):
+    paper = str(REPO / "config" / "paper.yaml")
+    assert cli.main(["train", "--config", paper, "--out", str(tmp_path), "--quiet"]) == 0
+    call = trained.pop()
+    # the paper's evaluation set, by default; HD-CLIP on hdclip.model's CLIP
+    assert str(call["val_manifest"]) == "results/paper/synth_eval/div2k_val/manifest.csv"
+    assert str(call["manifest"]) == "results/paper/synth/div2k_train/manifest.csv"
+    assert (call["model"].arch, call["model"].checkpoint) == ("ViT-B-32",
+                                                             "data/weights/clip/ViT-B-32.pt")
+    assert "captions" not in call and call["train"].loader_workers == 8
+    # the DA-CLIP-style baseline on estimation.daclip_model's CLIP, flags over it
+    cli.main(["train", "--config", paper, "--out", str(tmp_path), "--method", "daclip_style"])
+    assert (trained[-1]["model"].arch, trained[-1]["model"].quick_gelu) == ("ViT-L-14", False)
+    cli.main(["train", "--config", paper, "--out", str(tmp_path), "--method", "daclip_style",
+              "--arch", "zephir-tiny-vit", "--checkpoint", "none", "--no-quick-gelu",
+              "--captions", "caps.csv", "--val-manifest", "v.csv", "--manifest", "m.csv"])
+    call = trained.pop()
+    assert (call["model"].arch, call["model"].checkpoint, call["model"].quick_gelu) == (
+        "zephir-tiny-vit", None, False)
+    assert (str(call["captions"]), str(call["val_manifest"]), str(call["manifest"])) == (
+        "caps.csv", "v.csv", "m.csv")
+    # the embedded default: no evaluation set, nothing passed (the trainer's own default)
+    cli.main(["train", "--config", str(REPO / "config" / "config.yaml"), "--out", str(tmp_path)])
+    assert "val_manifest" not in trained.pop()
+
+
+def test_import_daclip_reads_the_clip_of_estimation_daclip_model(monkeypatch, tmp_path):
+    from zephir import checkpoints
+
+    seen = []
+    monkeypatch.setattr(checkpoints, "import_daclip",
+                        lambda weights, cfg, out: seen.append(cfg) or tmp_path / "ck.pt")
+    args = ["import-daclip", "--weights", "w.pt", "--config",
+            str(REPO / "config" / "paper.yaml"), "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    assert (seen[-1].arch, seen[-1].quick_gelu, seen[-1].checkpoint) == ("ViT-L-14", False, "w.pt")
+    cli.main([*args, "--arch", "zephir-tiny-vit", "--no-quick-gelu"])
+    assert (seen[-1].arch, seen[-1].quick_gelu) == ("zephir-tiny-vit", False)
+
+
+def test_weights_check_lists_the_clip_files_the_estimators_load(tmp_path, capsys, monkeypatch):
+    """The CLIP DA-CLIP is built on (estimation.daclip_model) is a weight of its own; an
+    open_clip tag, or a path the weights section lists already, adds no row."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(cfg))
+    cli.main(["weights", "check", "--config", "paper.yaml"])
+    out = capsys.readouterr().out
+    clip = "data/weights/clip/ViT-L-14-laion2b_s32b_b82k.bin"
+    assert "missing  daclip_clip" in out and clip in out
+    assert f"pretrained=<tag>) where there is internet, then copy the file from open_clip's cache to {clip}" in out
+    assert "hdclip_clip" not in out  # the same file as weights.clip
+    cfg["estimation"]["daclip_model"]["checkpoint"] = "openai"
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(cfg))
+    cli.main(["weights", "check", "--config", "paper.yaml"])
+    assert "daclip_clip" not in capsys.readouterr().out

@@ -66,6 +66,12 @@ def test_workflow_schema_is_the_package_schema():
     (lambda c: c["hdclip"]["model"].update(gap=7), r"hdclip\.model\.gap: 7 does not divide 100"),
     (lambda c: c["datasets"]["embedded"].update(hq=False),
      r"train_set: datasets\.embedded\.hq is false \(real low-quality images\)"),
+    (lambda c: c.update(eval_set="div2k_val"), r"eval_set: 'div2k_val' is not a key of datasets"),
+    (lambda c: c.update(eval_set="embedded"), r"eval_set: 'embedded' is the train_set"),
+    (lambda c: c["synth"].update(val_fraction=0),
+     r"synth\.val_fraction is 0 and eval_set is null: nothing is left to evaluate on"),
+    (lambda c: c["estimation"].update(daclip_model={"arch": "ViT-L-14"}),
+     r"estimation\.daclip_model: 'checkpoint' is a required property"),
 ])
 def test_bad_values_name_the_key(raw, edit, match, tmp_path):
     bad = copy.deepcopy(raw)
@@ -96,6 +102,26 @@ def test_ablation_sets_losses_topk_and_gap(raw):
         zconfig.ablation(cfg, "E")
     with pytest.raises(zconfig.ConfigError, match="gap: 3 does not divide 100"):
         zconfig.ablation(cfg, gap="3")
+
+
+def test_eval_set_names_the_evaluation_manifest_and_joins_the_stage_configs(raw):
+    """eval_set null: the training set's own val split; set: its own labelled set, and a
+    stage config (zephir.config.subset) carries it and its dataset, so that it stays valid
+    with val_fraction 0."""
+    cfg = zconfig.check(raw)
+    assert zconfig.eval_manifest(cfg) == zconfig.synth_manifest(cfg)
+    assert "eval_set" not in zconfig.subset(cfg, "synth")  # the default's stage configs as before
+    paper = zconfig.load(REPO / "config" / "paper.yaml")
+    assert paper["eval_set"] == "div2k_val" and paper["synth"]["val_fraction"] == 0
+    assert str(zconfig.eval_manifest(paper)) == "results/paper/synth_eval/div2k_val/manifest.csv"
+    stage = zconfig.check(zconfig.subset(paper, "synth", "hdclip"))
+    assert stage["eval_set"] == "div2k_val" and set(stage["datasets"]) == {"div2k_train",
+                                                                          "div2k_val"}
+    # DA-CLIP's CLIP: its own in the paper config, HD-CLIP's where it is null
+    assert zconfig.daclip_model(paper) == {
+        "arch": "ViT-L-14", "quick_gelu": False,
+        "checkpoint": "data/weights/clip/ViT-L-14-laion2b_s32b_b82k.bin"}
+    assert zconfig.daclip_model(cfg)["arch"] == cfg["hdclip"]["model"]["arch"]
 
 
 def test_fingerprint_ignores_key_order_and_sees_values(raw):

@@ -79,7 +79,8 @@ def test_paper_config_dry_runs_every_ablation_with_gpus(workdir):
     assert "results/paper/ablation/D-k2-g5" not in out  # the main model serves there
     # DA-CLIP's released weights are not in data/ here: said, and left out of table 2
     assert "daclip_released" not in out
-    assert "estimation.daclip_weights data/weights/daclip/daclip_ViT-B-32.pt not found" in err
+    assert ("estimation.daclip_weights data/weights/daclip/wild-daclip_ViT-L-14.pt not found"
+            in err)
     # the ablation jobs get the cluster resources of the estimation section
     ablation = [blk for blk in out.split("\n\n") if "rule ablation_train" in blk]
     assert ablation and all("gpu=1" in blk and "runtime=720" in blk for blk in ablation)

@@ -20,6 +20,7 @@ def _synth(args: argparse.Namespace) -> int:
         section = dict(cfg["synth"])
     flags = {"types": args.types, "levels_per_type": args.levels_per_type,
              "crop_size": args.crop_size, "mixtures_per_image": args.mixtures,
+             "val_mixtures_per_image": args.val_mixtures,
              "mixture_types": args.mixture_types, "level_range": args.level_range,
              "val_fraction": args.val_fraction, "seed": args.seed,
              "interpolation": args.interpolation}
@@ -28,7 +29,7 @@ def _synth(args: argparse.Namespace) -> int:
     section.pop("workers", None)
     spec = synth.SynthSpec.from_config(section)
     report = synth.synthesize(args.images, args.out, spec, workers=workers,
-                              progress=not args.quiet)
+                              progress=not args.quiet, split=args.split)
     print(synth.describe(report))
     print(f"manifest: {Path(args.out) / synth.MANIFEST}")
     return 0
@@ -94,25 +95,42 @@ def _data_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clip_overrides(args: argparse.Namespace, cfg: dict, method: str) -> dict:
+    """The CLIP (arch, checkpoint, quick_gelu) a model is built on, where it is not
+    hdclip.model's: DA-CLIP's own (estimation.daclip_model) for the DA-CLIP methods, then the
+    --arch / --checkpoint / --quick-gelu flags (checkpoint "none": random init)."""
+    clip = zconfig.daclip_model(cfg) if method.startswith("daclip") else {}
+    flags = {"arch": args.arch, "checkpoint": getattr(args, "checkpoint", None),
+             "quick_gelu": args.quick_gelu}
+    clip.update({k: v for k, v in flags.items() if v is not None})
+    if isinstance(clip.get("checkpoint"), str) and clip["checkpoint"].lower() == "none":
+        clip["checkpoint"] = None
+    return clip
+
+
 def _train(args: argparse.Namespace) -> int:
     from zephir.hdclip.model import HDCLIPConfig
     from zephir.training import TrainConfig, train
 
     cfg = zconfig.ablation(zconfig.load(args.config), args.losses, args.topk, args.gap)
     h = cfg["hdclip"]
-    model_cfg = HDCLIPConfig(**{**h["model"], "types": tuple(cfg["synth"]["types"])})
+    model_cfg = HDCLIPConfig(**{**h["model"], **_clip_overrides(args, cfg, args.method),
+                                "types": tuple(cfg["synth"]["types"])})
     train_cfg = TrainConfig.from_dict(h["train"])
     if args.steps:
         train_cfg.steps = args.steps
         train_cfg.eval_every = min(train_cfg.eval_every, args.steps)
         train_cfg.checkpoint_every = min(train_cfg.checkpoint_every, args.steps)
         train_cfg.warmup = min(train_cfg.warmup, args.steps // 10)  # a short run stays short
-    manifest = args.manifest or (zconfig.results_dir(cfg) / "synth" / cfg["train_set"]
-                                 / "manifest.csv")
+    manifest = args.manifest or zconfig.synth_manifest(cfg)
+    val_manifest = args.val_manifest or (zconfig.eval_manifest(cfg) if cfg["eval_set"] else None)
+    # the flags the trainer takes only when given (older trainers lack them)
+    extra = {k: v for k, v in (("val_manifest", val_manifest), ("captions", args.captions))
+             if v is not None}
     metrics = train(manifest, args.out, model_cfg, train_cfg, method=args.method,
                     sources=args.sources, resume=args.resume, device=args.device,
                     progress=not args.quiet,
-                    evaluate_into=Path(args.out) / "eval" if args.evaluate else None)
+                    evaluate_into=Path(args.out) / "eval" if args.evaluate else None, **extra)
     if metrics:
         note = " (random-init CLIP)" if model_cfg.random_init else ""
         print(f"validation{note}: type accuracy {metrics['type_acc']:.3f}, level MAE "
@@ -142,8 +160,8 @@ def _import_daclip(args: argparse.Namespace) -> int:
     from zephir.hdclip.model import HDCLIPConfig
 
     cfg = zconfig.load(args.config)
-    model = cfg["hdclip"]["model"]
-    hd = HDCLIPConfig(arch=model["arch"], quick_gelu=model["quick_gelu"],
+    clip = _clip_overrides(args, cfg, "daclip_released")
+    hd = HDCLIPConfig(arch=clip["arch"], quick_gelu=clip["quick_gelu"],
                       checkpoint=str(args.weights), types=tuple(cfg["synth"]["types"]))
     path = checkpoints.import_daclip(args.weights, hd, args.out)
     print(f"checkpoint: {path}")
@@ -245,9 +263,20 @@ def _weights_check(args: argparse.Namespace) -> int:
     from zephir import weights
 
     cfg = zconfig.load(args.config)
-    rows = weights.check(cfg["weights"])
+    rows = weights.check(cfg["weights"], extra=weights.config_weights(cfg))
     print(weights.format_check(rows))
     return 0 if all(r["status"] == "found" for r in rows) else 1
+
+
+def _clip_flags(parser: argparse.ArgumentParser, *, checkpoint: bool) -> None:
+    """--arch / --checkpoint / --quick-gelu: the CLIP a model is built on, over the config's."""
+    parser.add_argument("--arch", help="open_clip architecture (over the config's; the DA-CLIP "
+                        "methods default to estimation.daclip_model)")
+    if checkpoint:
+        parser.add_argument("--checkpoint", help="CLIP weights: a file, an open_clip "
+                            "pretrained tag, or none (random init)")
+    parser.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None,
+                        help="QuickGELU activations (OpenAI's weights need them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="build the labelled degradation dataset (paper, 4.1)",
                        description="Every source image x every type x N levels (plus optional "
                        "mixtures), random crops, a manifest with native values and 0..100 "
-                       "levels, and a train/val split by source image. Options override the "
-                       "synth section of --config.")
+                       "levels, and a train/val split by source image (or, with --split, every "
+                       "image in one split). Options override the synth section of --config.")
     s.add_argument("--images", required=True, type=Path,
                    help="folder of source images, or an image index CSV")
     s.add_argument("--out", required=True, type=Path, help="output folder")
@@ -271,11 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--levels-per-type", type=int, help="single-type samples per image and type")
     s.add_argument("--crop-size", type=int, help="side of the random crop in pixels")
     s.add_argument("--mixtures", type=int, help="mixture samples per image (2-4 types)")
+    s.add_argument("--val-mixtures", type=int,
+                   help="mixture samples per validation image (default: --mixtures)")
     s.add_argument("--mixture-types", type=int, nargs=2, metavar=("MIN", "MAX"),
                    help="fewest and most types in a mixture")
     s.add_argument("--level-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="levels are drawn uniformly in [LOW, HIGH] (0..100)")
     s.add_argument("--val-fraction", type=float, help="share of source images held out")
+    s.add_argument("--split", choices=["train", "val"],
+                   help="put every source image in this split (an evaluation set: val); "
+                   "default: split by image with --val-fraction")
     s.add_argument("--interpolation", choices=["bicubic", "bilinear", "area", "nearest",
                                                "lanczos"], help="downsample resampling")
     s.add_argument("--workers", type=int, help="worker processes (output does not depend on it)")
@@ -305,8 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, type=Path, help="output folder")
     t.add_argument("--manifest", type=Path,
                    help="synth manifest (default: results/<name>/synth/<train_set>/)")
+    t.add_argument("--val-manifest", type=Path,
+                   help="synth manifest whose val split validates and evaluates (default: the "
+                   "config's eval_set samples, results/<name>/synth_eval/<eval_set>/, or "
+                   "--manifest when it has none)")
     t.add_argument("--sources", type=Path,
                    help="index of the source images (needed by the semantic losses)")
+    t.add_argument("--captions", type=Path,
+                   help="captions of the source images, a CSV in DA-CLIP's layout "
+                   "(tab-separated, columns filepath and title)")
     t.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     t.add_argument("--steps", type=int, help="override hdclip.train.steps")
     t.add_argument("--method", default="hdclip",
@@ -317,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="table 3 ablation: A no L_level / L_slerp, B L_level, C L_slerp, D both")
     t.add_argument("--topk", help="table 4 ablation: top-k bins of eq. 6 (a number or all)")
     t.add_argument("--gap", type=float, help="table 4 ablation: gap between bin centres")
+    _clip_flags(t, checkpoint=True)
     t.add_argument("--evaluate", action="store_true",
                    help="then evaluate the model as `zephir evaluate` does, into <out>/eval/")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -363,9 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=_score)
 
     wt = sub.add_parser("weights", help="which pretrained weights a config needs, and where",
-                        description="List every weight of the config's weights section: found "
-                        "or missing, where it goes and where to get it. Exit 1 when one is "
-                        "missing.")
+                        description="List every weight of the config's weights section, and "
+                        "the CLIP weights files its estimators load (hdclip.model, "
+                        "estimation.daclip_model, estimation.daclip_weights): found or missing, "
+                        "where it goes and where to get it. Exit 1 when one is missing.")
     wsub = wt.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
     wc = wsub.add_parser("check", help="found or missing, for each weight")
     wc.add_argument("--config", required=True, type=Path, help="config file")
@@ -384,12 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     dc = sub.add_parser("import-daclip", help="read DA-CLIP's released weights (table 2)",
-                        description="Convert DA-CLIP's released daclip_ViT-B-32.pt into a "
+                        description="Convert DA-CLIP's released weights (daclip_ViT-B-32.pt, "
+                        "or Wild-IR's wild-daclip_ViT-L-14.pt with a ViT-L-14 CLIP) into a "
                         "zephir checkpoint read out like the DA-CLIP-style baseline, and "
                         "evaluate it when --manifest is given.")
-    dc.add_argument("--weights", required=True, type=Path, help="daclip_ViT-B-32.pt")
+    dc.add_argument("--weights", required=True, type=Path,
+                    help="DA-CLIP's released checkpoint file")
     dc.add_argument("--config", required=True, type=Path,
-                    help="config whose hdclip.model.arch / quick_gelu describe its CLIP")
+                    help="config whose estimation.daclip_model (else hdclip.model) arch and "
+                    "quick_gelu describe its CLIP")
+    _clip_flags(dc, checkpoint=False)
     dc.add_argument("--out", required=True, type=Path, help="output folder")
     dc.add_argument("--manifest", type=Path, help="evaluate on this synth manifest's val split")
     dc.add_argument("--device", default="cpu", help="cpu, cuda, ...")

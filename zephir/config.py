@@ -70,6 +70,7 @@ def _check_semantics(config: dict, origin: str) -> None:
                 raise ConfigError(f"{origin}: datasets.{name}.images: unknown bundled photo(s) "
                                   f"{', '.join(unknown)}; known: {', '.join(EMBEDDED)}")
     refs = [("train_set", config["train_set"])]
+    refs += [("eval_set", config["eval_set"])] if config["eval_set"] is not None else []
     refs += [(f"blind_sets[{i}]", n) for i, n in enumerate(config["blind_sets"])]
     for key, ref in refs:
         if ref not in datasets:
@@ -79,6 +80,14 @@ def _check_semantics(config: dict, origin: str) -> None:
             raise ConfigError(f"{origin}: {key}: datasets.{ref}.hq is false (real low-quality "
                               "images): it cannot be degraded further; restoration reads such "
                               "a set as it is")
+    if config["eval_set"] == config["train_set"]:
+        raise ConfigError(f"{origin}: eval_set: {config['eval_set']!r} is the train_set: its "
+                          "images are trained on; name another dataset, or leave eval_set null "
+                          "to evaluate on the train_set's val split (synth.val_fraction)")
+    if config["eval_set"] is None and config["synth"]["val_fraction"] == 0:
+        raise ConfigError(f"{origin}: synth.val_fraction is 0 and eval_set is null: nothing is "
+                          "left to evaluate on; hold out a share of the train_set's images or "
+                          "name an eval_set")
     rest = config["restoration"]
     for i, name in enumerate(rest["sets"]):
         if name not in datasets:
@@ -125,14 +134,45 @@ def results_dir(config: dict, root: str | Path = "results") -> Path:
     return Path(root) / config["name"]
 
 
+def synth_manifest(config: dict) -> Path:
+    """The labelled set synthesised from the train_set (split by image)."""
+    return results_dir(config) / "synth" / config["train_set"] / "manifest.csv"
+
+
+def eval_synth_manifest(config: dict, dataset: str) -> Path:
+    """The labelled samples of ``dataset`` as an evaluation set (every image in split val)."""
+    return results_dir(config) / "synth_eval" / dataset / "manifest.csv"
+
+
+def eval_manifest(config: dict) -> Path:
+    """The labelled samples that evaluate degradation estimation (their val split): those of
+    eval_set, or the train_set's own labelled set when eval_set is null."""
+    if config["eval_set"] is None:
+        return synth_manifest(config)
+    return eval_synth_manifest(config, config["eval_set"])
+
+
+def daclip_model(config: dict) -> dict:
+    """The CLIP (arch, checkpoint, quick_gelu) DA-CLIP is built on: estimation.daclip_model,
+    or HD-CLIP's hdclip.model when that is null."""
+    own = config["estimation"]["daclip_model"]
+    model = config["hdclip"]["model"]
+    return dict(own) if own is not None else {k: model[k] for k in ("arch", "checkpoint",
+                                                                     "quick_gelu")}
+
+
 def subset(config: dict, *sections: str) -> dict:
-    """A valid config holding only ``sections`` (plus name, train_set and its dataset).
+    """A valid config holding only ``sections`` (plus name, train_set, eval_set and their
+    datasets).
 
     Rules write it as the config of one stage, so that a change elsewhere in the config does not
     re-run that stage.
     """
+    names = [n for n in (config["train_set"], config.get("eval_set")) if n is not None]
     out = {"name": config["name"], "train_set": config["train_set"],
-           "datasets": {config["train_set"]: config["datasets"][config["train_set"]]}}
+           "datasets": {n: copy.deepcopy(config["datasets"][n]) for n in names}}
+    if config.get("eval_set") is not None:
+        out["eval_set"] = config["eval_set"]
     out.update({s: copy.deepcopy(config[s]) for s in sections})
     return out
 

@@ -45,6 +45,11 @@ because the library that loads them fixes the place:
   (``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``, as
   ``huggingface_hub`` reads it when first imported: set those variables before starting).
 
+Beyond the section, :func:`config_weights` lists the CLIP weights files the config's estimators
+load where the config names a file of its own (``hdclip.model.checkpoint``,
+``estimation.daclip_model.checkpoint``, ``estimation.daclip_weights``): ``zephir weights check``
+shows them too (an open_clip pretrained tag is downloaded by open_clip, not checked here).
+
 The default pyiqa paths sit under ``torch_home/hub/pyiqa``, the very place pyiqa's own cache
 takes with ``TORCH_HOME=data/weights/torch``, so that plain pyiqa finds the same files.
 """
@@ -250,10 +255,68 @@ def resolve(section: dict | None, name: str) -> Path:
     return weight.path
 
 
-def check(section: dict | None, *, names: list[str] | None = None) -> list[dict]:
-    """One row per weight (or per name in ``names``): name, status (found / missing), path,
-    kind, setting, what, used_by and source (how to get it)."""
+#: open_clip's download URL of OpenAI's CLIP weights, by architecture (pretrained tag openai).
+_OPENAI_CLIP = {
+    "ViT-B-32": "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82"
+                "c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    "ViT-L-14": "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d2"
+                "67cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+}
+
+
+def _is_file_setting(value) -> bool:
+    """A checkpoint setting that names a file (a path or a file name with a suffix), not an
+    open_clip pretrained tag (``openai``, ``laion2b_s34b_b79k``) or null."""
+    return value is not None and ("/" in str(value) or Path(str(value)).suffix != "")
+
+
+def _clip_source(arch: str, path: str, quick_gelu: bool = True) -> str:
+    """How to get a CLIP weights file: OpenAI's URL for OpenAI's (QuickGELU) weights, else
+    the open_clip tag route."""
+    if arch in _OPENAI_CLIP and quick_gelu:
+        return (f"wget {_OPENAI_CLIP[arch]} -O {path} (the file open_clip fetches for "
+                f"create_model('{arch}', pretrained='openai'))")
+    return (f"open_clip.create_model('{arch}', pretrained=<tag>) where there is internet, "
+            f"then copy the file from open_clip's cache to {path}")
+
+
+def config_weights(config: dict) -> list[Weight]:
+    """The CLIP weights files a validated config's estimators load, where they are files at
+    paths the weights section does not already list: HD-CLIP's CLIP (hdclip.model.checkpoint),
+    DA-CLIP's CLIP (estimation.daclip_model.checkpoint) and DA-CLIP's released weights
+    (estimation.daclip_weights)."""
+    model, est = config["hdclip"]["model"], config["estimation"]
+    daclip = est.get("daclip_model") or model
+    candidates = [
+        ("hdclip_clip", model["checkpoint"], "hdclip.model.checkpoint",
+         f"CLIP {model['arch']} weights", "HD-CLIP's two branches; the CLIP zero-shot baseline",
+         _clip_source(model["arch"], str(model["checkpoint"]), model.get("quick_gelu", False))),
+        ("daclip_clip", daclip["checkpoint"], "estimation.daclip_model.checkpoint",
+         f"CLIP {daclip['arch']} weights", "the DA-CLIP-style baseline (table 2)",
+         _clip_source(daclip["arch"], str(daclip["checkpoint"]),
+                      daclip.get("quick_gelu", False))),
+        ("daclip_weights", est["daclip_weights"], "estimation.daclip_weights",
+         f"DA-CLIP's released checkpoint (on CLIP {daclip['arch']})",
+         "table 2, the 'DA-CLIP (released weights)' row",
+         "the pretrained weights of DA-CLIP's README (github.com/Algolzw/daclip-uir)"),
+    ]
+    listed = {str(w.path) for w in registry(config.get("weights"))}
+    out: list[Weight] = []
+    for name, value, setting, what, used_by, source in candidates:
+        if not _is_file_setting(value) or str(Path(value)) in listed | {str(w.path) for w in out}:
+            continue
+        out.append(Weight(name=name, path=Path(value), kind="file", what=what, used_by=used_by,
+                          source=source, setting=setting))
+    return out
+
+
+def check(section: dict | None, *, names: list[str] | None = None,
+          extra: list[Weight] = ()) -> list[dict]:
+    """One row per weight (or per name in ``names``), then per weight of ``extra`` (e.g.
+    :func:`config_weights`): name, status (found / missing), path, kind, setting, what,
+    used_by and source (how to get it)."""
     weights = registry(section) if names is None else [entry(section, n) for n in names]
+    weights = [*weights, *extra]
     return [{"name": w.name, "status": "found" if w.present() else "missing",
              "path": str(w.path), "kind": w.kind, "setting": w.setting, "what": w.what,
              "used_by": w.used_by, "source": w.source} for w in weights]

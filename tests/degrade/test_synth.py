@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,43 @@ def test_interrupted_run_resumes_to_the_same_result(built, photo_dir, tmp_path):
     assert again == done
 
 
+def test_val_mixtures_apply_to_validation_images_only(photo_dir, tmp_path):
+    """The paper's protocol: single-type training samples, mixtures in the evaluation."""
+    spec = synth.SynthSpec(**{**SPEC.__dict__, "mixtures_per_image": 0,
+                              "val_mixtures_per_image": 3})
+    synth.synthesize(photo_dir, tmp_path, spec, progress=False)
+    rows = read_manifest(tmp_path)
+    mixes = {split: sum("+" in r["types"] for r in rows if r["split"] == split)
+             for split in ("train", "val")}
+    n_val = len({r["source"] for r in rows if r["split"] == "val"})
+    assert mixes == {"train": 0, "val": 3 * n_val}
+    assert synth.SynthSpec(mixtures_per_image=2).mixtures("val") == 2  # null: the same
+
+
+def test_forced_split_puts_every_image_in_val_and_reuses_what_it_may(built, photo_dir,
+                                                                   tmp_path):
+    """An evaluation set (split="val"): every image in val; a source's samples depend on
+    (spec, source, split) only, so the images that a split by image held out come out
+    byte-identical, and a part file is never taken for a source of another split."""
+    out, _ = built
+    report = synth.synthesize(photo_dir, tmp_path, SPEC, progress=False, split="val")
+    rows = read_manifest(tmp_path)
+    assert report["split"] == "val" and report["splits"]["train"] == 0
+    assert {r["split"] for r in rows} == {"val"}
+    assert len({r["source"] for r in rows}) == len(list(photo_dir.iterdir()))
+    before, after = tree_digest(out), tree_digest(tmp_path)
+    held_out = {k: v for k, v in before.items() if k.startswith("images/val/")}
+    assert held_out and all(after[k] == v for k, v in held_out.items())
+    # into the folder of a split by image: only its held-out images are resumed
+    shutil.copytree(out, tmp_path / "mixed")
+    again = synth.synthesize(photo_dir, tmp_path / "mixed", SPEC, progress=False, split="val")
+    n_val = len({r["source"] for r in read_manifest(out) if r["split"] == "val"})
+    assert again["images_resumed"] == n_val
+    assert read_manifest(tmp_path / "mixed") == rows
+    with pytest.raises(ValueError, match="split: 'test'"):
+        synth.synthesize(photo_dir, tmp_path / "x", SPEC, progress=False, split="test")
+
+
 def test_bad_inputs_are_reported_not_dropped(tmp_path, astronaut, capsys):
     src = tmp_path / "src"
     src.mkdir()
@@ -166,6 +204,8 @@ def test_empty_folder_is_an_error(tmp_path):
     ({"level_range": (50.0, 10.0)}, "synth.level_range"),
     ({"mixtures_per_image": 1, "mixture_types": (2, 5)}, "synth.mixture_types"),
     ({"crop_size": 4}, "synth.crop_size"),
+    ({"val_mixtures_per_image": 1, "mixture_types": (2, 5)}, "synth.mixture_types"),
+    ({"val_mixtures_per_image": -1}, "synth.val_mixtures_per_image"),
 ])
 def test_bad_spec_names_the_key(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -26,7 +26,41 @@ def dataset_index(name):
 
 def synth_manifest():
     """The labelled degradation set synthesised from the training dataset."""
-    return RESULTS / "synth" / config["train_set"] / "manifest.csv"
+    return zephir.config.synth_manifest(config)
+
+
+def eval_manifest():
+    """The labelled samples (their val split) that every evaluation reads: training's
+    validation, the models' eval/ files behind tables 2-4 and figures 3, 7, 9, 10. Those of
+    eval_set (rule synth_eval), or the training set's own val split when eval_set is null."""
+    return zephir.config.eval_manifest(config)
+
+
+def eval_sources():
+    """The clean images of the evaluation samples (figure 9 re-degrades their crops)."""
+    return dataset_index(config["eval_set"] or config["train_set"])
+
+
+def synth_flags():
+    """`zephir synth` flags of the synth section (the train and the evaluation sets alike)."""
+    s = config["synth"]
+    return (f"--types {' '.join(s['types'])} --levels-per-type {s['levels_per_type']}"
+            f" --crop-size {s['crop_size']} --mixtures {s['mixtures_per_image']}"
+            f" {optional_flag('--val-mixtures', s['val_mixtures_per_image'])}"
+            f" --mixture-types {' '.join(map(str, s['mixture_types']))}"
+            f" --level-range {' '.join(map(str, s['level_range']))}"
+            f" --val-fraction {s['val_fraction']} --seed {s['seed']}"
+            f" --interpolation {s['interpolation']}")
+
+
+def train_captions():
+    """The training set's captions file (datasets.<train_set>.captions), or None."""
+    return config["datasets"][config["train_set"]].get("captions")
+
+
+def captions_flag():
+    """`--captions FILE` for the HD-CLIP training jobs when the training set has captions."""
+    return optional_flag("--captions", train_captions())
 
 
 def blind_manifest(name):
@@ -99,6 +133,23 @@ DACLIP_RELEASED = daclip_weights_present()
 
 def baseline_checkpoint(method):
     return RESULTS / "baselines" / method / "checkpoint.pt"
+
+
+def daclip_clip_flags(checkpoint=True):
+    """--arch / --checkpoint / --quick-gelu of the CLIP DA-CLIP is built on
+    (estimation.daclip_model); nothing when it is null (HD-CLIP's hdclip.model)."""
+    own = EST["daclip_model"]
+    if own is None:
+        return ""
+    flags = f"--arch {own['arch']} {'--' if own['quick_gelu'] else '--no-'}quick-gelu"
+    if checkpoint:
+        flags += f" --checkpoint {own['checkpoint'] or 'none'}"
+    return flags
+
+
+def baseline_flags(wildcards):
+    """The CLIP flags of a baseline job: DA-CLIP's own for daclip_style, else none."""
+    return daclip_clip_flags() if wildcards.method == "daclip_style" else ""
 
 
 def eval_files(model_dir):
@@ -326,8 +377,9 @@ def planned_figures():
 
 
 def all_targets():
-    """Everything the workflow builds: labelled set, blind LQ sets, HD-CLIP, the estimation
+    """Everything the workflow builds: labelled sets, blind LQ sets, HD-CLIP, the estimation
     and restoration tables and figures this config has results for."""
-    return ([synth_manifest()] + [blind_manifest(name) for name in config["blind_sets"]]
+    return ([synth_manifest(), eval_manifest()]
+            + [blind_manifest(name) for name in config["blind_sets"]]
             + [hdclip_checkpoint()] + [table_file(t) for t in planned_tables()]
             + [figure_file(n) for n in planned_figures()])

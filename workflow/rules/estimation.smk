@@ -1,8 +1,9 @@
 # Degradation-estimation evaluation (paper, section 4.3 and 5; supplement 8.1-8.2): the
 # baselines and every ablation are training jobs of their own (wildcards), so that a cluster
 # runs them in parallel. Each job trains from HD-CLIP's stage config plus its own flags, then
-# evaluates its model on the validation split (eval/: metrics.json, predictions.csv,
-# arrays.npz), which the tables and figures read.
+# evaluates its model on the evaluation samples (eval_manifest: the eval_set's, or the val
+# split of the training set's) into eval/ (metrics.json, predictions.csv, arrays.npz), which
+# the tables and figures read.
 
 
 wildcard_constraints:
@@ -16,6 +17,9 @@ rule ablation_train:
     input:
         config=rules.hdclip_config.output[0],
         manifest=synth_manifest(),
+        evaluation=eval_manifest(),
+        sources=dataset_index(config["train_set"]),
+        captions=train_captions() or [],
     output:
         checkpoint=ablation_dir("{losses}", "{topk}", "{gap}") / "checkpoint.pt",
         eval=eval_files(ablation_dir("{losses}", "{topk}", "{gap}")),
@@ -23,6 +27,7 @@ rule ablation_train:
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(EST["resources"]["gpu"]),
         steps=steps_flag(EST["ablation_steps"]),
+        captions=captions_flag(),
     threads: EST["resources"]["threads"]
     resources:
         gpu=EST["resources"]["gpu"],
@@ -35,15 +40,17 @@ rule ablation_train:
         "../envs/zephir.yaml"
     shell:
         "OMP_NUM_THREADS={threads} {params.launch} train --config {input.config}"
-        " --manifest {input.manifest} --out {params.out} --losses {wildcards.losses}"
-        " --topk {wildcards.topk} --gap {wildcards.gap} {params.steps}"
-        " --resume --evaluate --quiet > {log} 2>&1"
+        " --manifest {input.manifest} --val-manifest {input.evaluation}"
+        " --sources {input.sources} {params.captions} --out {params.out}"
+        " --losses {wildcards.losses} --topk {wildcards.topk} --gap {wildcards.gap}"
+        " {params.steps} --resume --evaluate --quiet > {log} 2>&1"
 
 
 rule baseline_train:
     input:
         config=rules.hdclip_config.output[0],
         manifest=synth_manifest(),
+        evaluation=eval_manifest(),
     output:
         checkpoint=baseline_checkpoint("{method}"),
         eval=eval_files(baseline_checkpoint("{method}").parent),
@@ -51,6 +58,7 @@ rule baseline_train:
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(EST["resources"]["gpu"]),
         steps=steps_flag(EST["baseline_steps"]),
+        clip=baseline_flags,
     priority: 10  # longer than an ablation job: start them early, not as a lone tail
     threads: EST["resources"]["threads"]
     resources:
@@ -64,7 +72,8 @@ rule baseline_train:
         "../envs/zephir.yaml"
     shell:
         "OMP_NUM_THREADS={threads} {params.launch} train --method {wildcards.method}"
-        " --config {input.config} --manifest {input.manifest} --out {params.out}"
+        " --config {input.config} --manifest {input.manifest}"
+        " --val-manifest {input.evaluation} {params.clip} --out {params.out}"
         " {params.steps} --resume --evaluate --quiet > {log} 2>&1"
 
 
@@ -72,13 +81,14 @@ rule daclip_released:
     input:
         weights=EST["daclip_weights"] or [],
         config=rules.hdclip_config.output[0],
-        manifest=synth_manifest(),
+        evaluation=eval_manifest(),
     output:
         checkpoint=baseline_checkpoint("daclip_released"),
         eval=eval_files(baseline_checkpoint("daclip_released").parent),
     params:
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         device="cuda" if EST["resources"]["gpu"] else "cpu",
+        clip=daclip_clip_flags(checkpoint=False),
     resources:
         gpu=min(1, EST["resources"]["gpu"]),
         mem_mb=EST["resources"]["mem_mb"],
@@ -88,5 +98,5 @@ rule daclip_released:
     conda:
         "../envs/zephir.yaml"
     shell:
-        "zephir import-daclip --weights {input.weights} --config {input.config}"
-        " --out {params.out} --manifest {input.manifest} --device {params.device} > {log} 2>&1"
+        "zephir import-daclip --weights {input.weights} --config {input.config} {params.clip}"
+        " --out {params.out} --manifest {input.evaluation} --device {params.device} > {log} 2>&1"

@@ -16,7 +16,9 @@ rule hdclip_train:
     input:
         config=rules.hdclip_config.output[0],
         manifest=synth_manifest(),
+        evaluation=eval_manifest(),
         sources=dataset_index(config["train_set"]),
+        captions=train_captions() or [],
     output:
         checkpoint=hdclip_checkpoint(),
         log=RESULTS / "hdclip" / "train_log.csv",
@@ -25,6 +27,7 @@ rule hdclip_train:
     params:
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(config["hdclip"]["resources"]["gpu"]),
+        captions=captions_flag(),
     # first: it takes every local core, and the short 1-core jobs fill the cores after it
     priority: 20
     threads: config["hdclip"]["resources"]["threads"]
@@ -39,4 +42,5 @@ rule hdclip_train:
         "../envs/zephir.yaml"
     shell:
         "{params.launch} train --config {input.config} --manifest {input.manifest}"
-        " --sources {input.sources} --out {params.out} --resume --evaluate --quiet > {log} 2>&1"
+        " --val-manifest {input.evaluation} --sources {input.sources} {params.captions}"
+        " --out {params.out} --resume --evaluate --quiet > {log} 2>&1"

@@ -85,8 +85,8 @@ rule figure9:
     input:
         predictions=evaluation(hdclip_checkpoint(), "predictions.csv"),
         metrics=evaluation(hdclip_checkpoint()),
-        manifest=synth_manifest(),
-        sources=dataset_index(config["train_set"]),
+        manifest=eval_manifest(),
+        sources=eval_sources(),
     output:
         report(figure_file(9), caption="../report/fig9.rst", category="Figures",
                labels={"figure": "9"}),

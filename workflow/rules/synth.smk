@@ -1,4 +1,5 @@
-# Labelled degradation synthesis (paper, section 4.1) and the Real-ESRGAN blind test LQ sets.
+# Labelled degradation synthesis (paper, section 4.1): the training set and the evaluation set
+# (eval_set); and the Real-ESRGAN blind test LQ sets.
 
 
 rule synth:
@@ -8,7 +9,7 @@ rule synth:
         manifest=synth_manifest(),
     params:
         out=lambda wildcards, output: Path(output.manifest).parent,
-        s=config["synth"],
+        flags=synth_flags(),
     threads: config["synth"]["workers"]
     resources:
         mem_mb=4000,
@@ -18,12 +19,31 @@ rule synth:
     conda:
         "../envs/zephir.yaml"
     shell:
-        "zephir synth --images {input.index} --out {params.out} --quiet"
-        " --types {params.s[types]} --levels-per-type {params.s[levels_per_type]}"
-        " --crop-size {params.s[crop_size]} --mixtures {params.s[mixtures_per_image]}"
-        " --mixture-types {params.s[mixture_types]} --level-range {params.s[level_range]}"
-        " --val-fraction {params.s[val_fraction]} --seed {params.s[seed]}"
-        " --interpolation {params.s[interpolation]} --workers {threads} > {log} 2>&1"
+        "zephir synth --images {input.index} --out {params.out} --quiet {params.flags}"
+        " --workers {threads} > {log} 2>&1"
+
+
+# The evaluation set (eval_set): the same synth settings, every image in split val (mixtures:
+# synth.val_mixtures_per_image), in a folder of its own.
+rule synth_eval:
+    input:
+        index=lambda wildcards: dataset_index(wildcards.dataset),
+    output:
+        manifest=zephir.config.eval_synth_manifest(config, "{dataset}"),
+    params:
+        out=lambda wildcards, output: Path(output.manifest).parent,
+        flags=synth_flags(),
+    threads: config["synth"]["workers"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    log:
+        LOGS / "synth_eval" / "{dataset}.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir synth --images {input.index} --out {params.out} --quiet {params.flags}"
+        " --split val --workers {threads} > {log} 2>&1"
 
 
 rule blind:

@@ -1,7 +1,10 @@
 """The labelled degradation dataset (paper, section 4.1).
 
 Every source image gets every type at ``levels_per_type`` levels, one type per sample (the other
-types' presence is 0), optionally plus mixtures of 2-4 types. Each sample is a random crop;
+types' presence is 0), optionally plus mixtures of 2-4 types (``mixtures_per_image``; a
+validation image ``val_mixtures_per_image`` when set, so that training may see single types only
+while evaluation still measures mixtures). The split is by source image (``val_fraction``), or
+every image in one split (an evaluation set: ``synthesize(..., split="val")``). Each sample is a random crop;
 levels are drawn uniformly over ``level_range`` (continuous, not only bin centres). Samples are
 stored as PNG (lossless, so a JPEG sample keeps exactly its own artifacts) and listed in
 ``manifest.csv``, one row per sample, with paths relative to the output folder.
@@ -43,6 +46,7 @@ class SynthSpec:
     levels_per_type: int = default("synth.levels_per_type")
     crop_size: int = default("synth.crop_size")
     mixtures_per_image: int = default("synth.mixtures_per_image")
+    val_mixtures_per_image: int | None = default("synth.val_mixtures_per_image")
     mixture_types: tuple[int, int] = default("synth.mixture_types")
     level_range: tuple[float, float] = default("synth.level_range")
     val_fraction: float = default("synth.val_fraction")
@@ -61,11 +65,14 @@ class SynthSpec:
             raise ValueError(f"synth.level_range: {list(self.level_range)!r} must satisfy "
                              "0 <= low < high <= 100")
         kmin, kmax = self.mixture_types
-        if self.mixtures_per_image and not (2 <= kmin <= kmax <= len(self.types)):
+        if ((self.mixtures_per_image or self.val_mixtures_per_image)
+                and not (2 <= kmin <= kmax <= len(self.types))):
             raise ValueError(f"synth.mixture_types: {list(self.mixture_types)!r} must satisfy "
                              f"2 <= min <= max <= {len(self.types)} (the number of types)")
-        if self.levels_per_type < 0 or self.mixtures_per_image < 0:
-            raise ValueError("synth.levels_per_type and synth.mixtures_per_image must be >= 0")
+        if min(self.levels_per_type, self.mixtures_per_image,
+               self.val_mixtures_per_image or 0) < 0:
+            raise ValueError("synth.levels_per_type, synth.mixtures_per_image and "
+                             "synth.val_mixtures_per_image must be >= 0")
         if self.crop_size < 8:
             raise ValueError(f"synth.crop_size: {self.crop_size} is below the minimum of 8")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -85,6 +92,12 @@ class SynthSpec:
             if k in kw:
                 kw[k] = tuple(kw[k])
         return cls(**kw)
+
+    def mixtures(self, split: str) -> int:
+        """Mixture samples per source image of ``split``."""
+        if split == "val" and self.val_mixtures_per_image is not None:
+            return self.val_mixtures_per_image
+        return self.mixtures_per_image
 
     def fingerprint(self) -> str:
         blob = json.dumps({"spec": asdict(self), "format": FORMAT_VERSION}, sort_keys=True)
@@ -121,12 +134,13 @@ def split_sources(names: Sequence[str], val_fraction: float, seed: int) -> dict[
     return {n: ("val" if n in val else "train") for n in names}
 
 
-def plan_samples(spec: SynthSpec, source: str) -> list[tuple[str, tuple[str, ...]]]:
-    """Sample ids and their types for one source: singles, then mixtures."""
+def plan_samples(spec: SynthSpec, source: str, split: str
+                 ) -> list[tuple[str, tuple[str, ...]]]:
+    """Sample ids and their types for one source of ``split``: singles, then mixtures."""
     plan = [(f"{kind}_{i:03d}", (kind,))
             for kind in spec.types for i in range(spec.levels_per_type)]
     kmin, kmax = spec.mixture_types
-    for m in range(spec.mixtures_per_image):
+    for m in range(spec.mixtures(split)):
         r = zseed.rng(spec.seed, source, f"mix_{m:03d}", "types")
         k = int(r.integers(kmin, kmax + 1))
         chosen = set(r.choice(len(spec.types), size=k, replace=False).tolist())
@@ -218,7 +232,7 @@ def synth_source(path: Path, out: Path, spec: SynthSpec, split: str) -> SourceRe
         result.refused = (f"{w}x{h} is smaller than the crop size {spec.crop_size}")
         return result
     img = zio.to_float(loaded.pixels)
-    for sample, kinds in plan_samples(spec, source):
+    for sample, kinds in plan_samples(spec, source, split):
         (x, y), params, labels, r, sample_seed = draw_sample(spec, source, sample, kinds, (h, w))
         crop = img[y:y + spec.crop_size, x:x + spec.crop_size]
         lq = zio.to_uint8(ops.apply(crop, params, r, interpolation=spec.interpolation))
@@ -236,17 +250,24 @@ def synth_source(path: Path, out: Path, spec: SynthSpec, split: str) -> SourceRe
 
 
 def synthesize(images: Sequence[Path] | Path, out: Path, spec: SynthSpec, *, workers: int = 1,
-               progress: bool = True) -> dict:
+               progress: bool = True, split: str | None = None) -> dict:
     """Build the labelled set under ``out``; returns the run report (also ``report.json``).
 
-    ``images`` is a folder, an image index CSV or a list of files. Raises ValueError when no
-    image is usable or two files share a name stem.
+    ``images`` is a folder, an image index CSV or a list of files. The split is by source
+    image (``spec.val_fraction``), or with ``split`` ("train" or "val") every image goes there:
+    an evaluation set of images the model never trains on. A source's samples depend only on
+    (spec, source, its split), and its part file is keyed by all three, so that a rerun, or a
+    run with another split mode into the same folder, reuses exactly the sources it may. Raises
+    ValueError when no image is usable or two files share a name stem.
     """
     out = Path(out)
+    if split not in (None, "train", "val"):
+        raise ValueError(f"split: {split!r} is not 'train' or 'val' (or None: by image)")
     stems = data.by_stem(data.image_list(images) if isinstance(images, (str, Path))
                          else sorted(map(Path, images)))
     files = list(stems.values())
-    splits = split_sources(list(stems), spec.val_fraction, spec.seed)
+    splits = ({n: split for n in stems} if split
+              else split_sources(list(stems), spec.val_fraction, spec.seed))
     jobs = [(f, out, spec, splits[f.stem]) for f in files]
     results = pmap(synth_source, jobs, workers=workers, desc="synth", progress=progress)
     results.sort(key=lambda r: r.source)
@@ -259,6 +280,7 @@ def synthesize(images: Sequence[Path] | Path, out: Path, spec: SynthSpec, *, wor
         "samples": len(rows),
         "splits": {s: sum(1 for row in rows if row["split"] == s) for s in ("train", "val")},
         "spec": asdict(spec),
+        "split": split or "by image",
         "fingerprint": spec.fingerprint(),
     }
     if not rows:
