@@ -20,7 +20,7 @@ from zephir import io as zio
 from zephir.degrade.synth import read_manifest
 from zephir.estimators import Estimate, Estimator
 from zephir.hdclip.ordinal import bin_centres
-from zephir.metrics.estimation import evaluate_table
+from zephir.metrics.estimation import evaluate_table, predicted_types
 
 
 @torch.no_grad()
@@ -52,7 +52,8 @@ def evaluate(model: Estimator, manifest: Path, split: str = "val", device="cpu"
     Returns the predictions table (one row per sample: ``{type}_true`` level or NaN when
     absent, ``{type}_score``, ``{type}_pred`` and ``pred_type``) and, for an estimator with an
     ordinal space (HD-CLIP), the arrays behind figures 3 and 10: each sample's per-type
-    embeddings and the level anchors.
+    embeddings and the level anchors. A type the estimator does not model has NaN scores and
+    levels, and then no sample has a ``pred_type`` (empty).
     """
     rows = read_manifest(manifest, split)
     if not rows:
@@ -77,8 +78,15 @@ def evaluate(model: Estimator, manifest: Path, split: str = "val", device="cpu"
                                            errors="coerce")
         table[f"{t}_score"] = scores[:, k]
         table[f"{t}_pred"] = levels[:, k]
-    table["pred_type"] = np.asarray(types)[scores.argmax(1)]
+    table["pred_type"] = predicted_types(scores, types)
     return table, arrays
+
+
+def level_scale(model: Estimator) -> bool:
+    """Whether ``Estimate.levels`` of ``model`` estimate the 0..100 level. An estimator whose
+    levels are scores drawn on that axis (MM-RealSR-style: learned from order alone) says
+    ``level_scale = False``, and its evaluation reports no MAE."""
+    return bool(getattr(model, "level_scale", True))
 
 
 def write_evaluation(model: Estimator, ckpt: dict, checkpoint: Path, manifest: Path,
@@ -96,7 +104,8 @@ def write_evaluation(model: Estimator, ckpt: dict, checkpoint: Path, manifest: P
     result = {"method": ckpt.get("method", "hdclip"), "arch": ckpt["hdclip"]["arch"],
               "random_init": bool(ckpt.get("random_init", True)), "hdclip": ckpt["hdclip"],
               "train": ckpt.get("train", {}), "checkpoint": str(checkpoint), "split": split,
-              "metrics": evaluate_table(table, model.cfg.types, report_gap)}
+              "metrics": evaluate_table(table, model.cfg.types, report_gap,
+                                        level_scale=level_scale(model))}
     zio.write_text(out / "predictions.csv", table.to_csv(index=False, float_format="%.4f"))
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)

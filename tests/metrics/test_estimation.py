@@ -72,3 +72,37 @@ def test_evaluate_table_splits_singles_near_and_between_bins_and_mixtures():
     true_single = [10.0, 12.5, 31.0, 20.0, 57.0]
     pred_single = [11.0, 10.0, 35.0, 25.0, 50.0]
     assert m["single"]["srocc"] == pytest.approx(stats.spearmanr(pred_single, true_single)[0])
+
+
+def test_unmodelled_types_leave_type_metrics_empty_and_level_metrics_pooled_over_the_rest():
+    import pandas as pd
+
+    from zephir.metrics.estimation import evaluate_table, predicted_types
+
+    nan = np.nan
+    types = ("blur", "noise", "jpeg")
+    true_b = [10.0, 30.0, nan, nan, 40.0]
+    true_n = [nan, nan, 20.0, nan, 60.0]
+    true_j = [nan, nan, nan, 50.0, 70.0]
+    pred_b, pred_n = [12.0, 25.0, 1.0, 2.0, 44.0], [3.0, 4.0, 28.0, 9.0, 50.0]
+    t = pd.DataFrame({"blur_true": true_b, "noise_true": true_n, "jpeg_true": true_j,
+                      "blur_pred": pred_b, "noise_pred": pred_n, "jpeg_pred": [nan] * 5,
+                      "blur_score": np.array(pred_b) / 100, "noise_score": np.array(pred_n) / 100,
+                      "jpeg_score": [nan] * 5})
+    scores = t[["blur_score", "noise_score", "jpeg_score"]].to_numpy()
+    assert predicted_types(scores, types).tolist() == [""] * 5
+    assert predicted_types(scores[:, :2], types[:2]).tolist() == ["blur", "blur", "noise",
+                                                                  "noise", "noise"]
+    m = evaluate_table(t, types, gap=5.0, level_scale=False)
+    assert m["not_modelled"] == ["jpeg"] and m["level_scale"] is False
+    s = m["single"]
+    assert s["n"] == 4 and s["n_levels"] == 3            # the jpeg sample is not pooled
+    assert math.isnan(s["type_acc"]) and math.isnan(s["mae"]) and math.isnan(s["jpeg_acc"])
+    assert s["srocc"] == pytest.approx(stats.spearmanr([12, 25, 28], [10, 30, 20])[0])
+    assert s["pcc"] == pytest.approx(stats.pearsonr([12, 25, 28], [10, 30, 20])[0])
+    assert math.isnan(s["jpeg_srocc"]) and math.isnan(s["jpeg_mae"])
+    mix = m["mixtures"]
+    assert mix["samples"] == 1 and mix["n"] == 2 and math.isnan(mix["type_recall"])
+    # with the level scale, MAE is the mean over the modelled samples only
+    scaled = evaluate_table(t, types, gap=5.0)["single"]
+    assert scaled["mae"] == pytest.approx((2 + 5 + 8) / 3) and math.isnan(scaled["type_acc"])

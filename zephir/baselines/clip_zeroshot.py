@@ -71,13 +71,16 @@ class PromptEstimator(nn.Module):
     def image_size(self) -> int:
         return tower_image_size(self.tower)
 
-    def forward(self, images: torch.Tensor, **_) -> torch.Tensor:
-        """(B, d) unit image embeddings."""
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, d) unit image embeddings of the tower, which the prompts are read against."""
         return F.normalize(self.tower(normalize(images)), dim=-1)
+
+    def forward(self, images: torch.Tensor, **_) -> torch.Tensor:
+        return self.embed(images)
 
     @torch.no_grad()
     def estimate_batch(self, images: torch.Tensor) -> Estimate:
-        sim = torch.einsum("bd,kjd->bkj", self(images).float(), self.text)
+        sim = torch.einsum("bd,kjd->bkj", self.embed(images).float(), self.text)
         scores, levels = readout(sim, self.bins, self.cfg.tau)
         return Estimate(scores=scores, levels=levels)
 

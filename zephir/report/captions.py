@@ -65,6 +65,73 @@ def estimation(title: str, results: Sequence[dict], config_hash: str, *,
     return _join([provenance(title, results, config_hash, facts=facts), steps_note(results)])
 
 
+def _label(result: dict) -> str:
+    return LABELS.get(result["method"], result["method"])
+
+
+def _arch(result: dict) -> str:
+    return result.get("hdclip", {}).get("arch", result.get("arch", "?"))
+
+
+#: The methods that stand for DA-CLIP in table 2.
+DACLIP_METHODS = ("daclip_style", "daclip_released")
+
+
+def daclip_arch_note(results: Sequence[dict]) -> str:
+    """Table 2: the architecture of each DA-CLIP row, read from its checkpoint's settings, and
+    whether it differs from HD-CLIP's (empty without a DA-CLIP row)."""
+    da = [r for r in results if r["method"] in DACLIP_METHODS]
+    if not da:
+        return ""
+    said = ", ".join(f"{_label(r)} on {_arch(r)}" for r in da)
+    hd = sorted({_arch(r) for r in results if r["method"] == "hdclip"})
+    if hd and any(_arch(r) not in hd for r in da):
+        said += f", HD-CLIP on {', '.join(hd)}"
+    elif hd:
+        said += ", as HD-CLIP"
+    return f"{said} (the paper's DA-CLIP is ViT-L/14, its table 6)."
+
+
+def modelled_notes(results: Sequence[dict], *, mixtures: bool = False) -> list[str]:
+    """What a table says of an estimator that leaves types unmodelled or whose levels are
+    scores (``not_modelled`` / ``level_scale`` of its metrics.json): which samples its metrics
+    pool and which cells are left empty (–). ``mixtures``: about table 2's companion (near /
+    between bins and mixtures) rather than table 2."""
+    notes = []
+    for r in results:
+        m = r["metrics"]
+        missing, scale = m.get("not_modelled", []), m.get("level_scale", True)
+        if not missing and scale:
+            continue
+        kept = [t for t in r.get("hdclip", {}).get("types", []) if t not in missing]
+        parts = []
+        if missing and mixtures and "mixtures" in m:
+            parts.append(f"no type recall (–), and its mixture level metrics pool the "
+                         f"{m['mixtures']['n']} present {'/'.join(kept)} entries of the "
+                         f"{m['mixtures'].get('samples', '?')} mixtures")
+        elif missing and not mixtures:
+            single = m["single"]
+            parts.append(f"no type prediction, so no type accuracy (–); its SROCC and PCC "
+                         f"pool the {single.get('n_levels', single['n'])} of the "
+                         f"{single['n']} samples whose type it models")
+        if not scale:
+            parts.append("its levels are 100 x a degree learned from the order of samples "
+                         "alone, not estimates on the 0..100 level scale, so no MAE (–)"
+                         + ("" if mixtures else "; PCC says how linear the degree is in the "
+                            "level"))
+        what = (f" models {' and '.join(kept)} only" if missing and kept else
+                " leaves types unmodelled" if missing else "")
+        notes.append(f"{_label(r)}{what}: {'; '.join(parts)}.")
+    return notes
+
+
+def table2(title: str, results: Sequence[dict], config_hash: str) -> str:
+    """Table 2: provenance, the DA-CLIP rows' architecture, the cells an estimator does not
+    fill, the training steps."""
+    return _join([provenance(title, results, config_hash), daclip_arch_note(results),
+                  *modelled_notes(results), steps_note(results)])
+
+
 def _number(x) -> str:
     return f"{float(x):g}"
 
@@ -101,9 +168,28 @@ def near_bin(title: str, results: Sequence[dict], config_hash: str) -> str:
                        for r, g in zip(results, gaps))
         split = (f"Near bin: true level within gap/4 of a multiple of the gap (gaps differ: "
                  f"{by}); between: farther.")
-    mix = ("Mixtures of 2-4 types: type recall is the share of the present types among the "
-           "most confident ones." if any("mixtures" in r["metrics"] for r in results) else "")
-    return estimation(title, results, config_hash, facts=[split, mix])
+    return _join([provenance(title, results, config_hash, facts=[split, mixture_note(results)]),
+                  *modelled_notes(results, mixtures=True), steps_note(results)])
+
+
+def mixture_note(results: Sequence[dict]) -> str:
+    """Beside table 2: what the mixture columns are, whether every method saw the same
+    mixture samples (their count, from the results) and which method skips them in training."""
+    mixed = [r for r in results if "mixtures" in r["metrics"]]
+    if not mixed:
+        return ""
+    text = ("Mixtures of 2-4 types: type recall is the share of the present types among the "
+            "most confident ones.")
+    counts = {r["metrics"]["mixtures"].get("samples") for r in mixed}
+    if len(mixed) == len(results) and len(counts) == 1 and None not in counts:
+        text += f" Every method is evaluated on the same {counts.pop()} mixture samples."
+    elif len(mixed) < len(results):
+        text += (" Without mixtures: " + ", ".join(_label(r) for r in results
+                                                   if "mixtures" not in r["metrics"]) + ".")
+    if any(r["method"] in DACLIP_METHODS for r in mixed):
+        text += (" DA-CLIP-style trains on single-type samples only (its texts name one type "
+                 "and level).")
+    return text
 
 
 def losses(title: str, results: Sequence[dict], config_hash: str) -> str:

@@ -197,7 +197,7 @@ ESTIMATION = {"Type Acc (%)": PERCENT, "MAE": MAE, "SROCC": CORR, "PCC": CORR}
 TABLES: dict[str, Table] = _index([
     Table("table2", "Table 2: degradation estimation on the single-type validation samples.",
           build="zephir.report.tables:table2", runs="methods", columns=ESTIMATION,
-          source=several(METRICS)),
+          source=several(METRICS), caption=captions.table2),
     Table("table2_beyond", "Beside table 2 (beyond the paper): levels near bin centres and "
           "between them, and mixtures of 2-4 types.",
           build="zephir.report.tables:table2_beyond", runs="methods",
@@ -228,7 +228,8 @@ TABLES: dict[str, Table] = _index([
 FIGURES: dict[int, Figure] = _index([
     Figure(3, "PCA of the HD-CLIP degradation space", "zephir.report.figures:figure3",
            (ARRAYS, PREDICTIONS, METRICS)),
-    Figure(7, "predicted vs true level, HD-CLIP and the MM-RealSR-style regressor",
+    Figure(7, "predicted vs true level: HD-CLIP's level, and the MM-RealSR-style degree x 100 "
+           "(blur and noise only, learned from order)",
            "zephir.report.figures:figure7", (several(PREDICTIONS), several(METRICS)),
            paired=True),
     Figure(8, "log-magnitude spectra of the degradations", "zephir.report.figures:figure8",

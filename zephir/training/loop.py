@@ -117,13 +117,13 @@ def weighted(terms: dict[str, torch.Tensor], cfg: TrainConfig, share: torch.Tens
 def validate(model, dataset: LabelledSet, device) -> dict:
     """Table 2 metrics on single-type samples: type accuracy, MAE / SROCC / PCC on the true type."""
     est = evaluation.estimate(model, dataset.images(), device)
-    pred_k = est.scores.numpy().argmax(1)
     true_k = dataset.present.argmax(1).numpy()
     true_level = dataset.level.numpy()[np.arange(len(true_k)), true_k]
     pred_level = est.levels.numpy()[np.arange(len(true_k)), true_k]
     names = np.asarray(dataset.types)
-    return estimation.summarize(names[pred_k], names[true_k], pred_level, true_level,
-                                dataset.types)
+    return estimation.summarize(estimation.predicted_types(est.scores.numpy(), dataset.types),
+                                names[true_k], pred_level, true_level, dataset.types,
+                                level_scale=evaluation.level_scale(model))
 
 
 # --------------------------------------------------------------------------- run identity
