@@ -149,3 +149,20 @@ def test_figure10_needs_hdclip_arrays(evaluated, tmp_path):
     with pytest.raises(ValueError, match="no anchors"):
         figures.figure10([evaluated["mm"] / "arrays.npz"], [evaluated["mm"] / "metrics.json"],
                          tmp_path / "f.png")
+
+
+def test_figure7_says_which_types_a_method_does_not_model(evaluated, tmp_path, monkeypatch):
+    """MM-RealSR-style models blur and noise only: its JPEG and downsample panels say "not
+    modelled" instead of drawing nothing, and its series says it is a degree, not a level."""
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.setdefault("fig", fig))
+    d, mm = evaluated["D"], evaluated["mm"]
+    figures.figure7([d / "predictions.csv", mm / "predictions.csv"],
+                    [d / "metrics.json", mm / "metrics.json"], tmp_path / "f7.png")
+    panels = {ax.get_title(): ax for ax in drawn["fig"].axes}
+    notes = {t: [x.get_text() for x in ax.texts] for t, ax in panels.items()}
+    assert notes["jpeg"] and "not modelled: MM-RealSR" in notes["jpeg"][0]
+    assert notes["downsample"] and not notes["blur"] and not notes["noise"]
+    legend = [x.get_text() for x in panels["blur"].get_legend().get_texts()]
+    assert any(t.startswith("MM-RealSR") and t.endswith("(degree x 100)") for t in legend)
+    assert any(t.startswith("HD-CLIP") and "degree" not in t for t in legend)

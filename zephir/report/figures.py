@@ -81,6 +81,14 @@ def figure3(arrays: Path, predictions: Path, metrics: Path, out: Path) -> Path:
     return _save(fig, out)
 
 
+def _fig7_label(result: dict) -> str:
+    """A method's legend entry; scores that were never fitted to levels (no MAE: MM-RealSR-style
+    degrees) are drawn as 100 x the score and say so."""
+    mae = result.get("metrics", {}).get("single", {}).get("mae")
+    degree = mae is None or (isinstance(mae, float) and np.isnan(mae))
+    return LABELS[result["method"]] + (" (degree x 100)" if degree else "")
+
+
 def figure7(predictions: Sequence[Path], metrics: Sequence[Path], out: Path) -> Path:
     """Fig. 7: predicted vs true level per type, for HD-CLIP and the MM-RealSR-style regressor."""
     results = [_result(m) for m in metrics]
@@ -90,10 +98,17 @@ def figure7(predictions: Sequence[Path], metrics: Sequence[Path], out: Path) -> 
                              layout="constrained")
     markers = ["o", "^", "s", "D"]
     for k, (t, ax) in enumerate(zip(types, np.atleast_1d(axes))):
+        missing = []
         for i, (r, table) in enumerate(zip(results, tables)):
             single = table[table["types"] == t].sort_values(f"{t}_true")
+            if single[f"{t}_pred"].isna().all():  # a type the method does not model
+                missing.append(LABELS[r["method"]])
+                continue
             ax.scatter(single[f"{t}_true"], single[f"{t}_pred"], s=8, alpha=0.5,
-                       marker=markers[i % 4], label=LABELS[r["method"]])
+                       marker=markers[i % 4], label=_fig7_label(r))
+        if missing:
+            ax.text(0.97, 0.03, "not modelled: " + ", ".join(missing), ha="right",
+                    va="bottom", fontsize=8, transform=ax.transAxes)
         ax.plot([0, 100], [0, 100], "k--", lw=0.8, label="ideal")
         ax.set(title=t, xlabel="true level", xlim=(0, 100), ylim=(-2, 102))
         if k == 0:
