@@ -7,7 +7,7 @@ import torch
 
 from zephir import io as zio
 from zephir.degrade.synth import read_manifest
-from zephir.training.data import (FLIP_STATES, LabelledSet, SemanticTargets, StepBatches,
+from zephir.training.data import (FLIP_STATES, LabelledSet, SemanticTable, StepBatches,
                                   batches, caption_of, flip, flip_states, hq_targets,
                                   read_captions)
 
@@ -76,7 +76,7 @@ def test_semantic_targets_follow_the_flips_and_mark_same_photo_pairs(labelled, p
     model = build(HDCLIPConfig(arch="zephir-tiny-vit")).eval()
     hq = hq_targets(model, rows, index, "cpu", batch=4)
     group = torch.tensor([0, 0, 1, 1, 2, 0])
-    targets = SemanticTargets(hq, None, group)
+    targets = SemanticTable(hq, None, group)
     idx, states = torch.tensor([5, 0, 2]), torch.tensor([3, 1, 2])
     got = targets.pick(idx, states, "cpu")
     for n, (i, s) in enumerate(zip(idx.tolist(), states.tolist())):

@@ -27,12 +27,8 @@ FLIP_STATES = 4
 
 
 class LabelledSet(torch.utils.data.Dataset):
-    """Samples of a synth manifest: uint8 image (3, S, S), presence (K,), level (K,), index.
-
-    ``set[indices]`` with an index array gives the stacked batch (what a loader worker
-    returns); ``group`` numbers the source photos, so that a loss can tell which samples show
-    the same photo.
-    """
+    """Samples of a synth manifest, read a batch at a time (``set[indices]``). ``group``
+    numbers the source photos, so that a loss can tell which samples show the same photo."""
 
     def __init__(self, root: Path, rows: list[dict], types, *, cache: bool = False):
         self.root, self.rows, self.types = Path(root), rows, tuple(types)
@@ -64,14 +60,13 @@ class LabelledSet(torch.utils.data.Dataset):
             return self._cache
         return torch.stack([self._load(i) for i in range(len(self.rows))])
 
-    def __getitem__(self, i):
-        if np.ndim(i):  # a batch of indices: one stacked batch
-            idx = torch.as_tensor(np.asarray(i), dtype=torch.long)
-            imgs = (self._cache[idx] if self._cache is not None
-                    else torch.stack([self._load(int(j)) for j in idx]))
-            return imgs, self.present[idx], self.level[idx], idx
-        img = self._cache[i] if self._cache is not None else self._load(i)
-        return img, self.present[i], self.level[i], i
+    def __getitem__(self, indices) -> tuple[torch.Tensor, ...]:
+        """The stacked batch of ``indices`` (what a loader worker returns): uint8 images
+        (B, 3, S, S), presence (B, K), level (B, K), the indices."""
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        imgs = (self._cache[idx] if self._cache is not None
+                else torch.stack([self._load(int(j)) for j in idx]))
+        return imgs, self.present[idx], self.level[idx], idx
 
 
 def batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
@@ -180,13 +175,15 @@ def caption_of(rows: Sequence[dict], captions: dict[str, str], path: Path) -> li
     return [captions.get(r["source"], captions.get(Path(r["source"]).stem)) for r in rows]
 
 
-class SemanticTargets:
-    """The semantic targets of every training sample, read per batch (:meth:`pick`)."""
+class SemanticTable:
+    """The semantic targets of every training sample, read per batch (:meth:`pick`) as
+    :class:`zephir.estimators.SemanticTargets`."""
 
     def __init__(self, hq: torch.Tensor, text: torch.Tensor | None, group: torch.Tensor):
         self.hq, self.text, self.group = hq, text, group  # (N, 4, d), (N, d) | None, (N,)
 
-    def pick(self, idx: torch.Tensor, states: torch.Tensor, device) -> estimators.SemanticTargets:
+    def pick(self, idx: torch.Tensor, states: torch.Tensor, device
+             ) -> estimators.SemanticTargets:
         """The targets of the samples ``idx`` whose inputs were flipped by ``states``."""
         idx = torch.as_tensor(idx, dtype=torch.long).cpu()
         group = self.group[idx]

@@ -37,7 +37,7 @@ from zephir.hdclip.model import HDCLIPConfig
 from zephir.metrics import estimation
 from zephir.schema import default
 from zephir.training import distributed
-from zephir.training.data import (LabelledSet, SemanticTargets, StepBatches, batches,
+from zephir.training.data import (LabelledSet, SemanticTable, StepBatches, batches,
                                   caption_of, flip, flip_states, hq_targets, read_captions)
 
 LAST = "last.pt"          # full training state, for --resume
@@ -410,7 +410,7 @@ def _semantic_targets(model, model_cfg: HDCLIPConfig, train_set: LabelledSet,
             emb = model.encode_text(unique).float().cpu()
         text = emb[torch.tensor([unique.index(t) for t in titles])]
     hq = hq_targets(model, train_set.rows, sources, dev)
-    return SemanticTargets(hq, text, train_set.group), ("captions" if text is not None
+    return SemanticTable(hq, text, train_set.group), ("captions" if text is not None
                                                          else "hq image")
 
 
