@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,8 +23,9 @@ from .conftest import REPO
 BIN = Path(sys.executable).parent
 
 
-def run_snakemake(args, cwd, check=True):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+def run_snakemake(args, cwd, check=True, env=None):
+    env = {**os.environ, **(env or {}),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
@@ -127,11 +129,47 @@ def test_embedded_default_plans_tables_and_figures(workdir):
     assert "tables/table7" not in out
 
 
-def test_slurm_profile_dry_runs_the_paper(workdir):
+def _slurm_workdir(workdir):
     shutil.copytree(REPO / "profiles", workdir / "profiles")
-    out = run_snakemake(["-n", "--profile", "profiles/slurm"], cwd=workdir).stdout
+    shutil.copy(REPO / "slurm", workdir / "slurm", follow_symlinks=False)
+    return workdir
+
+
+def _dry_run_jobs(out: str) -> dict[str, list[str]]:
+    """The dry run's text of each job, by rule."""
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            jobs.setdefault(m.group(1), []).append(block)
+    return jobs
+
+
+def test_the_users_slurm_command_plans_the_paper_from_the_repository_root(workdir):
+    # `snakemake --profile slurm all` as the user types it: the `slurm` link at the root
+    out = run_snakemake(["-n", "--profile", "slurm", "all"], cwd=_slurm_workdir(workdir)).stdout
     assert "results/paper/synth/div2k_train/manifest.csv" in out
-    assert "mem_mb=4000" in out and "runtime=120" in out
+    jobs = _dry_run_jobs(out)
+    for rule in ("hdclip_train", "ablation_train", "baseline_train", "restore", "score"):
+        for block in jobs[rule]:
+            res = re.search(r"resources: (.*)", block).group(1)
+            assert re.search(r"\bgpu=[1-9]", res) and re.search(r"cpus_per_gpu=[1-9]", res)
+            assert "mem_mb=" in res and "runtime=" in res and "tasks" not in res, (rule, res)
+    assert "torchrun --standalone --nproc_per_node 4 -m zephir train" in jobs["hdclip_train"][0]
+    # no site setting is assumed (which rules stay local: tests/test_slurm.py, on a cluster)
+    assert "slurm_account" not in out and "slurm_partition" not in out
+
+
+def test_account_and_partitions_come_from_the_environment(workdir):
+    env = {"ZEPHIR_SLURM_ACCOUNT": "lab42", "ZEPHIR_SLURM_PARTITION": "cpuq",
+           "ZEPHIR_SLURM_GPU_PARTITION": "gpuq"}
+    out = run_snakemake(["-n", "--profile", "slurm", "all"], cwd=_slurm_workdir(workdir),
+                        env=env).stdout
+    jobs = _dry_run_jobs(out)
+    assert "slurm_account=lab42" in jobs["synth"][0]
+    assert "slurm_partition=cpuq" in jobs["synth"][0]
+    assert "slurm_partition=gpuq" in jobs["hdclip_train"][0]
+    assert all("slurm_partition=gpuq" in b for b in jobs["restore"])
 
 
 def test_bad_config_fails_before_any_job(workdir):

@@ -91,6 +91,7 @@ rule daclip_released:
         clip=daclip_clip_flags(checkpoint=False),
     resources:
         gpu=min(1, EST["resources"]["gpu"]),
+        cpus_per_gpu=EST["resources"]["cpus_per_gpu"],
         mem_mb=EST["resources"]["mem_mb"],
         runtime=60,
     log:

@@ -44,3 +44,8 @@ rule hdclip_train:
         "{params.launch} train --config {input.config} --manifest {input.manifest}"
         " --val-manifest {input.evaluation} --sources {input.sources} {params.captions}"
         " --out {params.out} --resume --evaluate --quiet > {log} 2>&1"
+
+
+# A config dump: cheap, run where Snakemake runs, never submitted to a cluster.
+localrules:
+    hdclip_config,

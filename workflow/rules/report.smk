@@ -153,3 +153,15 @@ rule figure11:
     shell:
         "zephir figure 11 --restored {input.restored} --blind {input.blind} --crop {params.crop}"
         " --out {output} > {log} 2>&1"
+
+
+# Tables and figures read results files in seconds: run where Snakemake runs, never queued.
+localrules:
+    table,
+    figure3,
+    figure6,
+    figure7,
+    figure8,
+    figure9,
+    figure10,
+    figure11,

@@ -36,6 +36,7 @@ rule restore:
     threads: RES["resources"]["threads"]
     resources:
         gpu=RES["resources"]["gpu"],
+        cpus_per_gpu=RES["resources"]["cpus_per_gpu"],
         mem_mb=RES["resources"]["mem_mb"],
         runtime=RES["resources"]["runtime"],
     log:
@@ -47,3 +48,8 @@ rule restore:
         " --hdclip {input.hdclip} --backbone {wildcards.backbone} {params.run}"
         " --shard {wildcards.shard} --shards {wildcards.shards} --out {params.out}"
         " --device {params.device} --quiet > {log} 2>&1"
+
+
+# A config dump: cheap, run where Snakemake runs, never submitted to a cluster.
+localrules:
+    restore_config,

@@ -15,6 +15,7 @@ rule score:
         device="cuda" if config["metrics"]["resources"]["gpu"] else "cpu",
     resources:
         gpu=config["metrics"]["resources"]["gpu"],
+        cpus_per_gpu=config["metrics"]["resources"]["cpus_per_gpu"],
         mem_mb=config["metrics"]["resources"]["mem_mb"],
         runtime=config["metrics"]["resources"]["runtime"],
     log:
