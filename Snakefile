@@ -48,6 +48,19 @@ rule figures:
         "mkdir -p {output} && cp {input.tables} {input.figures} {output} > {log} 2>&1"
 
 
+# The parts of the paper, one target each (`snakemake -c2 stage_train`): what `all` needs from
+# the jobs of that part and those before it. DVC's stages (dvc.yaml) run them in this order;
+# zephir.stages declares which rules, code, config and results each part has.
+for stage in zephir.stages.NAMES:
+
+    rule:
+        name:
+            f"stage_{stage}"
+        input:
+            stage_targets(stage),
+        localrule: True
+
+
 localrules:
     all,
     figures,

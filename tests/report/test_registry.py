@@ -2,6 +2,7 @@
 the results, and figure dispatch. Small hand-written metrics.json files; no model is trained."""
 from __future__ import annotations
 
+import csv as csv_module
 import inspect
 import json
 import math
@@ -146,7 +147,8 @@ EXPECTED_TABLE2_MD = """\
 
 def test_table2_markdown_formats_columns_and_bolds_the_best(tmp_path):
     paths = registry.make_table("table2", _write(tmp_path, TABLE2), "abc123", tmp_path / "t2")
-    assert [p.name for p in paths] == ["t2.csv", "t2.md", "t2.tex", "t2.paper.csv", "t2.paper.md"]
+    assert [p.name for p in paths] == ["t2.csv", "t2.md", "t2.tex", "t2.json", "t2.paper.csv",
+                                       "t2.paper.md"]
     md = paths[1].read_text()
     table, caption = md.split("\n\n")
     assert table + "\n" == EXPECTED_TABLE2_MD  # ties at the shown precision are both bold
@@ -170,6 +172,21 @@ def test_csv_keeps_full_precision_and_tex_uses_the_formats(tmp_path):
             in tex)
     assert r"CLIP (zero-shot) & 50.0 & 20.00 & 0.100 & -- \\" in tex
     assert r"\caption{Table 2: degradation" in tex and "Type Acc (\\%)" in tex
+
+
+def test_json_holds_the_csv_cells_by_row_for_dvc_metrics(tmp_path):
+    paths = registry.make_table("table2", _write(tmp_path, TABLE2), "abc123", tmp_path / "t2")
+    metrics = json.loads((tmp_path / "t2.json").read_text())
+    with paths[0].open(newline="") as fh:
+        rows = list(csv_module.DictReader(fh))
+    assert list(metrics) == [r["Method"] for r in rows]
+    for r in rows:
+        for col in ("Type Acc (%)", "MAE", "SROCC", "PCC"):
+            if r[col] == "":
+                assert metrics[r["Method"]][col] is None  # NaN: null, as DVC shows it
+            else:
+                assert metrics[r["Method"]][col] == float(r[col])
+    assert "Method" not in metrics["HD-CLIP"]  # the label names the row, not a cell
 
 
 def test_table3_and_4_show_settings_from_the_results(tmp_path):

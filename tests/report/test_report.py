@@ -50,11 +50,11 @@ def test_table3_renders_csv_markdown_latex_with_provenance(evaluated, tmp_path):
     paths = registry.make_table("table3", [evaluated["D"] / "metrics.json",
                                            evaluated["A"] / "metrics.json"], "abc12345",
                                 tmp_path / "t3")
-    assert [p.name for p in paths] == ["t3.csv", "t3.md", "t3.tex", "t3.paper.csv",
+    assert [p.name for p in paths] == ["t3.csv", "t3.md", "t3.tex", "t3.json", "t3.paper.csv",
                                        "t3.paper.md"]
     csv = pd.read_csv(paths[0])
     # beside the paper: rows (A) and (D) of its table 3, the run's value minus the printed one
-    beside = pd.read_csv(paths[3])
+    beside = pd.read_csv(paths[4])
     assert set(beside["Row"]) == {"(A)", "(D)"}
     mae_d = beside[(beside["Row"] == "(D)") & (beside["Column"] == "MAE")].iloc[0]
     assert mae_d["Run - paper"] == pytest.approx(mae_d["Run"] - mae_d["Paper"])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import zephir.config
 import zephir.report.registry
+import zephir.stages
 
 # Validate against workflow/schemas/config.schema.yaml (and the method's rules) before any job
 # runs; defaults are filled in here, so rules may index every key.
@@ -13,6 +14,10 @@ config.update(zephir.config.check(config, origin="config"))
 
 RESULTS = zephir.config.results_dir(config)
 LOGS = RESULTS / "logs"
+# The fingerprint of the package code each DVC stage runs (zephir.stages): every rule of a stage
+# carries it as params.code, so that a change of that code reruns those jobs (as it reruns the
+# stage in DVC) and nothing else.
+CODE = {name: zephir.stages.fingerprint(name) for name in zephir.stages.NAMES}
 
 
 wildcard_constraints:
@@ -376,10 +381,47 @@ def planned_figures():
     return [n for n in FIGURES if n not in (6, 11) or figure_runs(n)]
 
 
+def report_targets():
+    """The estimation and restoration tables and figures this config has results for."""
+    return [table_file(t) for t in planned_tables()] + [figure_file(n) for n in planned_figures()]
+
+
 def all_targets():
     """Everything the workflow builds: labelled sets, blind LQ sets, HD-CLIP, the estimation
     and restoration tables and figures this config has results for."""
     return ([synth_manifest(), eval_manifest()]
             + [blind_manifest(name) for name in config["blind_sets"]]
-            + [hdclip_checkpoint()] + [table_file(t) for t in planned_tables()]
-            + [figure_file(n) for n in planned_figures()])
+            + [hdclip_checkpoint()] + report_targets())
+
+
+# -- the parts of the paper (zephir.stages; DVC's stages run them): rule stage_<name> of the
+# Snakefile builds what `all` needs from the jobs of stage <name> and those before it.
+def datasets_used():
+    """The datasets a job reads: training, evaluation, blind and restoration sets."""
+    names = [config["train_set"], config["eval_set"], *config["blind_sets"], *RES["sets"]]
+    return list(dict.fromkeys(n for n in names if n is not None))
+
+
+def restoration_runs():
+    """(set, backbone, run) of every restoration run: tables 1, 7 and table 5's sweep."""
+    return main_runs(True) + main_runs(False) + sweep()
+
+
+def stage_targets(name):
+    """What `all` needs from the jobs of stage ``name`` (zephir.stages.STAGES)."""
+    if name == "synthesize":
+        return ([dataset_index(d) for d in datasets_used()] + [synth_manifest(), eval_manifest()]
+                + [blind_manifest(d) for d in config["blind_sets"]])
+    if name == "train":
+        return [hdclip_checkpoint()]
+    if name == "estimate":  # the models of the estimation tables (2-4), but HD-CLIP itself
+        models = dict.fromkeys(m for t in planned_tables() for m in table_runs(t)
+                               if str(m).endswith(".pt") and m != hdclip_checkpoint())
+        return [evaluation(m) for m in models]
+    if name == "restore":
+        return [f for r in restoration_runs() for f in restore_done(*r)]
+    if name == "score":
+        return [score_file(*r) for r in restoration_runs()]
+    if name == "report":
+        return report_targets()
+    raise ValueError(f"no stage {name!r} (zephir.stages.NAMES: {', '.join(zephir.stages.NAMES)})")

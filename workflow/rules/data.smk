@@ -7,6 +7,7 @@ rule dataset_index:
     output:
         index=RESULTS / "data" / "{dataset}" / "index.csv",
     params:
+        code=CODE["synthesize"],
         args=dataset_args,
         # the dataset's config, so that a change (a photo added) reruns the rule
         spec=lambda wildcards: config["datasets"][wildcards.dataset],

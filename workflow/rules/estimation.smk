@@ -24,6 +24,7 @@ rule ablation_train:
         checkpoint=ablation_dir("{losses}", "{topk}", "{gap}") / "checkpoint.pt",
         eval=eval_files(ablation_dir("{losses}", "{topk}", "{gap}")),
     params:
+        code=CODE["estimate"],
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(EST["resources"]["gpu"]),
         steps=steps_flag(EST["ablation_steps"]),
@@ -55,6 +56,7 @@ rule baseline_train:
         checkpoint=baseline_checkpoint("{method}"),
         eval=eval_files(baseline_checkpoint("{method}").parent),
     params:
+        code=CODE["estimate"],
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(EST["resources"]["gpu"]),
         steps=steps_flag(EST["baseline_steps"]),
@@ -86,6 +88,7 @@ rule daclip_released:
         checkpoint=baseline_checkpoint("daclip_released"),
         eval=eval_files(baseline_checkpoint("daclip_released").parent),
     params:
+        code=CODE["estimate"],
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         device="cuda" if EST["resources"]["gpu"] else "cpu",
         clip=daclip_clip_flags(checkpoint=False),

@@ -5,6 +5,7 @@ rule hdclip_config:
     output:
         RESULTS / "hdclip" / "config.yaml",
     params:
+        code=CODE["train"],
         cfg=zephir.config.subset(config, "synth", "hdclip"),
     log:
         LOGS / "hdclip" / "config.log",
@@ -25,6 +26,7 @@ rule hdclip_train:
         val=RESULTS / "hdclip" / "val_metrics.csv",
         eval=eval_files(RESULTS / "hdclip"),
     params:
+        code=CODE["train"],
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(config["hdclip"]["resources"]["gpu"]),
         captions=captions_flag(),

@@ -12,12 +12,14 @@ rule table:
                    category="Tables", labels={"table": "{table}"}),
         md=table_file("{table}", "md"),
         tex=table_file("{table}", "tex"),
+        json=table_file("{table}", "json"),
         paper=report(table_file("{table}", "paper.csv"), caption="../report/paper.rst",
                      category="Tables beside the paper", labels={"table": "{table}"}),
         paper_md=table_file("{table}", "paper.md"),
     wildcard_constraints:
         table="|".join(TABLES),
     params:
+        code=CODE["report"],
         flag=table_flag,
         stem=table_stem,
         config_hash=CONFIG_HASH,
@@ -38,6 +40,8 @@ rule figure3:
     output:
         report(figure_file(3), caption="../report/fig3.rst", category="Figures",
                labels={"figure": "3"}),
+    params:
+        code=CODE["report"],
     log:
         LOGS / "figures" / "fig3.log",
     conda:
@@ -55,6 +59,8 @@ rule figure7:
     output:
         report(figure_file(7), caption="../report/fig7.rst", category="Figures",
                labels={"figure": "7"}),
+    params:
+        code=CODE["report"],
     log:
         LOGS / "figures" / "fig7.log",
     conda:
@@ -71,6 +77,7 @@ rule figure8:
         report(figure_file(8), caption="../report/fig8.rst", category="Figures",
                labels={"figure": "8"}),
     params:
+        code=CODE["report"],
         level=EST["figure_level"],
     log:
         LOGS / "figures" / "fig8.log",
@@ -90,6 +97,8 @@ rule figure9:
     output:
         report(figure_file(9), caption="../report/fig9.rst", category="Figures",
                labels={"figure": "9"}),
+    params:
+        code=CODE["report"],
     log:
         LOGS / "figures" / "fig9.log",
     conda:
@@ -107,6 +116,7 @@ rule figure10:
         report(figure_file(10), caption="../report/fig10.rst", category="Figures",
                labels={"figure": "10"}),
     params:
+        code=CODE["report"],
         kind=EST["figure_type"],
     log:
         LOGS / "figures" / "fig10.log",
@@ -126,6 +136,7 @@ rule figure6:
         report(figure_file(6), caption="../report/fig6.rst", category="Figures",
                labels={"figure": "6"}),
     params:
+        code=CODE["report"],
         crop=RES["figure_crop"],
     log:
         LOGS / "figures" / "fig6.log",
@@ -145,6 +156,7 @@ rule figure11:
         report(figure_file(11), caption="../report/fig11.rst", category="Figures",
                labels={"figure": "11"}),
     params:
+        code=CODE["report"],
         crop=RES["figure_crop"],
     log:
         LOGS / "figures" / "fig11.log",

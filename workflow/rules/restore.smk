@@ -15,6 +15,7 @@ rule restore_config:
     output:
         restore_config_file(),
     params:
+        code=CODE["restore"],
         cfg=zephir.config.subset(config, "datasets", "blind_sets", "restoration", "weights"),
     log:
         LOGS / "restore" / "config.log",
@@ -30,6 +31,7 @@ rule restore:
     output:
         restore_dir("{dataset}", "{backbone}", "{run}") / "shard-{shard}-of-{shards}.done.json",
     params:
+        code=CODE["restore"],
         out=lambda wildcards, output: Path(output[0]).parent,
         run=run_flags,
         device="cuda" if RES["resources"]["gpu"] else "cpu",

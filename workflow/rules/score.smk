@@ -9,6 +9,7 @@ rule score:
         csv=score_file("{dataset}", "{backbone}", "{run}", "csv"),
         json=score_file("{dataset}", "{backbone}", "{run}", "json"),
     params:
+        code=CODE["score"],
         restored=lambda wildcards: restore_dir(wildcards.dataset, wildcards.backbone,
                                                wildcards.run),
         args=score_args,

@@ -8,6 +8,7 @@ rule synth:
     output:
         manifest=synth_manifest(),
     params:
+        code=CODE["synthesize"],
         out=lambda wildcards, output: Path(output.manifest).parent,
         flags=synth_flags(),
     threads: config["synth"]["workers"]
@@ -31,6 +32,7 @@ rule synth_eval:
     output:
         manifest=zephir.config.eval_synth_manifest(config, "{dataset}"),
     params:
+        code=CODE["synthesize"],
         out=lambda wildcards, output: Path(output.manifest).parent,
         flags=synth_flags(),
     threads: config["synth"]["workers"]
@@ -52,6 +54,7 @@ rule blind:
     output:
         manifest=RESULTS / "blind" / "{dataset}" / "manifest.csv",
     params:
+        code=CODE["synthesize"],
         out=lambda wildcards, output: Path(output.manifest).parent,
         b=config["blind"],
         crop=optional_flag("--crop", config["blind"]["crop"]),

@@ -8,6 +8,7 @@ registry declares columns with :class:`Column` and must stay light.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -135,16 +136,34 @@ def latex(df, columns: Mapping[str, Column], caption: str, label: str) -> str:
                       r"\bottomrule", r"\end{tabular}", r"\end{table}"]) + "\n"
 
 
+def metrics(df, columns: Mapping[str, Column]) -> dict:
+    """The table as DVC metrics: ``{row: {column: value}}``, a row named by its label columns
+    (those that are not numeric columns, joined by " / "), numbers at full precision, a missing
+    value as None and a text (such as "n/a (weights missing)") as it is."""
+    labels = [c for c in df.columns if c not in columns]
+    rows = {}
+    for record in df.to_dict("records"):
+        name = " / ".join(_text(record[c]) for c in labels) or str(len(rows))
+        if name in rows:
+            raise ValueError(f"two rows of the table are both named {name!r} by its label "
+                             f"columns {labels}")
+        rows[name] = {c: None if _missing(record[c]) else
+                      record[c] if isinstance(record[c], str) else float(record[c])
+                      for c in df.columns if c in columns}
+    return rows
+
+
 def write(df, stem: Path, caption: str, columns: Mapping[str, Column], label: str
           ) -> list[Path]:
-    """Write ``stem``.csv (full precision), .md and .tex (declared formats, best in bold),
-    atomically; returns the three paths."""
+    """Write ``stem``.csv (full precision), .md and .tex (declared formats, best in bold) and
+    .json (:func:`metrics`, what `dvc metrics show` reads), atomically; returns the paths."""
     check_columns(df, columns, label)
     shown = " ".join(p for p in (caption, bold_note(df, columns)) if p)
     stem = Path(stem)
-    paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
+    paths = [stem.with_suffix(s) for s in (".csv", ".md", ".tex", ".json")]
     texts = (df.to_csv(index=False), markdown(df, columns, shown),
-             latex(df, columns, shown, label))
+             latex(df, columns, shown, label),
+             json.dumps(metrics(df, columns), indent=1) + "\n")
     for path, text in zip(paths, texts):
         zio.write_text(path, text)
     return paths

@@ -1,0 +1,551 @@
+"""DVC over the Snakemake workflow. Quick: dvc.yaml (the embedded default) and
+workflow/dvc/paper/dvc.yaml (the paper) against zephir.stages and each other, zephir.stages
+against the workflow's DAG, its rules and the package's imports. Slow: a fresh clone on a tiny
+config, where `dvc repro` after `snakemake -c2` recomputes nothing, a second `dvc repro` is a
+quick no-op, metrics / params / plots work, a config or code change makes `dvc status` and
+Snakemake name the same stages, and `dvc checkout` plus `snakemake --touch --forceall` leaves
+Snakemake nothing to do."""
+from __future__ import annotations
+
+import ast
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+import zephir.config
+from zephir import stages
+
+from .conftest import REPO
+from .test_workflow import BIN, run_snakemake, workdir  # noqa: F401 - the fixture
+
+DVC_FILES = {"dvc.yaml": ("config/config.yaml", "snakemake -c2", None),
+             "workflow/dvc/paper/dvc.yaml": ("config/paper.yaml", "snakemake --profile slurm",
+                                             "../../..")}
+#: Rules of no stage: `all`, the copy of the report into results/<name>/paper/, the stage targets.
+NO_STAGE = {"all", "figures"} | {s.target for s in stages.STAGES}
+
+
+def _dvc_file(path: str) -> dict:
+    return yaml.safe_load((REPO / path).read_text())
+
+
+def _results(config_file: str) -> tuple[dict, str]:
+    cfg = zephir.config.load(REPO / config_file)
+    return cfg, str(zephir.config.results_dir(cfg))
+
+
+def _under(path: str, folders) -> bool:
+    return any(path == f or path.startswith(f + "/") for f in folders)
+
+
+def _outs(stage: dict) -> dict:
+    return {k: v for o in stage["outs"] for k, v in o.items()}
+
+
+@pytest.mark.parametrize("path", list(DVC_FILES))
+def test_dvc_files_declare_the_stages_of_zephir_stages(path):
+    """Each stage: its Snakemake target, its code (exactly zephir.stages' mapping), workflow
+    files, the results it reads, its config keys, and its outs (persistent)."""
+    config_file, invocation, wdir = DVC_FILES[path]
+    cfg, res = _results(config_file)
+    declared = _dvc_file(path)["stages"]
+    assert list(declared) == list(stages.NAMES)
+    for s in stages.STAGES:
+        d = declared[s.name]
+        assert d.get("wdir") == wdir, s.name
+        assert d["cmd"] == f"{invocation} {s.target}", s.name
+        deps = d["deps"]
+        assert [p for p in deps if p.startswith("zephir/")] == list(s.code), s.name
+        assert [p for p in deps if not _under(p, ("zephir", "results", "data"))] == \
+            list(s.workflow), s.name
+        assert [p for p in deps if p.startswith("results/")] == \
+            [f"{res}/{r}" for r in stages.reads(s.name, cfg)], s.name
+        assert d["params"] == [{config_file: list(s.params) or None}], s.name
+        assert _outs(d) == {f"{res}/{o}": {"persist": True} for o in stages.outs(s.name, cfg)}
+    for p in [p for s in declared.values() for p in s["deps"] if not p.startswith("results/")]:
+        assert (REPO / p).exists() or p.startswith("data/"), p
+
+
+def test_paper_dvc_file_does_not_drift_from_the_embedded_one():
+    """The same stages and targets, the same deps apart from config and data, the same outs
+    under their results folder (synth_eval only where the config names an eval_set), the same
+    config keys."""
+    (root_cfg, root_res), (paper_cfg, paper_res) = (_results(c) for c, _, _ in
+                                                     DVC_FILES.values())
+    root, paper = (_dvc_file(p)["stages"] for p in DVC_FILES)
+    assert list(root) == list(paper)
+
+    def local(paths, res):
+        return [p.removeprefix(res + "/") if p.startswith("results/") else p for p in paths
+                if not _under(p, ("data",)) and not p.startswith("config/")]
+
+    only_with_eval_set = {"synth_eval"}
+    assert root_cfg["eval_set"] is None and paper_cfg["eval_set"] is not None
+    for name in root:
+        r, p = root[name], paper[name]
+        assert r["cmd"].split()[-1] == p["cmd"].split()[-1] == f"stage_{name}"
+        rd, pd = local(r["deps"], root_res), local(p["deps"], paper_res)
+        assert [x for x in pd if x not in only_with_eval_set] == rd, name
+        ro, po = local(_outs(r), root_res), local(_outs(p), paper_res)
+        assert [x for x in po if x not in only_with_eval_set] == ro, name
+        assert list(r["params"][0].values()) == list(p["params"][0].values()), name
+    assert "synth_eval" in local(_outs(paper["synthesize"]), paper_res)
+    assert not any(_under(x, ("data",)) for s in root.values() for x in s["deps"])
+
+
+def test_paper_stages_depend_on_the_data_they_read():
+    """The paper's datasets are deps of synthesize; its CLIP weights of train and estimate;
+    the backbones' weights and repositories of restore; the IQA weights of score. DVC links
+    the stages to data.dvc."""
+    cfg, _ = _results("config/paper.yaml")
+    paper = _dvc_file("workflow/dvc/paper/dvc.yaml")["stages"]
+    data = {n: [p for p in s["deps"] if _under(p, ("data",))] for n, s in paper.items()}
+    folders = [ds["path"] for ds in cfg["datasets"].values() if ds["kind"] == "folder"]
+    assert folders and all(_under(f, data["synthesize"]) for f in folders)
+    clip = [cfg["hdclip"]["model"]["checkpoint"], cfg["estimation"]["daclip_model"]["checkpoint"]]
+    assert all(_under(c, data["train"]) and _under(c, data["estimate"]) for c in clip)
+    assert _under(cfg["estimation"]["daclip_weights"], data["estimate"])
+    iqa = ("torch_home", "lpips", "musiq", "niqe", "brisque")
+    assert all(_under(w, data["restore"]) for k, w in cfg["weights"].items() if k not in iqa)
+    assert all(_under(cfg["weights"][k], data["score"]) for k in iqa)
+    assert data["report"] == []
+    dot = subprocess.run([str(BIN / "dvc"), "dag", "--dot", "workflow/dvc/paper/dvc.yaml"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert '"data.dvc" -> "workflow/dvc/paper/dvc.yaml:synthesize"' in dot
+
+
+def _summary(folder: Path, targets: list[str], config_file: str) -> dict[str, tuple[str, list]]:
+    """Snakemake's detailed summary of the DAG of ``targets``: output -> (rule, inputs)."""
+    out = run_snakemake(["-D", *targets, "--configfile", config_file], cwd=folder).stdout
+    rows = csv.DictReader(io.StringIO(out[out.index("output_file"):]), delimiter="\t")
+    return {r["output_file"]: (r["rule"], [i for i in r["input-file(s)"].split(",") if i])
+            for r in rows}
+
+
+@pytest.mark.parametrize("config_file", ["config/config.yaml", "config/paper.yaml"])
+def test_stage_targets_split_the_dag_of_all_into_the_stages(workdir, config_file):  # noqa: F811
+    """Every job of `all` belongs to one stage and writes under that stage's outs; what it
+    reads from other stages' jobs is from earlier stages and declared in its reads; each
+    stage_<name> target builds every job of its stage that `all` needs, and nothing of later
+    stages; the six targets build exactly `all`."""
+    cfg, res = _results(config_file)
+    stage_of = {r: s.name for s in stages.STAGES for r in s.rules}
+    order = {n: i for i, n in enumerate(stages.NAMES)}
+    with ThreadPoolExecutor(2) as pool:
+        full = pool.submit(_summary, workdir, ["all"], config_file)
+        per = {s.name: pool.submit(_summary, workdir, [s.target], config_file)
+               for s in stages.STAGES}
+        full, per = full.result(), {n: f.result() for n, f in per.items()}
+    assert full
+    for out, (rule, inputs) in full.items():
+        name = stage_of[rule]
+        assert _under(out, [f"{res}/{o}" for o in stages.outs(name, cfg)]), (out, rule)
+        for i in inputs:
+            if i in full and stage_of[full[i][0]] != name:
+                assert order[stage_of[full[i][0]]] < order[name], (rule, i)
+                assert _under(i, [f"{res}/{r}" for r in stages.reads(name, cfg)]), (rule, i)
+    for s in stages.STAGES:
+        mine = {out for out, (rule, _) in full.items() if stage_of[rule] == s.name}
+        assert mine and mine <= set(per[s.name]), s.name
+        assert all(order[stage_of[rule]] <= order[s.name] for rule, _ in per[s.name].values())
+    assert set().union(*per.values()) == set(full)
+
+
+def test_every_rule_carries_the_code_fingerprint_of_its_stage():
+    """Each rule of workflow/rules/ has `code=CODE["<its stage>"]` in its params, and the
+    stages name every rule once."""
+    carried = {}
+    for f in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=rule \w+:)", f.read_text(), flags=re.MULTILINE)[1:]:
+            rule = re.match(r"rule (\w+):", block).group(1)
+            carried[rule] = re.findall(r'^        code=CODE\["(\w+)"\],$', block,
+                                       flags=re.MULTILINE)
+    declared = {r: s.name for s in stages.STAGES for r in s.rules}
+    assert sum(len(s.rules) for s in stages.STAGES) == len(declared)
+    assert carried == {r: [declared[r]] for r in carried}
+    assert set(declared) == set(carried)
+    snakefile = (REPO / "Snakefile").read_text()  # all, figures and the stage_<name> targets
+    assert set(re.findall(r"^rule (\w+):", snakefile, flags=re.MULTILINE)) == NO_STAGE - {
+        s.target for s in stages.STAGES}
+    assert 'f"stage_{stage}"' in snakefile and "for stage in zephir.stages.NAMES:" in snakefile
+
+
+# The `zephir` commands (functions of zephir/cli.py) that the rules of each stage run.
+COMMANDS = {"synthesize": ["_data_embedded", "_data_index", "_synth", "_blind"],
+            "train": ["_train"], "estimate": ["_train", "_import_daclip"],
+            "restore": ["_restore"], "score": ["_score"], "report": ["_table", "_figure"]}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for f in (REPO / "zephir").rglob("*.py"):
+        if "__pycache__" not in f.parts:
+            parts = f.relative_to(REPO).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    return found
+
+
+def _imports(tree: ast.AST, modules) -> set[str]:
+    """The zephir modules a piece of code imports (`from zephir import io` names zephir.io)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("zephir"):
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return {m for m in out if m in modules}
+
+
+def test_stage_code_covers_what_its_commands_import():
+    """zephir.stages' code of a stage holds every module its commands import, directly or
+    not (zephir/cli.py's module-level imports, the stage's commands, the functions they call
+    in cli.py; for the report, the builders the registry names)."""
+    from zephir.report import registry
+
+    modules = _modules()
+    cli = ast.parse((REPO / "zephir" / "cli.py").read_text())
+    funcs = {n.name: n for n in cli.body if isinstance(n, ast.FunctionDef)}
+    top = _imports(ast.Module([n for n in cli.body if isinstance(n, (ast.Import, ast.ImportFrom))],
+                              []), modules)
+    builders = {e.build.split(":")[0] for e in registry.TABLES.values()}
+    builders |= {e.draw.split(":")[0] for e in registry.FIGURES.values()}
+    for name, commands in COMMANDS.items():
+        todo, seen, entry = list(commands), set(), set(top) | {"zephir"}
+        while todo:
+            f = todo.pop()
+            if f not in seen:
+                seen.add(f)
+                entry |= _imports(funcs[f], modules)
+                todo += [c.func.id for c in ast.walk(funcs[f]) if isinstance(c, ast.Call)
+                         and isinstance(c.func, ast.Name) and c.func.id in funcs]
+        if name == "report":
+            entry |= builders
+        closure, todo = set(), list(entry)
+        while todo:
+            m = todo.pop()
+            if m not in closure:
+                closure.add(m)
+                todo += [".".join(m.split(".")[:i]) for i in range(1, m.count(".") + 1)]
+                todo += _imports(ast.parse(modules[m].read_text()), modules)
+        code = stages.stage(name).code
+        missing = sorted(str(modules[m].relative_to(REPO)) for m in closure
+                         if not _under(str(modules[m].relative_to(REPO)), code))
+        assert not missing, f"stage {name} runs {missing}, which zephir.stages does not list"
+        assert "zephir/cli.py" in code
+
+
+def test_fingerprint_follows_the_code_of_its_stage(tmp_path):
+    """A stage's fingerprint changes with its code only; compiled files do not count."""
+    shutil.copytree(REPO / "zephir", tmp_path / "zephir",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    before = {n: stages.fingerprint(n, tmp_path) for n in stages.NAMES}
+    assert before == {n: stages.fingerprint(n) for n in stages.NAMES}  # the package's own
+    assert len(set(before.values())) == len(before) - 1  # train and estimate share their code
+    (tmp_path / "zephir/metrics/__pycache__").mkdir()
+    (tmp_path / "zephir/metrics/__pycache__/iqa.cpython-311.pyc").write_bytes(b"compiled")
+
+    def changed():
+        return {n for n in stages.NAMES if stages.fingerprint(n, tmp_path) != before[n]}
+
+    assert changed() == set()
+    with (tmp_path / "zephir/metrics/iqa.py").open("a") as fh:
+        fh.write("# a change\n")
+    assert changed() == {"score"}
+    with (tmp_path / "zephir/hdclip/configs/zephir-tiny-rn.json").open("a") as fh:
+        fh.write("\n")
+    assert changed() == {"score", "train", "estimate", "restore"}
+
+
+# -------------------------------------------------------------------- slow: a fresh clone
+TINY_PHOTOS = ["coins", "camera", "chelsea", "astronaut"]
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "DVC_NO_ANALYTICS": "1", **extra}
+
+
+def _run(args: list[str], cwd: Path, **extra) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=_env(**extra), capture_output=True, text=True,
+                          timeout=900, check=False)
+    if proc.returncode:
+        raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+def _status(clone: Path) -> dict:
+    """`dvc status` of dvc.yaml's stages: stage -> what changed ({} when up to date)."""
+    return json.loads(_run(["dvc", "status", "dvc.yaml", "--json"], clone))
+
+
+def _files(clone: Path) -> dict[str, tuple[int, str]]:
+    """Every file of dvc.yaml's outs: (mtime in ns, md5)."""
+    out = {}
+    for stage in yaml.safe_load((clone / "dvc.yaml").read_text())["stages"].values():
+        for folder in _outs(stage):
+            for f in sorted((clone / folder).rglob("*")):
+                if f.is_file():
+                    out[str(f.relative_to(clone))] = (f.stat().st_mtime_ns,
+                                                      hashlib.md5(f.read_bytes()).hexdigest())
+    return out
+
+
+def _tiny_config(path: Path) -> None:
+    """The embedded default at its smallest: 4 photos (1 held out), 2 levels per type, 3
+    training steps, one ablation, one restoration mode and one sweep point of 2 held-out
+    photos, 2 sampling steps, the metrics that need no weights."""
+    cfg = yaml.safe_load(path.read_text())
+    cfg["datasets"]["embedded"]["images"] = TINY_PHOTOS
+    cfg["datasets"]["held_out"]["images"] = ["china", "kodim04"]
+    cfg["synth"].update(levels_per_type=2, mixtures_per_image=0, val_fraction=0.25)
+    cfg["hdclip"]["train"].update(steps=3, batch_size=8, warmup=1, eval_every=3,
+                                  checkpoint_every=3)
+    cfg["estimation"].update(ablation_steps=3, baseline_steps=3, losses=["D"], topk=[2], gap=[5])
+    cfg["blind"]["crop"] = 64
+    cfg["restoration"].update(modes=["cfpg"], steps=2)
+    cfg["restoration"]["sweep"].update(w_orth=[0.0], w_par=[1.0])
+    cfg["metrics"].update(with_reference=["psnr", "ssim"], without_reference=["niqe"])
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """A fresh clone (the repository's files that git tracks or would track, committed in a
+    new repository) on a tiny config, after the README's first command, `snakemake -c2`, and
+    then `dvc repro`. Returns the clone, the files of the outs before `dvc repro` and its output.
+    """
+    folder = tmp_path_factory.mktemp("clone")
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, check=True).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        src, dst = REPO / name, folder / name
+        if src.is_symlink() or src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst, follow_symlinks=False)
+    _tiny_config(folder / "config" / "config.yaml")
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    _run(["git", "init", "-q"], folder)
+    _run(["git", "add", "-A"], folder)
+    _run([*git, "commit", "-qm", "fresh clone"], folder)
+    _run(["snakemake", "-c2"], folder)
+    before = _files(folder)
+    repro = _run(["dvc", "repro"], folder)
+    return folder, before, repro
+
+
+@pytest.mark.slow
+def test_dvc_repro_after_snakemake_recomputes_nothing(clone):
+    folder, before, repro = clone
+    assert repro.count("Running stage") == len(stages.NAMES)
+    for s in stages.STAGES:
+        assert f"> snakemake -c2 {s.target}" in repro
+    assert repro.count("Nothing to be done") == len(stages.NAMES)
+    assert "Finished job" not in repro
+    after = _files(folder)
+    assert after == before  # not one file rewritten: same mtimes, same contents
+    assert "results/embedded/hdclip/checkpoint.pt" in after
+    assert _status(folder) == {}
+    lock = yaml.safe_load((folder / "dvc.lock").read_text())["stages"]
+    assert set(lock) == set(stages.NAMES)
+
+
+@pytest.mark.slow
+def test_second_dvc_repro_is_a_quick_no_op(clone):
+    folder, _, _ = clone
+    start = time.monotonic()
+    out = _run(["dvc", "repro"], folder)
+    took = time.monotonic() - start
+    assert "Running stage" not in out and "Data and pipelines are up to date" in out
+    assert out.count("didn't change, skipping") == len(stages.NAMES)
+    assert took < 30, f"a second dvc repro took {took:.0f} s"
+    assert "Nothing to be done" in _run(["snakemake", "-n"], folder)
+
+
+@pytest.mark.slow
+def test_metrics_params_and_plots(clone):
+    folder, _, _ = clone
+    shown = json.loads(_run(["dvc", "metrics", "show", "--json"], folder))
+    data = shown[""]["data"]
+    hd = json.loads((folder / "results/embedded/hdclip/metrics.json").read_text())
+    assert data["results/embedded/hdclip/metrics.json"]["data"]["type_acc"] == hd["type_acc"]
+    for method in ("clip_zeroshot", "daclip_style", "mmrealsr_style"):
+        assert data[f"results/embedded/baselines/{method}/metrics.json"]["data"]["method"] == \
+            method
+    assert "failed" not in _run(["dvc", "metrics", "show"], folder)
+    # every table's cells, by row (its label columns) and column, as the CSV holds them
+    with (folder / "results/embedded/tables/table2.csv").open(newline="") as fh:
+        t2 = list(csv.DictReader(fh))
+    cells = data["results/embedded/tables/table2.json"]["data"]
+    assert list(cells) == [r["Method"] for r in t2]
+    assert all(cells[r["Method"]]["SROCC"] == float(r["SROCC"]) for r in t2)
+    for name in ("table1", "table2_beyond", "table3", "table4", "table5"):
+        assert data[f"results/embedded/tables/{name}.json"]["data"]
+    # a file no dvc.yaml declares (as the paper's, README): passed by its path
+    ablation = "results/embedded/ablation/D-k2-g5/metrics.json"
+    shown = json.loads(_run(["dvc", "metrics", "show", "--json", ablation], folder))
+    assert shown[""]["data"][ablation]["data"]["method"] == "hdclip"
+
+    assert _run(["dvc", "params", "diff"], folder).strip() == ""
+    text = _set(folder, "hdclip.train.steps", 5)
+    try:
+        diff = json.loads(_run(["dvc", "params", "diff", "--json"], folder))
+        assert diff == {"config/config.yaml": {"hdclip.train.steps": {"old": 3, "new": 5,
+                                                                      "diff": 2}}}
+    finally:
+        (folder / "config" / "config.yaml").write_text(text)
+
+    out = _run(["dvc", "plots", "show"], folder)
+    html = (folder / "dvc_plots" / "index.html").read_text()
+    assert "dvc_plots/index.html" in out and "failed" not in out.lower()
+    for title in ("HD-CLIP training loss", "HD-CLIP validation",
+                  *(f"Fig. 7, {t}: predicted against true level" for t in
+                    ("blur", "noise", "jpeg", "downsample"))):
+        assert title in html
+    assert '"loss": "' in html and '"blur_pred": "' in html  # the curves' data
+    assert list((folder / "dvc_plots" / "static").glob("*fig7.png"))
+
+
+def _set(clone: Path, key: str, value) -> str:
+    """Set the dotted ``key`` of the clone's config to ``value``; returns the config's text."""
+    config = clone / "config" / "config.yaml"
+    text = config.read_text()
+    cfg = yaml.safe_load(text)
+    *path, last = key.split(".")
+    node = cfg
+    for part in path:
+        node = node[part]
+    assert node[last] != value
+    node[last] = value
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return text
+
+
+def _stages_with_key(key: str) -> set[str]:
+    """The stages of dvc.yaml whose params include ``key`` (a key, a section above it, or the
+    whole config file), read from dvc.yaml itself."""
+    found = set()
+    for name, stage in _dvc_file("dvc.yaml")["stages"].items():
+        for entry in stage.get("params", []):
+            keys = entry.get("config/config.yaml", []) if isinstance(entry, dict) else []
+            if keys is None or any(key == k or key.startswith(k + ".") for k in keys):
+                found.add(name)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key, value, named", [
+    ("hdclip.train.steps", 4, {"train", "estimate", "report"}),
+    ("synth.levels_per_type", 3, {"synthesize", "train", "estimate", "report"}),
+    # not synthesize, which reads restoration.sets only
+    ("restoration.w_orth", 0.5, {"restore", "score", "report"}),
+])
+def test_status_names_the_stages_a_config_value_feeds(clone, key, value, named):
+    """`dvc status` names exactly the stages whose params in dvc.yaml hold the key (read from
+    dvc.yaml here), which are those named by hand."""
+    folder, _, _ = clone
+    text = _set(folder, key, value)
+    try:
+        status = _status(folder)
+        assert set(status) == _stages_with_key(key) == named
+        above = {".".join(key.split(".")[:i]) for i in range(1, key.count(".") + 2)}
+        for name in status:  # each names the key, or a section above it, as what changed
+            assert set(status[name][0]["changed deps"]["config/config.yaml"]) & above, name
+    finally:
+        (folder / "config" / "config.yaml").write_text(text)
+    assert _status(folder) == {}
+
+
+@pytest.mark.slow
+def test_code_change_reruns_the_same_stage_in_dvc_and_snakemake(clone):
+    """A change of zephir/metrics/iqa.py: `dvc status` names the score stage (the one whose
+    deps hold that file), and Snakemake, running the clone's package, plans the score jobs
+    for their changed code fingerprint, and no job of another rule for that reason."""
+    folder, _, _ = clone
+    module = folder / "zephir" / "metrics" / "iqa.py"
+    text = module.read_text()
+    declared = _dvc_file("dvc.yaml")["stages"]
+    expected = {n for n, s in declared.items() if "zephir/metrics/iqa.py" in s["deps"]}
+    try:
+        module.write_text(text + "# a change\n")
+        assert set(_status(folder)) == expected == {"score"}
+        plan = _run(["snakemake", "-n"], folder, PYTHONPATH=str(folder))
+        jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    reason: (.*)$", plan,
+                          flags=re.MULTILINE)
+        code = {rule for rule, reason in jobs if reason.startswith("Params have changed")}
+        assert code == set(stages.stage("score").rules)
+        assert {rule for rule, _ in jobs} <= {"score", "table", "figure6", "figure11", "all"}
+    finally:
+        module.write_text(text)
+    assert _status(folder) == {}
+
+
+@pytest.mark.slow
+def test_repro_after_a_config_change_reruns_its_stages_only(clone):
+    """metrics.with_reference loses SSIM: `dvc repro` reruns the score stage (Snakemake its
+    score jobs) and the report (every table states the config's hash), and not the others:
+    the restored images keep their timestamps. Then DVC and Snakemake are both up to date."""
+    folder, _, _ = clone
+    before = _files(folder)
+    text = _set(folder, "metrics.with_reference", ["psnr"])
+    out = _run(["dvc", "repro"], folder)
+    ran = set(re.findall(r"^Running stage '(\w+)'", out, flags=re.MULTILINE))
+    assert ran == _stages_with_key("metrics.with_reference") == {"score", "report"}
+    jobs = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.MULTILINE))
+    assert jobs - {s.target for s in stages.STAGES} == {"score", "table"}
+    after = _files(folder)
+    kept = [p for p in before if not _under(p, ["results/embedded/scores",
+                                                "results/embedded/tables"])]
+    assert kept and all(after[p] == before[p] for p in kept)  # restored images, models, ...
+    cfpg = "results/embedded/scores/held_out/tiny/cfpg.json"
+    assert after[cfpg] != before[cfpg]
+    scores = json.loads((folder / "results/embedded/scores/held_out/tiny/cfpg.json").read_text())
+    assert list(scores["means"]) == ["psnr"]
+    assert "SSIM" not in (folder / "results/embedded/tables/table1.csv").read_text()
+    assert _status(folder) == {}
+    assert "Nothing to be done" in _run(["snakemake", "-n"], folder)
+    assert text != (folder / "config" / "config.yaml").read_text()
+    _run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qam",
+          "metrics: PSNR only"], folder)
+
+
+@pytest.mark.slow
+def test_checkout_then_touch_leaves_snakemake_nothing_to_do(clone):
+    """As on another machine after `dvc pull`: the outs removed, no Snakemake metadata, the
+    outs restored by `dvc checkout` with new mtimes (here in the worst order: the first
+    stage's newest). Snakemake would recompute; after `snakemake -c2 --touch --forceall` it
+    plans nothing, the files are byte-identical, and DVC sees no change."""
+    folder, _, _ = clone
+    before = {k: md5 for k, (_, md5) in _files(folder).items()}
+    for stage in yaml.safe_load((folder / "dvc.yaml").read_text())["stages"].values():
+        for out in _outs(stage):
+            shutil.rmtree(folder / out)
+    shutil.rmtree(folder / ".snakemake" / "metadata")
+    _run(["dvc", "checkout", "dvc.yaml"], folder)
+    # a plain `dvc checkout` also wants data.dvc's data/, which a clone does not have (README)
+    plain = subprocess.run([str(BIN / "dvc"), "checkout"], cwd=folder, env=_env(),
+                           capture_output=True, text=True, check=False)
+    assert plain.returncode != 0 and "data" in plain.stderr
+    assert {k: md5 for k, (_, md5) in _files(folder).items()} == before
+    old = time.time() - 3600
+    for f in (folder / "results" / "embedded").rglob("*"):
+        if not _under(str(f.relative_to(folder)), ["results/embedded/data"]):
+            os.utime(f, (old, old))
+    assert "Nothing to be done" not in _run(["snakemake", "-n"], folder)
+
+    _run(["snakemake", "-c2", "--touch", "--forceall"], folder)
+    plan = _run(["snakemake", "-n"], folder)
+    assert "Nothing to be done" in plan and "missing provenance" not in plan
+    assert {k: md5 for k, (_, md5) in _files(folder).items()} == before
+    assert _status(folder) == {}
+    assert "Running stage" not in _run(["dvc", "repro"], folder)
