@@ -23,7 +23,7 @@ def _synth(args: argparse.Namespace) -> int:
              "val_mixtures_per_image": args.val_mixtures,
              "mixture_types": args.mixture_types, "level_range": args.level_range,
              "val_fraction": args.val_fraction, "seed": args.seed,
-             "interpolation": args.interpolation}
+             "interpolation": args.interpolation, "randomise": args.randomise}
     section.update({k: v for k, v in flags.items() if v is not None})
     workers = args.workers or section.pop("workers", 1)
     section.pop("workers", None)
@@ -312,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: split by image with --val-fraction")
     s.add_argument("--interpolation", choices=["bicubic", "bilinear", "area", "nearest",
                                                "lanczos"], help="downsample resampling")
+    s.add_argument("--randomise", action=argparse.BooleanOptionalAction,
+                   help="randomise per sample what the label does not fix: crop scale, blur "
+                   "kernel support and sampling, downsample resampling, JPEG chroma "
+                   "subsampling (issue 14; default off: the paper's fixed pipeline)")
     s.add_argument("--workers", type=int, help="worker processes (output does not depend on it)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_synth)

@@ -55,7 +55,7 @@ def synth_flags():
             f" --mixture-types {' '.join(map(str, s['mixture_types']))}"
             f" --level-range {' '.join(map(str, s['level_range']))}"
             f" --val-fraction {s['val_fraction']} --seed {s['seed']}"
-            f" --interpolation {s['interpolation']}")
+            f" --interpolation {s['interpolation']}{' --randomise' if s['randomise'] else ''}")
 
 
 def train_captions():

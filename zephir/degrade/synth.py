@@ -12,15 +12,26 @@ stored as PNG (lossless, so a JPEG sample keeps exactly its own artifacts) and l
 Determinism: every random draw comes from a generator seeded by (seed, source, sample id), so
 the files and the manifest are byte-identical whatever the number of workers and their order.
 Resumption: each source image's rows are written atomically to ``.parts/`` once all its samples
-exist; a rerun with the same spec skips those images.
+exist; a rerun with the same spec skips those images (and a source made again under other
+settings forgets its parts under the old ones, whose images it overwrites).
+
+Randomised synthesis (``randomise``, issue 14; ``method.md``): each sample also draws what its
+label does not fix, as Real-ESRGAN does for its resizes: the source region's scale (a square of
+1-1.5 times the crop size around the fixed crop, resized to the crop size before degrading), the
+blur kernel's support and sampling, the resampling of the downsample operator's two steps and
+the JPEG chroma subsampling. They come from a generator of their own, seeded by the sample's
+seed, so that the labels (types and levels) and the noise are those of the fixed pipeline; the
+manifest records them (:data:`CHOICE_COLUMNS`). Off, the output is the fixed pipeline's.
 """
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +47,19 @@ from zephir.schema import default
 MANIFEST = "manifest.csv"
 REPORT = "report.json"
 FORMAT_VERSION = 1
+#: Randomised synthesis draws each sample's resampling of downsample's two steps from
+#: Real-ESRGAN's set, its blur kernel's radius as ceil(k sigma) with k uniform in BLUR_SUPPORT,
+#: and its source region's side uniform in 1..MAX_CROP_SCALE times the crop size.
+RESAMPLINGS: tuple[str, ...] = ("area", "bilinear", "bicubic")
+BLUR_SUPPORT: tuple[float, float] = (3.0, 4.0)
+MAX_CROP_SCALE = 1.5
+#: The manifest columns of a randomised set's choices, by the type they apply to: empty when the
+#: sample lacks that type (``crop_scale``, the source region's side / the crop size, always set).
+CHOICE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "blur": ("blur_support", "blur_sampling"),
+    "downsample": ("resample_down", "resample_up"),
+    "jpeg": ("jpeg_subsampling",),
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +76,7 @@ class SynthSpec:
     val_fraction: float = default("synth.val_fraction")
     seed: int = default("synth.seed")
     interpolation: str = default("synth.interpolation")
+    randomise: bool = default("synth.randomise")
 
     def __post_init__(self):
         for kind in self.types:
@@ -99,16 +124,28 @@ class SynthSpec:
             return self.val_mixtures_per_image
         return self.mixtures_per_image
 
+    def settings(self) -> dict:
+        """The settings that identify a set (its fingerprint, the report's ``spec``): every
+        field, less ``randomise`` when off, so that a fixed-pipeline set made before the switch
+        existed keeps its fingerprint (its files are the same) and resumes."""
+        spec = asdict(self)
+        if not self.randomise:
+            del spec["randomise"]
+        return spec
+
     def fingerprint(self) -> str:
-        blob = json.dumps({"spec": asdict(self), "format": FORMAT_VERSION}, sort_keys=True)
+        blob = json.dumps({"spec": self.settings(), "format": FORMAT_VERSION}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def manifest_columns(types: Sequence[str] = levels.LABEL_ORDER) -> list[str]:
+def manifest_columns(types: Sequence[str] = levels.LABEL_ORDER, randomise: bool = False
+                     ) -> list[str]:
     cols = ["path", "source", "split", "sample", "types", "crop_x", "crop_y", "crop_size",
             "seed"]
     for kind in types:
         cols += [f"{kind}_value", f"{kind}_level"]
+    if randomise:
+        cols += ["crop_scale", *(c for kind in types for c in CHOICE_COLUMNS.get(kind, ()))]
     return cols
 
 
@@ -167,6 +204,51 @@ def draw_sample(spec: SynthSpec, source: str, sample: str, kinds: Sequence[str],
     return (x, y), params, labels, r, sample_seed
 
 
+def draw_choices(spec: SynthSpec, sample_seed: int, crop_xy: tuple[int, int],
+                 shape: tuple[int, int]) -> tuple[tuple[int, int], dict]:
+    """Randomised synthesis: one sample's source region's corner and its choices, as the manifest
+    records them (``crop_scale`` and every column of :data:`CHOICE_COLUMNS`).
+
+    A generator of their own, seeded by the sample's seed, draws them, so that the fixed
+    pipeline's draws (crop, levels, noise) stay as they are. The region's side is uniform in
+    ``crop_size .. MAX_CROP_SCALE crop_size`` (at most the image's short side); it is centred on
+    the fixed crop at ``crop_xy``, shifted into the image.
+    """
+    r = zseed.rng(sample_seed, "randomise")
+    c, (h, w), (x, y) = spec.crop_size, shape, crop_xy
+    side = int(r.integers(c, min(math.floor(MAX_CROP_SCALE * c), h, w) + 1))
+    corner = (min(max(x - (side - c) // 2, 0), w - side),
+              min(max(y - (side - c) // 2, 0), h - side))
+    choices = {"crop_scale": side / c,
+               "blur_support": round(float(r.uniform(*BLUR_SUPPORT)), 4),
+               "blur_sampling": str(r.choice(ops.BLUR_SAMPLINGS)),
+               "resample_down": str(r.choice(RESAMPLINGS)),
+               "resample_up": str(r.choice(RESAMPLINGS)),
+               "jpeg_subsampling": str(r.choice(list(ops.JPEG_SUBSAMPLINGS)))}
+    return corner, choices
+
+
+def operator_options(spec: SynthSpec, choices: Mapping | None) -> dict[str, dict]:
+    """``ops.apply``'s options of a sample: its drawn ``choices`` (:func:`draw_choices`), or
+    without them the fixed pipeline's (``spec.interpolation`` both ways, else the defaults)."""
+    if not choices:
+        return {"downsample": {"down": spec.interpolation, "up": spec.interpolation}}
+    return {"blur": {"support": choices["blur_support"], "sampling": choices["blur_sampling"]},
+            "downsample": {"down": choices["resample_down"], "up": choices["resample_up"]},
+            "jpeg": {"subsampling": choices["jpeg_subsampling"]}}
+
+
+def clean_crop(img: np.ndarray, row: Mapping) -> np.ndarray:
+    """The clean image a manifest row's sample degrades, cut from its float source ``img``: the
+    square at (crop_x, crop_y) of side crop_size x crop_scale (crop_size when the set is not
+    randomised), resized to crop_size by area resampling (an average, which never aliases: an
+    alias would read as downsampling)."""
+    x, y, size = int(row["crop_x"]), int(row["crop_y"]), int(row["crop_size"])
+    side = round(size * float(row.get("crop_scale") or 1.0))
+    crop = img[y:y + side, x:x + side]
+    return crop if side == size else np.clip(ops.resize(crop, (size, size), "area"), 0.0, 1.0)
+
+
 def _fmt(v) -> str:
     return "" if v is None else (repr(v) if isinstance(v, float) else str(v))
 
@@ -205,11 +287,20 @@ def _part_path(out: Path, spec: SynthSpec, source: str, split: str, digest: str)
     return out / ".parts" / spec.fingerprint() / f"{source}.{split}.{digest[:12]}.csv"
 
 
+def _drop_stale_parts(out: Path, source: str, split: str) -> None:
+    """Forget the finished-marks of ``source``'s ``split`` samples under any other settings
+    (or an older file of that stem): its images are about to be overwritten, and a rerun with
+    those settings would resume samples that no longer exist."""
+    for p in (out / ".parts").glob(f"*/{glob.escape(source)}.{split}.*.csv"):
+        if p.name.removesuffix(".csv").rsplit(".", 1)[0] == f"{source}.{split}":
+            p.unlink(missing_ok=True)
+
+
 def synth_source(path: Path, out: Path, spec: SynthSpec, split: str) -> SourceResult:
     """Synthesise every sample of one source image (runs in a worker process)."""
     source = _source_key(path)
     result = SourceResult(source=source)
-    columns = manifest_columns(spec.types)
+    columns = manifest_columns(spec.types, spec.randomise)
     try:
         digest = zio.file_sha1(path)
     except OSError as exc:
@@ -232,18 +323,24 @@ def synth_source(path: Path, out: Path, spec: SynthSpec, split: str) -> SourceRe
         result.refused = (f"{w}x{h} is smaller than the crop size {spec.crop_size}")
         return result
     img = zio.to_float(loaded.pixels)
+    _drop_stale_parts(out, source, split)
     for sample, kinds in plan_samples(spec, source, split):
         (x, y), params, labels, r, sample_seed = draw_sample(spec, source, sample, kinds, (h, w))
-        crop = img[y:y + spec.crop_size, x:x + spec.crop_size]
-        lq = zio.to_uint8(ops.apply(crop, params, r, interpolation=spec.interpolation))
+        choices = None
+        if spec.randomise:
+            (x, y), choices = draw_choices(spec, sample_seed, (x, y), (h, w))
         rel = Path("images") / split / f"{source}__{sample}.png"
-        zio.write_png(out / rel, lq)
         row = {"path": rel.as_posix(), "source": path.name, "split": split, "sample": sample,
                "types": "+".join(kinds), "crop_x": x, "crop_y": y,
                "crop_size": spec.crop_size, "seed": sample_seed}
         for kind in spec.types:
             row[f"{kind}_value"] = params.get(kind)
             row[f"{kind}_level"] = labels.get(kind)
+        if choices:
+            row["crop_scale"] = choices["crop_scale"]
+            row.update({c: choices[c] for kind in kinds for c in CHOICE_COLUMNS.get(kind, ())})
+        lq = ops.apply(clean_crop(img, row), params, r, options=operator_options(spec, choices))
+        zio.write_png(out / rel, zio.to_uint8(lq))
         result.rows.append({c: _fmt(row.get(c)) for c in columns})
     zio.write_text(part, _rows_to_csv(result.rows, columns))
     return result
@@ -279,7 +376,7 @@ def synthesize(images: Sequence[Path] | Path, out: Path, spec: SynthSpec, *, wor
         "images_resumed": sum(r.resumed for r in results),
         "samples": len(rows),
         "splits": {s: sum(1 for row in rows if row["split"] == s) for s in ("train", "val")},
-        "spec": asdict(spec),
+        "spec": spec.settings(),
         "split": split or "by image",
         "fingerprint": spec.fingerprint(),
     }
@@ -287,7 +384,8 @@ def synthesize(images: Sequence[Path] | Path, out: Path, spec: SynthSpec, *, wor
         reasons = "; ".join(f"{k}: {v}" for k, v in report["images_refused"].items())
         raise ValueError(f"no usable source image among {len(files)} file(s): {reasons}")
     rows.sort(key=lambda row: (row["source"], row["sample"]))
-    zio.write_text(out / MANIFEST, _rows_to_csv(rows, manifest_columns(spec.types)))
+    zio.write_text(out / MANIFEST, _rows_to_csv(rows, manifest_columns(spec.types,
+                                                                     spec.randomise)))
     zio.write_text(out / REPORT, json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
 

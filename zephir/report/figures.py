@@ -23,7 +23,7 @@ from zephir import data as zdata  # noqa: E402
 from zephir import io as zio  # noqa: E402
 from zephir.degrade import levels as dlevels  # noqa: E402
 from zephir.degrade import ops  # noqa: E402
-from zephir.degrade.synth import read_manifest  # noqa: E402
+from zephir.degrade.synth import clean_crop, read_manifest  # noqa: E402
 from zephir.report.captions import figure_note  # noqa: E402
 from zephir.report.results import LABELS, losses_of  # noqa: E402
 
@@ -180,8 +180,7 @@ def figure9(predictions: Path, metrics: Path, manifest: Path, sources: Path, out
     for row_axes, i in zip(axes, picks):
         rec = table.loc[i]
         m = rows[rec["path"]]
-        x, y, c = int(m["crop_x"]), int(m["crop_y"]), int(m["crop_size"])
-        clean = zio.to_float(zio.load_image(by_name[m["source"]]).pixels)[y:y + c, x:x + c]
+        clean = clean_crop(zio.to_float(zio.load_image(by_name[m["source"]]).pixels), m)
         lq = zio.to_float(zio.load_image(Path(manifest).parent / rec["path"]).pixels)
         true = {t: float(m[f"{t}_value"]) for t in types if m[f"{t}_value"]}
         chosen = [t for t in types if rec[f"{t}_score"] >= threshold] or [rec["pred_type"]]

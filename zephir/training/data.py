@@ -21,6 +21,7 @@ from zephir import data as zdata
 from zephir import estimators
 from zephir import io as zio
 from zephir import seed as zseed
+from zephir.degrade import synth
 
 #: The flip states of a sample: index ``2 * horizontal + vertical``.
 FLIP_STATES = 4
@@ -193,6 +194,16 @@ class SemanticTable:
             same=(group[:, None] == group[None, :]).to(device))
 
 
+def _clean_crop(pixels: np.ndarray, row: dict) -> np.ndarray:
+    """The clean image a sample degrades, float32 in [0, 1]: its crop of the 8-bit source, or
+    for a randomised set (a ``crop_scale`` other than 1) :func:`synth.clean_crop`'s resized
+    region."""
+    x, y, c = int(row["crop_x"]), int(row["crop_y"]), int(row["crop_size"])
+    if float(row.get("crop_scale") or 1.0) == 1.0:
+        return pixels[y:y + c, x:x + c].astype(np.float32) / np.float32(255)
+    return synth.clean_crop(zio.to_float(pixels), row).astype(np.float32)
+
+
 def hq_targets(model, rows: list[dict], sources_index: Path, device, *, batch: int = 64
                ) -> torch.Tensor:
     """The frozen CLIP embedding of each sample's clean crop in each flip state, (N, 4, d):
@@ -210,9 +221,8 @@ def hq_targets(model, rows: list[dict], sources_index: Path, device, *, batch: i
                 if r["source"] not in cache:
                     cache.clear()
                     cache[r["source"]] = zio.load_image(by_name[r["source"]]).pixels
-                x, y, c = int(r["crop_x"]), int(r["crop_y"]), int(r["crop_size"])
-                crops.append(torch.from_numpy(cache[r["source"]][y:y + c, x:x + c].copy()))
-            hq = torch.stack(crops).permute(0, 3, 1, 2).float().div(255).to(device)
+                crops.append(torch.from_numpy(_clean_crop(cache[r["source"]], r)))
+            hq = torch.stack(crops).permute(0, 3, 1, 2).to(device)
             for state in range(FLIP_STATES):
                 view = flip(hq, torch.full((len(chunk),), state))
                 out[chunk, state] = model.encode_semantic(model.normalize(view)).float().cpu()
