@@ -1,5 +1,5 @@
 # ZePHiR: the paper as a DAG. `snakemake -c2` builds the embedded default (config/config.yaml);
-# `snakemake -c2 --configfile config/paper.yaml` the paper; `--profile profiles/slurm` a cluster.
+# `snakemake -c2 --configfile config/paper.yaml` the paper; `snakemake --profile slurm all` a cluster.
 # Rules are thin: each one calls the `zephir` command line; the logic lives in the package.
 from snakemake.utils import min_version
 
