@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from zephir import io as zio
-from zephir.degrade import ops
+from zephir.degrade import ops, transfer
 
 
 def psnr(a, b):
@@ -30,16 +30,20 @@ def test_blur_of_impulse_has_std_sigma(sigma):
     assert measured_y == pytest.approx(sigma, rel=0.02)
 
 
+@pytest.mark.parametrize("noise_op", [ops.gaussian_noise, transfer.gaussian_noise],
+                         ids=["ops", "transfer"])
 @pytest.mark.parametrize("sigma", [1.0, 10.0, 25.0, 40.0])
-def test_noise_std_is_sigma_over_255(sigma):
+def test_noise_std_is_sigma_over_255(sigma, noise_op):
+    """Both implementations (the synthesiser's and the transfer evaluation's)."""
     img = np.full((512, 512, 3), 0.5, np.float32)
-    out = ops.gaussian_noise(img, sigma, np.random.default_rng(1))
+    out = noise_op(img, sigma, np.random.default_rng(1))
     noise = out.astype(np.float64) - 0.5
     assert noise.std() == pytest.approx(sigma / 255, rel=0.03)
     assert abs(noise.mean()) < 0.1 * sigma / 255
     # channels are independent
     c = np.corrcoef(noise[..., 0].ravel(), noise[..., 1].ravel())[0, 1]
     assert abs(c) < 0.02
+    assert out.min() >= 0.0 and out.max() <= 1.0
 
 
 def test_noise_depends_only_on_the_generator(astronaut):

@@ -79,6 +79,17 @@ def gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> n
     return np.clip(img + noise, 0.0, 1.0)
 
 
+def jpeg_settings(quality: float, subsampling: str, allowed: Mapping = JPEG_SUBSAMPLINGS) -> int:
+    """The integer JPEG quality of ``quality`` after checking it (1..100) and ``subsampling``
+    (a key of ``allowed``: this module's ``JPEG_SUBSAMPLINGS``, or another encoder's)."""
+    q = int(round(quality))
+    if not 1 <= q <= 100:
+        raise ValueError(f"jpeg quality {quality!r} outside 1..100")
+    if subsampling not in allowed:
+        raise ValueError(f"jpeg subsampling {subsampling!r} is not one of {', '.join(allowed)}")
+    return q
+
+
 def jpeg(img: np.ndarray, quality: float, *, subsampling: str = "4:2:0") -> np.ndarray:
     """JPEG compression at integer ``quality`` (cv2/libjpeg), decoded back.
 
@@ -86,12 +97,7 @@ def jpeg(img: np.ndarray, quality: float, *, subsampling: str = "4:2:0") -> np.n
     libjpeg's default, 4:4:4 keeps full-resolution chroma.
     """
     img = _check(img)
-    q = int(round(quality))
-    if not 1 <= q <= 100:
-        raise ValueError(f"jpeg quality {quality!r} outside 1..100")
-    if subsampling not in JPEG_SUBSAMPLINGS:
-        raise ValueError(f"jpeg subsampling {subsampling!r} is not one of "
-                         f"{', '.join(JPEG_SUBSAMPLINGS)}")
+    q = jpeg_settings(quality, subsampling)
     u8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
     ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [
         cv2.IMWRITE_JPEG_QUALITY, q,

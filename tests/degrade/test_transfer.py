@@ -1,0 +1,203 @@
+"""The transfer operators (issue 14) against independent properties, never ops.py's output,
+and against ops.py only to show they differ in implementation but agree in magnitude."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from zephir import io as zio
+from zephir.degrade import levels, ops, synth
+from zephir.degrade import transfer as T
+
+
+def psnr(a, b):
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return 10 * np.log10(1.0 / mse)
+
+
+@pytest.fixture(scope="module")
+def photo(astronaut):
+    return zio.to_float(astronaut[100:356, 100:356])
+
+
+@pytest.fixture(scope="module")
+def photos(astronaut):
+    img = zio.to_float(astronaut)
+    return {"a": img[:330, :340], "b": img[150:, 170:]}
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.0, 2.0, 3.3, 4.0])
+def test_blur_of_impulse_has_variance_sigma2(sigma):
+    img = np.zeros((81, 81, 3), np.float32)
+    img[40, 40] = 1.0
+    out = T.gaussian_blur(img, sigma)
+    assert out.shape == img.shape and out.dtype == np.float32
+    out = out[..., 0].astype(np.float64)
+    assert out.sum() == pytest.approx(1.0, rel=1e-4)
+    y, x = np.mgrid[:81, :81] - 40
+    assert (out * x**2).sum() / out.sum() == pytest.approx(sigma**2, rel=0.02)
+    assert (out * y**2).sum() / out.sum() == pytest.approx(sigma**2, rel=0.02)
+    assert (out * x).sum() == pytest.approx(0.0, abs=1e-6)  # centred
+
+
+def test_blur_keeps_a_constant_and_channels_apart():
+    img = np.full((40, 50, 3), 0.3, np.float32)
+    img[..., 1] = 0.7
+    out = T.gaussian_blur(img, 2.5)
+    np.testing.assert_allclose(out[..., 0], 0.3, atol=1e-6)
+    np.testing.assert_allclose(out[..., 1], 0.7, atol=1e-6)  # no blur across channels
+
+
+@pytest.mark.parametrize("scale", [1.1, 2.0, 3.7, 7.0])
+def test_downsample_keeps_size_and_constants(scale):
+    img = np.full((97, 131, 3), 0.42, np.float32)
+    out = T.downsample(img, scale)
+    assert out.shape == img.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, 0.42, atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [2.0, 4.0])
+def test_downsample_removes_a_nyquist_checkerboard(scale):
+    y, x = np.mgrid[:128, :128]
+    board = ((x + y) % 2).astype(np.float32)[..., None].repeat(3, axis=2)
+    out = T.downsample(board, scale)
+    inner = out[16:-16, 16:-16]
+    assert abs(inner.mean() - 0.5) < 0.02
+    assert inner.std() < 0.02  # the antialiased shrink removes it (cv2's bicubic would alias)
+
+
+def test_downsample_keeps_low_frequencies():
+    x = np.arange(256)
+    ramp = (0.5 + 0.4 * np.sin(2 * np.pi * x / 64)).astype(np.float32)
+    img = np.broadcast_to(ramp[None, :, None], (64, 256, 3)).copy()
+    out = T.downsample(img, 2.0)
+    assert np.abs(out - img)[:, 16:-16].max() < 0.01
+
+
+def test_noise_is_seeded():
+    img = np.full((32, 32, 3), 0.5, np.float32)
+    a = T.gaussian_noise(img, 10, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, T.gaussian_noise(img, 10, np.random.default_rng(3)))
+    assert not np.array_equal(a, T.gaussian_noise(img, 10, np.random.default_rng(4)))
+
+
+def test_jpeg_keeps_size_and_error_grows_as_quality_falls(photo):
+    img = photo[:101, :77]  # odd sizes: partial MCUs
+    errors = []
+    for q in (95, 80, 60, 40, 30):
+        out = T.jpeg(img, q)
+        assert out.shape == img.shape and out.dtype == np.float32
+        errors.append(np.mean((out - img) ** 2))
+    assert all(a < b for a, b in itertools.pairwise(errors))
+    with pytest.raises(ValueError, match="quality"):
+        T.jpeg(img, 0)
+    with pytest.raises(ValueError, match="subsampling"):
+        T.jpeg(img, 50, subsampling="4:1:1")
+
+
+def test_jpeg_420_is_ops_jpeg_and_the_default_is_not(photo):
+    """Pillow and cv2 share libjpeg: at 4:2:0 they agree exactly, which is why the default is
+    4:2:2 (a subsampling neither synthesiser uses)."""
+    np.testing.assert_array_equal(T.jpeg(photo, 50, subsampling="4:2:0"), ops.jpeg(photo, 50))
+    assert np.abs(T.jpeg(photo, 50) - ops.jpeg(photo, 50)).mean() > 1e-3
+
+
+@pytest.mark.parametrize("kind", levels.TYPES)
+@pytest.mark.parametrize("level", [10.0, 50.0, 90.0])
+def test_differs_from_ops_but_agrees_in_magnitude(photo, kind, level):
+    value, _ = levels.realizable(kind, level)
+    ref = ops.apply(photo, {kind: value}, np.random.default_rng(0))
+    out, applied, _ = T.apply_level(photo, kind, level, np.random.default_rng(0))
+    assert applied == value
+    assert np.abs(out - ref).mean() > 1e-5
+    assert abs(psnr(out, photo) - psnr(ref, photo)) < 2.0
+
+
+def test_apply_level_snaps_jpeg_quality():
+    img = np.full((16, 16, 3), 0.5, np.float32)
+    _, value, real = T.apply_level(img, "jpeg", 33.3)
+    assert value == round(value) and real == pytest.approx(levels.normalize("jpeg", value))
+    with pytest.raises(ValueError, match="generator"):
+        T.apply(img, "noise", 5.0)
+    with pytest.raises(ValueError, match="unknown degradation"):
+        T.apply(img, "haze", 1.0)
+
+
+def test_transfer_set_is_deterministic_and_covers_levels(photos):
+    a = T.transfer_set(photos, per_type=30, seed=7)
+    assert len(a) == 2 * 4 * 30
+    b = T.transfer_set(dict(reversed(list(photos.items()))), per_type=30, seed=7)
+    for x, y in zip(a, b):
+        assert (x.photo, x.sample, x.kind, x.level, x.size) == (y.photo, y.sample, y.kind,
+                                                                 y.level, y.size)
+        np.testing.assert_array_equal(x.image, y.image)
+    c = T.transfer_set(photos, per_type=30, seed=8)
+    assert [s.level for s in a] != [s.level for s in c]
+    # a sample does not depend on the other photos
+    only = T.transfer_set({"b": photos["b"]}, per_type=30, seed=7)
+    np.testing.assert_array_equal(only[0].image, next(s for s in a if s.photo == "b").image)
+    for s in a:
+        assert s.image.shape == (s.size, s.size, 3) and s.image.dtype == np.float32
+        assert 0 <= s.level <= 100
+        assert s.value == pytest.approx(levels.denormalize(s.kind, s.level), abs=1e-3)
+    sizes = {s.size for s in a}
+    assert min(sizes) >= 160 and max(sizes) <= 320 and len(sizes) > 50
+    lv = np.array([s.level for s in a])
+    counts, _ = np.histogram(lv, bins=5, range=(0, 100))
+    assert counts.min() >= 0.5 * len(lv) / 5  # uniform-ish over 0..100
+    assert lv.min() < 5 and lv.max() > 95
+
+
+def test_transfer_set_refuses_small_photos():
+    with pytest.raises(ValueError, match="smaller"):
+        T.transfer_set({"tiny": np.zeros((100, 300, 3), np.float32)})
+
+
+def test_write_transfer_set_reads_back_as_a_manifest(photos, tmp_path):
+    samples = T.transfer_set(photos, per_type=2, seed=1)
+    manifest = T.write_transfer_set(samples, tmp_path)
+    rows = synth.read_manifest(manifest, "val", single_only=True)
+    assert len(rows) == len(samples)
+    assert list(rows[0]) == synth.manifest_columns()
+    for s, r in zip(samples, rows):
+        assert r["types"] == s.kind and int(r["crop_size"]) == s.size
+        assert float(r[f"{s.kind}_level"]) == s.level
+        assert all(r[f"{k}_level"] == "" for k in levels.LABEL_ORDER if k != s.kind)
+        np.testing.assert_array_equal(zio.load_image(tmp_path / r["path"]).pixels,
+                                      zio.to_uint8(s.image))
+
+
+def test_evaluate_transfer_shapes_and_keys(photos):
+    from zephir.hdclip.model import HDCLIPConfig, build
+    from zephir.hdclip.predict import estimate
+
+    torch.manual_seed(0)
+    model = build(HDCLIPConfig(arch="zephir-tiny-rn"))
+    samples = T.transfer_set(photos, per_type=3, seed=2, crop_sizes=(160, 200))
+    res = T.evaluate_transfer(samples, estimate(model, T.uint8_images(samples)))
+    assert set(res) == {"per_type", "per_photo", "per_photo_mean", "type_accuracy",
+                        "predictions"}
+    assert set(res["per_type"]) == set(levels.LABEL_ORDER)
+    assert all(v["n"] == 6 for v in res["per_type"].values())
+    assert all(set(v) == {"a", "b"} for v in res["per_photo"].values())
+    assert 0.0 <= res["type_accuracy"] <= 1.0
+    assert len(res["predictions"]) == len(samples)
+    for p in res["predictions"]:
+        assert 0.0 <= p["pred_level"] <= 100.0 and p["pred_type"] in levels.LABEL_ORDER
+    for v in res["per_type"].values():
+        assert math.isnan(v["srocc"]) or -1.0 <= v["srocc"] <= 1.0
+    with pytest.raises(ValueError, match="results"):
+        T.evaluate_transfer(samples, [])
+
+
+def test_evaluate_transfer_scores_a_perfect_estimator(photos):
+    samples = T.transfer_set(photos, per_type=5, seed=3, crop_sizes=(160, 170))
+    perfect = [{"type": s.kind, "degradations": {s.kind: {"level": s.level}}} for s in samples]
+    res = T.evaluate_transfer(samples, perfect)
+    assert res["type_accuracy"] == 1.0
+    assert all(v["srocc"] == pytest.approx(1.0) for v in res["per_type"].values())
+    assert all(v == pytest.approx(1.0) for v in res["per_photo_mean"].values())

@@ -1,0 +1,279 @@
+"""A second, independent implementation of the four degradation operators (issue 14, item 1).
+
+The transfer evaluation reads photos degraded by code HD-CLIP never trained on. These operators
+take the same native parameters as :mod:`zephir.degrade.ops` (and the same 0..100 levels,
+through :func:`zephir.degrade.levels.realizable`) but are written with other libraries and
+other implementation choices, so that the evaluation measures *implementation shift*, never a
+different level scale:
+
+========== ============================================ ==========================================
+type       here                                         ops.py
+========== ============================================ ==========================================
+blur       ``scipy.ndimage.gaussian_filter`` in float64, cv2 ``sepFilter2D``, float32, sampled
+           sampled kernel truncated at 4 sigma (radius  kernel of radius ``ceil(4 sigma)``,
+           ``int(4 sigma + 0.5)``), borders ``reflect``  borders reflect-101 (``dcba|abcd``
+           (half-sample symmetric, ``dcba|abcd``)       -> ``dcb|abcd``)
+downsample Pillow, per channel in float (mode "F"):     cv2 bicubic both ways (no antialiasing
+           LANCZOS down (antialiased: the kernel        on the shrink: it aliases)
+           widens with the factor), BICUBIC back up
+noise      ``Generator.normal`` in float64, clipped     ``standard_normal`` in float32, clipped
+jpeg       Pillow's encoder and decoder, chroma         cv2 (libjpeg), 4:2:0 (randomised: 4:4:4
+           subsampling 4:2:2 by default                 or 4:2:0)
+========== ============================================ ==========================================
+
+JPEG: Pillow and cv2 wrap the same libjpeg(-turbo), and at 4:2:0 their decoded pixels are
+byte-identical (``tests/degrade/test_ops.py``), so Pillow at its default subsampling would not
+be a second implementation at all. The default here is therefore 4:2:2 (horizontal-only chroma
+subsampling, what many cameras write), which neither the fixed nor the randomised synthesiser
+produces; the quality factor (the label) keeps its IJG meaning. ``subsampling`` may be set to
+"4:2:0" or "4:4:4" to reproduce ops.py's variants.
+
+:func:`transfer_set` builds the evaluation samples from float photos in memory (crops of random
+sizes other than training's, each type at random continuous levels, all seeded);
+:func:`write_transfer_set` writes them as PNGs and a manifest whose columns are those of
+:func:`zephir.degrade.synth.manifest_columns` (readable by
+:func:`zephir.degrade.synth.read_manifest`; the crop size varies per row, so the samples are
+meant for the full-image prediction path of ``zephir predict``, not for
+:func:`zephir.evaluation.evaluate`, which needs crops of the model's input size).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from zephir import io as zio
+from zephir import seed as zseed
+from zephir.degrade import levels, ops
+
+#: Pillow's JPEG ``subsampling`` argument by chroma subsampling name.
+JPEG_SUBSAMPLINGS = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+#: Crop sides of the transfer set: uniform in this range (training uses 128 or 224 squares).
+CROP_SIZES: tuple[int, int] = (160, 320)
+
+
+def _check(img: np.ndarray) -> np.ndarray:
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
+    return np.asarray(img, dtype=np.float64)
+
+
+def _out(img: np.ndarray) -> np.ndarray:
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of standard deviation ``sigma`` pixels by ``scipy.ndimage``: the sampled
+    kernel truncated at 4 sigma, borders ``reflect`` (half-sample symmetric), in float64."""
+    img = _check(img)
+    if sigma <= 0:
+        return _out(img)
+    return _out(ndimage.gaussian_filter(img, sigma=(sigma, sigma, 0), truncate=4.0,
+                                        mode="reflect"))
+
+
+def _pil_resize(img: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
+    """Pillow's resize of each channel as a float ("F") image to ``size`` = (width, height)."""
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c],
+                                                                     dtype=np.float32), "F")
+                                .resize(size, resample), dtype=np.float64)
+                     for c in range(img.shape[2])], axis=-1)
+
+
+def downsample(img: np.ndarray, scale: float) -> np.ndarray:
+    """Shrink by ``scale`` with Pillow's LANCZOS (antialiased) and enlarge back to the input's
+    size with Pillow's BICUBIC, in float; the small size is ``round(side / scale)``, as in
+    ops.py, so that the factor means the same."""
+    img = _check(img)
+    if scale < 1:
+        raise ValueError(f"downsample scale {scale!r} must be >= 1")
+    h, w = img.shape[:2]
+    small = _pil_resize(img, (max(1, round(w / scale)), max(1, round(h / scale))),
+                        Image.Resampling.LANCZOS)
+    return _out(_pil_resize(small, (w, h), Image.Resampling.BICUBIC))
+
+
+def gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Additive white Gaussian noise, ``sigma`` on the 0..255 scale, independent per channel,
+    drawn by ``rng.normal`` in float64, then clipped."""
+    img = _check(img)
+    return _out(img + rng.normal(0.0, sigma / 255.0, size=img.shape))
+
+
+def jpeg(img: np.ndarray, quality: float, *, subsampling: str = "4:2:2") -> np.ndarray:
+    """JPEG at integer ``quality`` through Pillow's encoder, decoded back by Pillow; chroma
+    ``subsampling`` a key of :data:`JPEG_SUBSAMPLINGS` (see the module's note on 4:2:2)."""
+    img = _check(img)
+    q = ops.jpeg_settings(quality, subsampling, JPEG_SUBSAMPLINGS)  # checks only, no codec
+    u8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(u8, "RGB").save(buf, "JPEG", quality=q,
+                                    subsampling=JPEG_SUBSAMPLINGS[subsampling])
+    with Image.open(io.BytesIO(buf.getvalue())) as dec:
+        return np.asarray(dec.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def apply(img: np.ndarray, kind: str, value: float, rng: np.random.Generator | None = None
+          ) -> np.ndarray:
+    """One degradation ``kind`` at native ``value`` (noise draws from ``rng``)."""
+    levels.get(kind)
+    if kind == "blur":
+        return gaussian_blur(img, value)
+    if kind == "downsample":
+        return downsample(img, value)
+    if kind == "jpeg":
+        return jpeg(img, value)
+    if rng is None:
+        raise ValueError("noise needs a generator (rng)")
+    return gaussian_noise(img, value, rng)
+
+
+def apply_level(img: np.ndarray, kind: str, level: float,
+                rng: np.random.Generator | None = None) -> tuple[np.ndarray, float, float]:
+    """``kind`` at 0..100 ``level`` through :func:`zephir.degrade.levels.realizable`: the image,
+    the native value applied and that value's level (JPEG's quality is rounded)."""
+    value, real = levels.realizable(kind, level)
+    return apply(img, kind, value, rng), value, real
+
+
+@dataclass(frozen=True)
+class TransferSample:
+    """One sample of the transfer set: ``photo``'s crop at (x, y) of side ``size``, degraded by
+    ``kind`` at native ``value`` (``level`` its 0..100 level), ``image`` float32 (size, size, 3)."""
+
+    photo: str
+    sample: str
+    kind: str
+    level: float
+    value: float
+    x: int
+    y: int
+    size: int
+    seed: int
+    image: np.ndarray
+
+
+def transfer_set(photos: Mapping[str, np.ndarray], *, per_type: int = 10, seed: int = 0,
+                 types: Sequence[str] = levels.LABEL_ORDER,
+                 crop_sizes: tuple[int, int] = CROP_SIZES) -> list[TransferSample]:
+    """The transfer samples of float RGB ``photos`` ({name: (H, W, 3) in [0, 1]}).
+
+    Every photo gets every type at ``per_type`` levels uniform in 0..100 (continuous; JPEG's
+    snapped to its integer quality), each on its own square crop of a side uniform in
+    ``crop_sizes`` (at most the photo's short side) at a uniform position. Each sample's draws
+    come from a generator seeded by (seed, photo, sample), so a sample does not depend on the
+    other photos or on their order. Pure: no file is read or written.
+    """
+    lo, hi = crop_sizes
+    if not 8 <= lo <= hi:
+        raise ValueError(f"crop_sizes {crop_sizes!r} must satisfy 8 <= low <= high")
+    out = []
+    for name in sorted(photos):
+        img = np.asarray(photos[name], dtype=np.float32)
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"{name}: expected an (H, W, 3) image, got shape {img.shape}")
+        h, w = img.shape[:2]
+        if min(h, w) < lo:
+            raise ValueError(f"{name}: {w}x{h} is smaller than the smallest crop {lo}")
+        for kind in types:
+            levels.get(kind)
+            for i in range(per_type):
+                sample = f"{kind}_{i:03d}"
+                sample_seed = zseed.derive_seed(seed, name, sample)
+                r = np.random.default_rng(sample_seed)
+                size = int(r.integers(lo, min(hi, h, w) + 1))
+                y = int(r.integers(0, h - size + 1))
+                x = int(r.integers(0, w - size + 1))
+                level = round(float(r.uniform(0.0, 100.0)), 4)
+                lq, value, real = apply_level(img[y:y + size, x:x + size], kind, level, r)
+                out.append(TransferSample(photo=name, sample=sample, kind=kind,
+                                          level=round(real, 4) + 0.0, value=round(value, 6),
+                                          x=x, y=y, size=size, seed=sample_seed, image=lq))
+    return out
+
+
+def manifest_rows(samples: Sequence[TransferSample], types: Sequence[str] = levels.LABEL_ORDER
+                  ) -> list[dict]:
+    """Manifest rows (the columns of :func:`zephir.degrade.synth.manifest_columns`, split
+    "val", paths ``images/{photo}__{sample}.png``) of ``samples``."""
+    rows = []
+    for s in samples:
+        row = {"path": f"images/{s.photo}__{s.sample}.png", "source": s.photo, "split": "val",
+               "sample": s.sample, "types": s.kind, "crop_x": s.x, "crop_y": s.y,
+               "crop_size": s.size, "seed": s.seed}
+        for kind in types:
+            row[f"{kind}_value"] = s.value if kind == s.kind else None
+            row[f"{kind}_level"] = s.level if kind == s.kind else None
+        rows.append(row)
+    return rows
+
+
+def write_transfer_set(samples: Sequence[TransferSample], out: Path,
+                       types: Sequence[str] = levels.LABEL_ORDER) -> Path:
+    """Write ``samples`` as PNGs under ``out/images`` and ``out/manifest.csv``; returns the
+    manifest's path (readable by :func:`zephir.degrade.synth.read_manifest`)."""
+    from zephir.degrade.synth import MANIFEST, manifest_columns
+
+    out = Path(out)
+    rows = manifest_rows(samples, types)
+    for s, row in zip(samples, rows):
+        zio.write_png(out / row["path"], zio.to_uint8(s.image))
+    columns = manifest_columns(types)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else
+                         (repr(row[c]) if isinstance(row[c], float) else str(row[c]))
+                         for c in columns})
+    zio.write_text(out / MANIFEST, buf.getvalue())
+    return out / MANIFEST
+
+
+def evaluate_transfer(samples: Sequence[TransferSample], results: Sequence[Mapping]) -> dict:
+    """Score estimates of the transfer ``samples``: ``results`` holds one ``zephir predict``
+    result per sample ({"type", "degradations": {type: {"level", ...}}}), from the full-image
+    path, e.g. ``zephir.hdclip.predict.estimate(model, uint8_images(samples), device)``
+    (``degrade`` does not import ``hdclip``: that would be an import cycle).
+
+    Returns ``{"per_type": {type: {"srocc", "n"}}`` (pooled over photos),
+    ``"per_photo": {type: {photo: srocc}}``, ``"per_photo_mean": {type: mean srocc}``,
+    ``"type_accuracy"`` (the predicted type is the sample's) and ``"predictions"`` (one dict
+    per sample: photo, sample, type, level, pred_level, pred_type)}.
+    """
+    from zephir.metrics.estimation import srocc
+
+    if len(results) != len(samples):
+        raise ValueError(f"{len(results)} results for {len(samples)} samples")
+    preds = [{"photo": s.photo, "sample": s.sample, "type": s.kind, "level": s.level,
+              "pred_level": float(r["degradations"][s.kind]["level"])
+              if s.kind in r["degradations"] else math.nan,
+              "pred_type": r["type"]} for s, r in zip(samples, results)]
+    per_type, per_photo, per_photo_mean = {}, {}, {}
+    for kind in dict.fromkeys(s.kind for s in samples):
+        mine = [p for p in preds if p["type"] == kind]
+        per_type[kind] = {"srocc": srocc(np.array([p["pred_level"] for p in mine]),
+                                         np.array([p["level"] for p in mine])),
+                          "n": len(mine)}
+        per_photo[kind] = {}
+        for photo in dict.fromkeys(p["photo"] for p in mine):
+            sub = [p for p in mine if p["photo"] == photo]
+            per_photo[kind][photo] = srocc(np.array([p["pred_level"] for p in sub]),
+                                           np.array([p["level"] for p in sub]))
+        vals = [v for v in per_photo[kind].values() if not math.isnan(v)]
+        per_photo_mean[kind] = float(np.mean(vals)) if vals else math.nan
+    accuracy = float(np.mean([p["pred_type"] == p["type"] for p in preds])) if preds else math.nan
+    return {"per_type": per_type, "per_photo": per_photo, "per_photo_mean": per_photo_mean,
+            "type_accuracy": accuracy, "predictions": preds}
+
+
+def uint8_images(samples: Sequence[TransferSample]) -> list[np.ndarray]:
+    """The samples' images as uint8 RGB, what ``zephir predict`` reads from their PNGs."""
+    return [zio.to_uint8(s.image) for s in samples]
