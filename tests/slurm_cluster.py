@@ -47,11 +47,23 @@ def missing() -> str | None:
         if conf.exists() and MARKER not in conf.read_text(errors="replace"):
             return f"{conf} exists and is not the tests' own: refusing to overwrite it"
     for daemon in ("slurmctld", "slurmd"):
-        running = subprocess.run(["pgrep", "-x", daemon], capture_output=True, text=True)
-        if running.stdout.strip():
-            return (f"a {daemon} is already running (PID {running.stdout.split()[0]}): the "
-                    "tests start their own; stop it first")
+        pids = _running(daemon)
+        if pids:
+            return (f"a {daemon} is already running (PID {pids[0]}): the tests start their "
+                    "own; stop it first")
     return None
+
+
+def _running(name: str) -> list[int]:
+    """PIDs of the processes called ``name`` (read from /proc: no procps needed)."""
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == name:
+                pids.append(int(comm.parent.name))
+        except OSError:
+            continue  # the process ended meanwhile
+    return pids
 
 
 def _memory_mb() -> int:
