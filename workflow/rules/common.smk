@@ -16,8 +16,11 @@ RESULTS = zephir.config.results_dir(config)
 LOGS = RESULTS / "logs"
 # The fingerprint of the package code each DVC stage runs (zephir.stages): every rule of a stage
 # carries it as params.code, so that a change of that code reruns those jobs (as it reruns the
-# stage in DVC) and nothing else.
-CODE = {name: zephir.stages.fingerprint(name) for name in zephir.stages.NAMES}
+# stage in DVC) and nothing else. The code hashed is the checkout's zephir/ beside the Snakefile,
+# the files dvc.yaml names (with the README's editable install, the package that runs), or the
+# installed package's where the workflow was copied without it.
+CODE_ROOT = Path(workflow.basedir) if (Path(workflow.basedir) / "zephir").is_dir() else None
+CODE = {name: zephir.stages.fingerprint(name, CODE_ROOT) for name in zephir.stages.NAMES}
 
 
 wildcard_constraints:
