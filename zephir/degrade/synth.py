@@ -253,7 +253,9 @@ def _fmt(v) -> str:
     return "" if v is None else (repr(v) if isinstance(v, float) else str(v))
 
 
-def _rows_to_csv(rows: list[dict], columns: list[str]) -> str:
+def rows_to_csv(rows: list[dict], columns: list[str]) -> str:
+    """Manifest rows as CSV text: ``columns`` in order, None empty, floats by ``repr`` (full
+    precision, read back exactly)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -342,7 +344,7 @@ def synth_source(path: Path, out: Path, spec: SynthSpec, split: str) -> SourceRe
         lq = ops.apply(clean_crop(img, row), params, r, options=operator_options(spec, choices))
         zio.write_png(out / rel, zio.to_uint8(lq))
         result.rows.append({c: _fmt(row.get(c)) for c in columns})
-    zio.write_text(part, _rows_to_csv(result.rows, columns))
+    zio.write_text(part, rows_to_csv(result.rows, columns))
     return result
 
 
@@ -384,7 +386,7 @@ def synthesize(images: Sequence[Path] | Path, out: Path, spec: SynthSpec, *, wor
         reasons = "; ".join(f"{k}: {v}" for k, v in report["images_refused"].items())
         raise ValueError(f"no usable source image among {len(files)} file(s): {reasons}")
     rows.sort(key=lambda row: (row["source"], row["sample"]))
-    zio.write_text(out / MANIFEST, _rows_to_csv(rows, manifest_columns(spec.types,
+    zio.write_text(out / MANIFEST, rows_to_csv(rows, manifest_columns(spec.types,
                                                                      spec.randomise)))
     zio.write_text(out / REPORT, json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report

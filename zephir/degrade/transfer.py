@@ -38,7 +38,6 @@ meant for the full-image prediction path of ``zephir predict``, not for
 """
 from __future__ import annotations
 
-import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -219,21 +218,13 @@ def write_transfer_set(samples: Sequence[TransferSample], out: Path,
                        types: Sequence[str] = levels.LABEL_ORDER) -> Path:
     """Write ``samples`` as PNGs under ``out/images`` and ``out/manifest.csv``; returns the
     manifest's path (readable by :func:`zephir.degrade.synth.read_manifest`)."""
-    from zephir.degrade.synth import MANIFEST, manifest_columns
+    from zephir.degrade.synth import MANIFEST, manifest_columns, rows_to_csv
 
     out = Path(out)
     rows = manifest_rows(samples, types)
     for s, row in zip(samples, rows):
         zio.write_png(out / row["path"], zio.to_uint8(s.image))
-    columns = manifest_columns(types)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: "" if row.get(c) is None else
-                         (repr(row[c]) if isinstance(row[c], float) else str(row[c]))
-                         for c in columns})
-    zio.write_text(out / MANIFEST, buf.getvalue())
+    zio.write_text(out / MANIFEST, rows_to_csv(rows, manifest_columns(types)))
     return out / MANIFEST
 
 
