@@ -251,7 +251,7 @@ def test_fingerprint_follows_the_code_of_its_stage(tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     before = {n: stages.fingerprint(n, tmp_path) for n in stages.NAMES}
     assert before == {n: stages.fingerprint(n) for n in stages.NAMES}  # the package's own
-    assert len(set(before.values())) == len(before) - 1  # train and estimate share their code
+    assert len(set(before.values())) == len(before)  # estimate's code: train's + the transfer set
     (tmp_path / "zephir/metrics/__pycache__").mkdir()
     (tmp_path / "zephir/metrics/__pycache__/iqa.cpython-311.pyc").write_bytes(b"compiled")
 
@@ -265,6 +265,10 @@ def test_fingerprint_follows_the_code_of_its_stage(tmp_path):
     with (tmp_path / "zephir/hdclip/configs/zephir-tiny-rn.json").open("a") as fh:
         fh.write("\n")
     assert changed() == {"score", "train", "estimate", "restore"}
+    now = {n: stages.fingerprint(n, tmp_path) for n in stages.NAMES}
+    with (tmp_path / "zephir/degrade/transfer.py").open("a") as fh:
+        fh.write("# a change\n")
+    assert {n for n in stages.NAMES if stages.fingerprint(n, tmp_path) != now[n]} == {"estimate"}
 
 
 # -------------------------------------------------------------------- slow: a fresh clone

@@ -75,7 +75,13 @@ def test_paper_config_dry_runs_every_ablation_with_gpus(workdir):
     # table 3: A, B, C (+ D = the main model); table 4: 3 top-k x 4 gaps, less the main model
     assert jobs["ablation_train"] == 3 + 11
     assert jobs["baseline_train"] == 3 and jobs["hdclip_train"] == 1
-    assert jobs["table"] == 7 and all(jobs[f"figure{n}"] == 1 for n in FIGURES)
+    assert jobs["table"] == 8 and all(jobs[f"figure{n}"] == 1 for n in FIGURES)
+    # the transfer evaluation of DIV2K-Val: one set, each table 2 model on it, its figure
+    assert jobs["transfer_set"] == 1 and jobs["transfer_eval"] == 4
+    assert jobs["figure_transfer"] == 1
+    assert "results/paper/transfer/set/div2k_val/manifest.csv" in out
+    transfer = [blk for blk in out.split("\n\n") if "rule transfer_eval" in blk]
+    assert transfer and all("gpu=1" in blk for blk in transfer)
     for name in ("A-k2-g5", "C-k2-g5", "D-k1-g1", "D-kall-g20"):
         assert f"results/paper/ablation/{name}/checkpoint.pt" in out
     assert "results/paper/ablation/D-k2-g5" not in out  # the main model serves there
@@ -121,8 +127,11 @@ def test_embedded_default_plans_tables_and_figures(workdir):
     jobs = _jobs(out)
     # with a short per-job budget, the default combination is an ablation job of its own
     assert jobs["ablation_train"] == 15 and jobs["baseline_train"] == 3
-    assert jobs["table"] == 6 and all(jobs[f"figure{n}"] == 1 for n in (3, 6, 7, 8, 9, 10, 11))
+    assert jobs["table"] == 7 and all(jobs[f"figure{n}"] == 1 for n in (3, 6, 7, 8, 9, 10, 11))
     assert "daclip_released" not in out  # only when estimation.daclip_weights is set
+    # the transfer evaluation: HD-CLIP and the three baselines on one transfer set
+    assert jobs["transfer_set"] == 1 and jobs["transfer_eval"] == 4
+    assert jobs["figure_transfer"] == 1 and "tables/table2_transfer.md" in out
     # restoration: 3 modes + the 3 x 2 sweep of the held-out photos with the tiny backbone,
     # each scored; no table 7 without an hq: false set
     assert jobs["restore"] == 9 and jobs["score"] == 9
@@ -197,7 +206,9 @@ def test_adding_a_photo_reruns_the_dataset_and_what_depends_on_it(workdir):
     (workdir / "config" / "one.yaml").write_text(yaml.safe_dump(cfg))
     index = "results/embedded/data/embedded/index.csv"
     held_out = "results/embedded/data/held_out/index.csv"  # restoration's set, unchanged
-    run_snakemake(["-c1", index, held_out, "--configfile", "config/one.yaml"], cwd=workdir)
+    transfer = "results/embedded/data/transfer/index.csv"  # the transfer set's, unchanged
+    run_snakemake(["-c1", index, held_out, transfer, "--configfile", "config/one.yaml"],
+                  cwd=workdir)
     same = run_snakemake(["-n", index, "--configfile", "config/one.yaml"], cwd=workdir)
     assert "Nothing to be done" in same.stdout + same.stderr
     cfg["datasets"]["embedded"]["images"] = ["coins", "camera"]
@@ -266,8 +277,22 @@ def test_embedded_default_end_to_end(workdir):
         for ext in ("md", "tex"):
             text = (res / f"tables/{name}.{ext}").read_text()
             assert "random init" in text and f"Config {digest}" in text
-    for n in (3, 6, 7, 8, 9, 10, 11):
-        img = zio.load_image(res / f"figures/fig{n}.png").pixels
+    # the transfer evaluation: each table 2 model on the transfer set, beside table 2
+    t_cfg = cfg["estimation"]["transfer"]
+    photos = cfg["datasets"][t_cfg["set"]]["images"]
+    with (res / f"transfer/set/{t_cfg['set']}/manifest.csv").open(newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == len(photos) * len(s["types"]) * t_cfg["per_type"]
+    hd_transfer = json.loads((res / "transfer/hdclip/eval/metrics.json").read_text())
+    assert hd_transfer["samples"] == "transfer"
+    assert set(hd_transfer["metrics"]["per_photo"]["blur"]) == set(photos)
+    beyond = {r["Method"]: r for r in csv.DictReader((res / "tables/table2_beyond.csv").open())}
+    assert float(beyond["HD-CLIP"]["Transfer SROCC"]) == pytest.approx(
+        hd_transfer["metrics"]["single"]["srocc"], abs=1e-4)
+    t2t = list(csv.DictReader((res / "tables/table2_transfer.csv").open(newline="")))
+    assert len(t2t) == 4 * (1 + len(s["types"]))  # HD-CLIP and 3 baselines: all + each type
+    assert "random init" in (res / "tables/table2_transfer.md").read_text()
+    for name in (*(f"fig{n}" for n in (3, 6, 7, 8, 9, 10, 11)), "fig-transfer"):
+        img = zio.load_image(res / f"figures/{name}.png").pixels
         assert img.shape[1] > 600 and img.std() > 10
     # restoration: every mode and sweep point of the tiny backbone, scored, in tables 1 and 5
     t1 = list(csv.DictReader((res / "tables/table1.csv").open(newline="")))

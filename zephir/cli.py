@@ -35,6 +35,17 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transfer_set(args: argparse.Namespace) -> int:
+    from zephir.data import image_list
+    from zephir.degrade import transfer
+
+    manifest = transfer.make(image_list(args.images), args.out, per_type=args.per_type,
+                             seed=args.seed, types=args.types or levels.LABEL_ORDER,
+                             crop_sizes=tuple(args.crop_sizes or transfer.CROP_SIZES))
+    print(f"manifest: {manifest}")
+    return 0
+
+
 def _blind(args: argparse.Namespace) -> int:
     from zephir.degrade import blind
 
@@ -139,11 +150,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_into(checkpoint: Path, manifest: Path, out: Path, split: str, device: str):
+def _evaluate_into(checkpoint: Path, manifest: Path, out: Path, split: str, device: str,
+                   transfer: bool = False):
     from zephir import evaluation
 
     result = evaluation.evaluate_checkpoint(checkpoint, manifest, out, split=split,
-                                            device=device)
+                                            device=device, transfer=transfer)
     m = result["metrics"]["single"]
     note = " (random-init CLIP)" if result["random_init"] else ""
     print(f"{result['method']}{note}: type accuracy {m['type_acc']:.3f}, level MAE "
@@ -151,7 +163,8 @@ def _evaluate_into(checkpoint: Path, manifest: Path, out: Path, split: str, devi
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    _evaluate_into(args.checkpoint, args.manifest, args.out, args.split, args.device)
+    _evaluate_into(args.checkpoint, args.manifest, args.out, args.split, args.device,
+                   args.transfer)
     return 0
 
 
@@ -196,22 +209,25 @@ def _figure(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from zephir import checkpoints
+    from zephir.evaluation import level_scale
     from zephir.hdclip import predict
 
     model, ckpt = checkpoints.from_checkpoint(args.checkpoint, args.device)
-    if ckpt.get("method", "hdclip") != "hdclip":
-        raise ValueError(f"{args.checkpoint}: a {ckpt['method']} baseline checkpoint; "
-                         "`zephir predict` takes an HD-CLIP one (results/<name>/hdclip/)")
     results, errors = predict.predict_files(model, args.images, args.device, args.batch)
     random_init = bool(ckpt.get("random_init", True))
+    method = ckpt.get("method", "hdclip")
     if args.json:
         for r in results:
-            print(json.dumps({**r, "random_init": random_init}))
+            print(json.dumps({**r, "method": method, "random_init": random_init}))
     else:
-        note = ("note: this checkpoint was trained from a random-init CLIP "
-                f"({ckpt['hdclip']['arch']}); its numbers are not the paper's."
-                if random_init else "")
-        print(predict.format_table(results, model.cfg.types, note))
+        notes = []
+        if random_init:
+            notes.append("note: this checkpoint was trained from a random-init CLIP "
+                         f"({ckpt['hdclip']['arch']}); its numbers are not the paper's.")
+        if not level_scale(model):
+            notes.append(f"note: {method}'s levels are 100 x its degrees, learned from order "
+                         "alone: they rank images, they are not 0..100 levels.")
+        print(predict.format_table(results, model.cfg.types, "\n".join(notes)))
     for line in errors:
         print(f"zephir predict: skipped {line}", file=sys.stderr)
     if errors:
@@ -319,6 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="worker processes (output does not depend on it)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_synth)
+
+    ts = sub.add_parser("transfer-set", help="photos degraded by a second implementation of the "
+                        "four operators (transfer evaluation)",
+                        description="Per photo and type, --per-type square crops of random "
+                        "sides in --crop-sizes, each at a uniform random 0..100 level, degraded "
+                        "by zephir.degrade.transfer (scipy blur, Pillow resampling and JPEG "
+                        "4:2:2, numpy noise): code HD-CLIP never trained on. Writes images/ and "
+                        "a synth-style manifest.csv (split val); read it with `zephir evaluate "
+                        "--transfer`.")
+    ts.add_argument("--images", required=True, type=Path,
+                    help="folder of photos, or an image index CSV")
+    ts.add_argument("--out", required=True, type=Path, help="output folder")
+    ts.add_argument("--per-type", type=int, default=10, help="samples per photo and type")
+    ts.add_argument("--seed", type=int, default=0, help="base seed")
+    ts.add_argument("--types", nargs="+", choices=levels.LABEL_ORDER,
+                    help="degradation types (default: all four)")
+    ts.add_argument("--crop-sizes", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                    help="crop sides are uniform in [LOW, HIGH] pixels, at most the photo's "
+                    "short side (default: zephir.degrade.transfer.CROP_SIZES, 160 320)")
+    ts.set_defaults(func=_transfer_set)
 
     b = sub.add_parser("blind", help="Real-ESRGAN second-order blind degradation (test LQ)",
                        description="Degrade every image of a folder with Real-ESRGAN's x4plus "
@@ -428,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, type=Path, help="output folder")
     e.add_argument("--split", default="val", help="manifest split to evaluate (default: val)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    e.add_argument("--transfer", action="store_true",
+                   help="the manifest is a transfer set (`zephir transfer-set`): read each "
+                   "sample whole, of any size, as `zephir predict` does, and record the "
+                   "results as transfer results (default: validation samples, crops of the "
+                   "model's input size)")
     e.set_defaults(func=_evaluate)
 
     dc = sub.add_parser("import-daclip", help="read DA-CLIP's released weights (table 2)",
@@ -465,11 +506,13 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--out", required=True, type=Path, help="output path without suffix")
     tb.set_defaults(func=_table)
 
-    fg = sub.add_parser("figure", help="draw a figure of the paper from results files",
+    fg = sub.add_parser("figure", help="draw a figure of the paper (or beside it) from results "
+                        "files",
                         description="Figures " + "; ".join(
                             f"{f.number} ({f.title})" for f in registry.FIGURES.values())
                         + ". Each takes the inputs and options its help names.")
-    fg.add_argument("number", type=int, choices=list(registry.FIGURES))
+    fg.add_argument("number", type=registry.figure_key, choices=list(registry.FIGURES),
+                    help="a figure of the paper by number, or one beyond it by name")
     fg.add_argument("--out", required=True, type=Path, help="PNG to write")
     for kind in registry.figure_inputs().values():
         fg.add_argument(f"--{kind.flag}", nargs="+" if kind.many else None, type=Path,
@@ -483,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "confidence, the 0..100 level and the native value (blur sigma, noise "
                         "sigma on 0..255, JPEG quality, downsample scale).")
     pr.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
-    pr.add_argument("--checkpoint", required=True, type=Path, help="HD-CLIP checkpoint.pt")
+    pr.add_argument("--checkpoint", required=True, type=Path,
+                    help="checkpoint.pt of HD-CLIP or of a baseline")
     pr.add_argument("--json", action="store_true", help="one JSON object per line and image")
     pr.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     pr.add_argument("--batch", type=int, default=64, help="crops per forward pass")

@@ -72,6 +72,8 @@ def _check_semantics(config: dict, origin: str) -> None:
     refs = [("train_set", config["train_set"])]
     refs += [("eval_set", config["eval_set"])] if config["eval_set"] is not None else []
     refs += [(f"blind_sets[{i}]", n) for i, n in enumerate(config["blind_sets"])]
+    transfer = config["estimation"]["transfer"]["set"]
+    refs += [("estimation.transfer.set", transfer)] if transfer is not None else []
     for key, ref in refs:
         if ref not in datasets:
             raise ConfigError(f"{origin}: {key}: {ref!r} is not a key of datasets "
@@ -150,6 +152,14 @@ def eval_manifest(config: dict) -> Path:
     if config["eval_set"] is None:
         return synth_manifest(config)
     return eval_synth_manifest(config, config["eval_set"])
+
+
+def transfer_manifest(config: dict) -> Path | None:
+    """The transfer set (``zephir transfer-set``) of estimation.transfer.set, or None."""
+    name = config["estimation"]["transfer"]["set"]
+    if name is None:
+        return None
+    return results_dir(config) / "transfer" / "set" / name / "manifest.csv"
 
 
 def daclip_model(config: dict) -> dict:

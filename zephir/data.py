@@ -56,6 +56,18 @@ def _pyiqa(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
+def _matplotlib(name: str) -> Callable[[], np.ndarray]:
+    """A photo of matplotlib's sample data (``mpl-data/sample_data``)."""
+    def load() -> np.ndarray:
+        from matplotlib import cbook
+        from PIL import Image
+
+        with cbook.get_sample_data(name) as fh, Image.open(fh) as img:
+            return np.asarray(img.convert("RGB"))
+
+    return load
+
+
 def _halved(load: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
     """Area-downscale by 2: the photo ships as a JPEG, and halving it averages its own
     compression artifacts away, so that degradation labels describe the pixels."""
@@ -71,7 +83,8 @@ def _halved(load: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
 
 #: Bundled photos by name. Colour PNGs first (clean), then colour photos that ship as JPEGs
 #: (halved, see :func:`_halved`), then grayscale PNGs (replicated to RGB on load), then the
-#: five clean Kodak photos that pyiqa ships for its calibration.
+#: five clean Kodak photos that pyiqa ships for its calibration; last, two photos of other
+#: packages that the embedded default keeps for the transfer evaluation only.
 EMBEDDED: dict[str, Callable[[], np.ndarray]] = {
     "astronaut": _skimage("astronaut"),
     "chelsea": _skimage("chelsea"),
@@ -91,6 +104,10 @@ EMBEDDED: dict[str, Callable[[], np.ndarray]] = {
     "moon": _skimage("moon"),
     "coins": _skimage("coins"),
     **{f"kodim{n}": _pyiqa(f"I{n}") for n in ("03", "04", "06", "08", "19")},
+    # Photos that no HD-CLIP of the embedded default trains on (the transfer set's unseen
+    # content): a scanned portrait (matplotlib's JPEG, halved) and a grayscale microscopy photo.
+    "grace_hopper": _halved(_matplotlib("grace_hopper.jpg")),
+    "cell": _skimage("cell"),
 }
 
 

@@ -23,11 +23,13 @@ _COMMAND = ("zephir/__init__.py", "zephir/__main__.py", "zephir/cli.py", "zephir
             "zephir/schema.py", "zephir/schemas", "zephir/io.py", "zephir/data.py",
             "zephir/parallel.py", "zephir/seed.py", "zephir/degrade/__init__.py",
             "zephir/degrade/levels.py", "zephir/degrade/ops.py", "zephir/degrade/synth.py")
-#: The one trainer of HD-CLIP, the baselines and the ablations, and its evaluation.
+#: The one trainer of HD-CLIP, the baselines and the ablations, and its evaluation (crops, or
+#: whole images as ``zephir predict`` reads them).
 _TRAINER = ("zephir/baselines", "zephir/checkpoints.py", "zephir/estimators.py",
             "zephir/evaluation.py", "zephir/methods.py", "zephir/hdclip/__init__.py",
             "zephir/hdclip/configs", "zephir/hdclip/interp.py", "zephir/hdclip/losses.py",
-            "zephir/hdclip/model.py", "zephir/hdclip/ordinal.py", "zephir/metrics/__init__.py",
+            "zephir/hdclip/model.py", "zephir/hdclip/ordinal.py", "zephir/hdclip/predict.py",
+            "zephir/metrics/__init__.py",
             "zephir/metrics/estimation.py", "zephir/training")
 #: Workflow files every stage runs: the Snakefile (includes every rule file), the shared
 #: helpers and paths, the software environment of every rule.
@@ -74,12 +76,14 @@ STAGES = (
           smk=("workflow/rules/hdclip.smk",),
           params=("datasets", "train_set", "eval_set", "synth", "hdclip"),
           reads=("data", "synth", "synth_eval"), outs=("hdclip",)),
-    Stage("estimate", rules=("baseline_train", "ablation_train", "daclip_released"),
-          code=_COMMAND + _TRAINER,
+    # and the transfer evaluation (beside table 2): its set, and every table 2 model on it
+    Stage("estimate", rules=("baseline_train", "ablation_train", "daclip_released",
+                             "transfer_set", "transfer_eval"),
+          code=_COMMAND + _TRAINER + ("zephir/degrade/transfer.py",),
           smk=("workflow/rules/hdclip.smk", "workflow/rules/estimation.smk"),
           params=("datasets", "train_set", "eval_set", "synth", "hdclip", "estimation"),
-          reads=("data", "synth", "synth_eval", "hdclip/config.yaml"),
-          outs=("baselines", "ablation")),
+          reads=("data", "synth", "synth_eval", "hdclip/config.yaml", "hdclip/checkpoint.pt"),
+          outs=("baselines", "ablation", "transfer")),
     Stage("restore", rules=("restore_config", "restore"),
           code=_COMMAND + ("zephir/degrade/blind.py", "zephir/backbones", "zephir/baselines",
                            "zephir/bridge.py", "zephir/checkpoints.py", "zephir/estimators.py",
@@ -98,13 +102,13 @@ STAGES = (
           reads=("blind", "restore"), outs=("scores",)),
     # the whole config: every table states the config's fingerprint
     Stage("report", rules=("table", "figure3", "figure6", "figure7", "figure8", "figure9",
-                           "figure10", "figure11"),
+                           "figure10", "figure11", "figure_transfer"),
           code=_COMMAND + ("zephir/degrade/blind.py", "zephir/metrics/__init__.py",
                            "zephir/metrics/estimation.py", "zephir/report"),
           smk=("workflow/rules/report.smk",),
           params=(),
           reads=("data", "synth", "synth_eval", "blind", "hdclip/eval", "baselines",
-                 "ablation", "restore", "scores"),
+                 "ablation", "transfer", "restore", "scores"),
           outs=("tables", "figures")),
 )
 
@@ -120,8 +124,13 @@ def stage(name: str) -> Stage:
 
 
 def _planned(path: str, config: dict) -> bool:
-    """Results that only some configs make: the evaluation set's labelled samples."""
-    return path != "synth_eval" or config.get("eval_set") is not None
+    """Results that only some configs make: the evaluation set's labelled samples, the
+    transfer evaluation."""
+    if path == "synth_eval":
+        return config.get("eval_set") is not None
+    if path == "transfer":
+        return config.get("estimation", {}).get("transfer", {}).get("set") is not None
+    return True
 
 
 def outs(name: str, config: dict) -> list[str]:

@@ -3,11 +3,9 @@ and against ops.py only to show they differ in implementation but agree in magni
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
-import torch
 
 from zephir import io as zio
 from zephir.degrade import levels, ops, synth
@@ -169,35 +167,3 @@ def test_write_transfer_set_reads_back_as_a_manifest(photos, tmp_path):
         assert all(r[f"{k}_level"] == "" for k in levels.LABEL_ORDER if k != s.kind)
         np.testing.assert_array_equal(zio.load_image(tmp_path / r["path"]).pixels,
                                       zio.to_uint8(s.image))
-
-
-def test_evaluate_transfer_shapes_and_keys(photos):
-    from zephir.hdclip.model import HDCLIPConfig, build
-    from zephir.hdclip.predict import estimate
-
-    torch.manual_seed(0)
-    model = build(HDCLIPConfig(arch="zephir-tiny-rn"))
-    samples = T.transfer_set(photos, per_type=3, seed=2, crop_sizes=(160, 200))
-    res = T.evaluate_transfer(samples, estimate(model, T.uint8_images(samples)))
-    assert set(res) == {"per_type", "per_photo", "per_photo_mean", "type_accuracy",
-                        "predictions"}
-    assert set(res["per_type"]) == set(levels.LABEL_ORDER)
-    assert all(v["n"] == 6 for v in res["per_type"].values())
-    assert all(set(v) == {"a", "b"} for v in res["per_photo"].values())
-    assert 0.0 <= res["type_accuracy"] <= 1.0
-    assert len(res["predictions"]) == len(samples)
-    for p in res["predictions"]:
-        assert 0.0 <= p["pred_level"] <= 100.0 and p["pred_type"] in levels.LABEL_ORDER
-    for v in res["per_type"].values():
-        assert math.isnan(v["srocc"]) or -1.0 <= v["srocc"] <= 1.0
-    with pytest.raises(ValueError, match="results"):
-        T.evaluate_transfer(samples, [])
-
-
-def test_evaluate_transfer_scores_a_perfect_estimator(photos):
-    samples = T.transfer_set(photos, per_type=5, seed=3, crop_sizes=(160, 170))
-    perfect = [{"type": s.kind, "degradations": {s.kind: {"level": s.level}}} for s in samples]
-    res = T.evaluate_transfer(samples, perfect)
-    assert res["type_accuracy"] == 1.0
-    assert all(v["srocc"] == pytest.approx(1.0) for v in res["per_type"].values())
-    assert all(v == pytest.approx(1.0) for v in res["per_photo_mean"].values())

@@ -31,6 +31,23 @@ def evaluated(labelled, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def transferred(evaluated, photo_dir, tmp_path_factory):
+    """Transfer evaluations (``zephir evaluate --transfer``) of HD-CLIP (D) and the
+    MM-RealSR-style baseline on a small transfer set of the four photos."""
+    from zephir.degrade import transfer
+
+    root = tmp_path_factory.mktemp("transfer")
+    manifest = transfer.make(sorted(photo_dir.glob("*.png")), root / "set", per_type=4, seed=3,
+                             crop_sizes=(96, 140))
+    out = {}
+    for name in ("D", "mm"):
+        evaluation.evaluate_checkpoint(evaluated[name].parent / "checkpoint.pt", manifest,
+                                       root / name, transfer=True)
+        out[name] = root / name
+    return out
+
+
 def test_evaluation_files_agree_with_each_other(evaluated):
     result = json.loads((evaluated["D"] / "metrics.json").read_text())
     table = pd.read_csv(evaluated["D"] / "predictions.csv")
@@ -83,6 +100,42 @@ def test_table2_and_beyond_name_the_methods(evaluated, tmp_path):
         assert "Config h." in md
 
 
+def test_transfer_results_join_their_models_rows(evaluated, transferred, tmp_path):
+    """A transfer evaluation is not a row of its own: table2_beyond gains its columns on the
+    model's row, table2_transfer sets it against the validation samples per type."""
+    files = [evaluated["mm"] / "metrics.json", evaluated["D"] / "metrics.json",
+             transferred["D"] / "metrics.json", transferred["mm"] / "metrics.json"]
+    results = read_results(files)
+    assert [r["method"] for r in results] == ["mmrealsr_style", "hdclip"]
+    d_val = json.loads((evaluated["D"] / "metrics.json").read_text())["metrics"]
+    d_tr = json.loads((transferred["D"] / "metrics.json").read_text())
+    assert d_tr["samples"] == "transfer" and d_tr["split"] == "val"
+    beyond = tables.table2_beyond(results).set_index("Method")
+    assert beyond.loc["HD-CLIP", "Transfer SROCC"] == d_tr["metrics"]["single"]["srocc"]
+    assert beyond.loc["HD-CLIP", "Transfer acc (%)"] == pytest.approx(
+        100 * d_tr["metrics"]["single"]["type_acc"])
+    assert np.isnan(beyond.loc["MM-RealSR-style", "Transfer acc (%)"])  # 2 of 4 types only
+    t = tables.table2_transfer(results)
+    assert t[t["Method"] == "HD-CLIP"]["Type"].tolist() == ["all", "blur", "noise", "jpeg",
+                                                            "downsample"]
+    blur = t[(t["Method"] == "HD-CLIP") & (t["Type"] == "blur")].iloc[0]
+    assert blur["Val SROCC"] == d_val["single"]["blur_srocc"]
+    assert blur["Transfer SROCC"] == d_tr["metrics"]["single"]["blur_srocc"]
+    assert blur["SROCC gap"] == pytest.approx(blur["Transfer SROCC"] - blur["Val SROCC"])
+    per_photo = d_tr["metrics"]["per_photo"]["blur"]
+    worst = min(per_photo, key=per_photo.get)
+    assert blur["Worst photo"] == f"{worst} ({per_photo[worst]:.2f})"
+    assert blur["Transfer SROCC within photo"] == pytest.approx(np.mean(list(per_photo.values())))
+    mm_jpeg = t[(t["Method"] == "MM-RealSR-style") & (t["Type"] == "jpeg")].iloc[0]
+    assert np.isnan(mm_jpeg["Transfer SROCC"])
+    for name in ("table2_beyond", "table2_transfer"):  # every column returned is declared
+        md = registry.make_table(name, files, "h", tmp_path / name)[1].read_text()
+        assert "Config h." in md and "second implementation" in md
+    # the transfer results alone, without their model's validation results: named
+    with pytest.raises(ValueError, match="validation metrics.json was not given"):
+        read_results([transferred["D"] / "metrics.json"])
+
+
 def test_missing_results_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope/metrics.json"):
         read_results([tmp_path / "nope" / "metrics.json"])
@@ -113,7 +166,7 @@ def _restorations(hdclip, photo_dir, tmp_path) -> dict:
             11: {"restored": [done["w0"], done["cfpg"]], "blind": lq / blind.MANIFEST}}
 
 
-def test_every_figure_is_drawn(evaluated, labelled, photo_dir, tmp_path):
+def test_every_figure_is_drawn(evaluated, transferred, labelled, photo_dir, tmp_path):
     """Each figure of the registry, drawn through its dispatch from real evaluation files."""
     from zephir import data
 
@@ -130,9 +183,13 @@ def test_every_figure_is_drawn(evaluated, labelled, photo_dir, tmp_path):
             "manifest": labelled, "sources": index},
         10: {"arrays": [d / "arrays.npz", a / "arrays.npz"],
              "metrics": [d / "metrics.json", a / "metrics.json"]},
+        "transfer": {"predictions": [transferred["D"] / "predictions.csv",
+                                     transferred["mm"] / "predictions.csv"],
+                     "metrics": [transferred["D"] / "metrics.json",
+                                 transferred["mm"] / "metrics.json"]},
         **_restorations(d.parent / "checkpoint.pt", photo_dir, tmp_path),
     }
-    assert sorted(inputs) == sorted(registry.FIGURES)  # a new figure gets a case here
+    assert set(inputs) == set(registry.FIGURES)  # a new figure gets a case here
     for n, given in inputs.items():
         path = registry.draw_figure(n, tmp_path / f"f{n}.png", **given)
         assert path == tmp_path / f"f{n}.png"

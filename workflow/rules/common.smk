@@ -188,6 +188,29 @@ def table2_models():
     return [baseline_checkpoint(m) for m in BASELINES + released] + [hdclip_checkpoint()]
 
 
+def model_checkpoint(model):
+    """The checkpoint of a model of table 2 by name: hdclip, or a baseline's method."""
+    return hdclip_checkpoint() if model == "hdclip" else baseline_checkpoint(model)
+
+
+def transfer_manifest():
+    """The transfer set of estimation.transfer.set (rule transfer_set), or None."""
+    return zephir.config.transfer_manifest(config)
+
+
+def transfer_dir(model):
+    """The folder of a table 2 model's transfer evaluation: rule transfer_eval writes its
+    eval_files (eval/metrics.json, ...) there, as training writes a model's own."""
+    return RESULTS / "transfer" / model
+
+
+def transfer_results():
+    """The transfer evaluations of table 2's models (none without estimation.transfer.set)."""
+    if transfer_manifest() is None:
+        return []
+    return [eval_files(transfer_dir(Path(c).parent.name))[0] for c in table2_models()]
+
+
 def table3_models():
     """The loss ablations A-D at the configured top-k and gap: table 3, figure 10."""
     model = config["hdclip"]["model"]
@@ -335,6 +358,9 @@ REPORT = zephir.report.registry
 TABLES = list(REPORT.TABLES)
 FIGURES = list(REPORT.FIGURES)
 TABLE_RUNS = {"methods": table2_models, "losses": table3_models, "topk_gap": table4_models,
+              "methods_transfer": lambda: table2_models() + transfer_results(),
+              "transfer": lambda: table2_models() + transfer_results() if transfer_results()
+              else [],
               "restorations": restoration_scores, "realworld": realworld_scores,
               "sweep": sweep_scores}
 
@@ -376,12 +402,15 @@ def table_stem(wildcards):
 
 
 def figure_file(n):
-    return RESULTS / "figures" / f"fig{n}.png"
+    """A figure of the paper by number (fig7.png), one beyond it by name (fig-transfer.png)."""
+    return RESULTS / "figures" / (f"fig{n}.png" if isinstance(n, int) else f"fig-{n}.png")
 
 
 def planned_figures():
-    """The figures this config has results for (6 and 11 need restoration runs)."""
-    return [n for n in FIGURES if n not in (6, 11) or figure_runs(n)]
+    """The figures this config has results for (6 and 11 need restoration runs, "transfer" a
+    transfer set)."""
+    return [n for n in FIGURES if (n not in (6, 11) or figure_runs(n))
+            and (n != "transfer" or transfer_results())]
 
 
 def report_targets():
@@ -401,7 +430,8 @@ def all_targets():
 # Snakefile builds what `all` needs from the jobs of stage <name> and those before it.
 def datasets_used():
     """The datasets a job reads: training, evaluation, blind and restoration sets."""
-    names = [config["train_set"], config["eval_set"], *config["blind_sets"], *RES["sets"]]
+    names = [config["train_set"], config["eval_set"], *config["blind_sets"], *RES["sets"],
+             EST["transfer"]["set"]]
     return list(dict.fromkeys(n for n in names if n is not None))
 
 
@@ -420,7 +450,7 @@ def stage_targets(name):
     if name == "estimate":  # the models of the estimation tables (2-4), but HD-CLIP itself
         models = dict.fromkeys(m for t in planned_tables() for m in table_runs(t)
                                if str(m).endswith(".pt") and m != hdclip_checkpoint())
-        return [evaluation(m) for m in models]
+        return [evaluation(m) for m in models] + transfer_results()
     if name == "restore":
         return [f for r in restoration_runs() for f in restore_done(*r)]
     if name == "score":

@@ -104,3 +104,56 @@ rule daclip_released:
     shell:
         "zephir import-daclip --weights {input.weights} --config {input.config} {params.clip}"
         " --out {params.out} --manifest {input.evaluation} --device {params.device} > {log} 2>&1"
+
+
+# The transfer evaluation (beyond the paper, beside table 2): the photos of
+# estimation.transfer.set degraded by a second implementation of the four operators
+# (zephir.degrade.transfer), then every model of table 2 reads them whole, as `zephir predict`.
+rule transfer_set:
+    input:
+        index=lambda wildcards: dataset_index(wildcards.dataset),
+    output:
+        manifest=RESULTS / "transfer" / "set" / "{dataset}" / "manifest.csv",
+    params:
+        code=CODE["estimate"],
+        out=lambda wildcards, output: Path(output.manifest).parent,
+        t=EST["transfer"],
+        types=" ".join(config["synth"]["types"]),
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    log:
+        LOGS / "transfer" / "set-{dataset}.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir transfer-set --images {input.index} --out {params.out}"
+        " --per-type {params.t[per_type]} --seed {params.t[seed]} --types {params.types}"
+        " > {log} 2>&1"
+
+
+rule transfer_eval:
+    input:
+        checkpoint=lambda wildcards: model_checkpoint(wildcards.model),
+        manifest=transfer_manifest() or [],
+    output:
+        eval_files(transfer_dir("{model}")),
+    wildcard_constraints:
+        model="|".join(["hdclip", "daclip_released", *BASELINES]),
+    params:
+        code=CODE["estimate"],
+        out=lambda wildcards: transfer_dir(wildcards.model) / "eval",
+        device="cuda" if EST["resources"]["gpu"] else "cpu",
+    threads: EST["resources"]["threads"]
+    resources:
+        gpu=min(1, EST["resources"]["gpu"]),
+        cpus_per_gpu=EST["resources"]["cpus_per_gpu"],
+        mem_mb=EST["resources"]["mem_mb"],
+        runtime=EST["resources"]["runtime"],
+    log:
+        LOGS / "transfer" / "{model}.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} zephir evaluate --transfer --checkpoint {input.checkpoint}"
+        " --manifest {input.manifest} --out {params.out} --device {params.device} > {log} 2>&1"

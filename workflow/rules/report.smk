@@ -167,6 +167,24 @@ rule figure11:
         " --out {output} > {log} 2>&1"
 
 
+rule figure_transfer:
+    input:
+        predictions=[Path(m).with_name("predictions.csv") for m in transfer_results()],
+        metrics=transfer_results(),
+    output:
+        report(figure_file("transfer"), caption="../report/fig-transfer.rst", category="Figures",
+               labels={"figure": "transfer"}),
+    params:
+        code=CODE["report"],
+    log:
+        LOGS / "figures" / "fig-transfer.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir figure transfer --predictions {input.predictions} --metrics {input.metrics}"
+        " --out {output} > {log} 2>&1"
+
+
 # Tables and figures read results files in seconds: run where Snakemake runs, never queued.
 localrules:
     table,
@@ -177,3 +195,4 @@ localrules:
     figure9,
     figure10,
     figure11,
+    figure_transfer,

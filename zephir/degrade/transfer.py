@@ -32,14 +32,13 @@ produces; the quality factor (the label) keeps its IJG meaning. ``subsampling`` 
 sizes other than training's, each type at random continuous levels, all seeded);
 :func:`write_transfer_set` writes them as PNGs and a manifest whose columns are those of
 :func:`zephir.degrade.synth.manifest_columns` (readable by
-:func:`zephir.degrade.synth.read_manifest`; the crop size varies per row, so the samples are
-meant for the full-image prediction path of ``zephir predict``, not for
-:func:`zephir.evaluation.evaluate`, which needs crops of the model's input size).
+:func:`zephir.degrade.synth.read_manifest`); :func:`make` does both from image files
+(``zephir transfer-set``). The crop size varies per row, so the set is read through the
+full-image path of ``zephir predict`` (``zephir evaluate --transfer``).
 """
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,43 +227,15 @@ def write_transfer_set(samples: Sequence[TransferSample], out: Path,
     return out / MANIFEST
 
 
-def evaluate_transfer(samples: Sequence[TransferSample], results: Sequence[Mapping]) -> dict:
-    """Score estimates of the transfer ``samples``: ``results`` holds one ``zephir predict``
-    result per sample ({"type", "degradations": {type: {"level", ...}}}), from the full-image
-    path, e.g. ``zephir.hdclip.predict.estimate(model, uint8_images(samples), device)``
-    (``degrade`` does not import ``hdclip``: that would be an import cycle).
+def make(images: Sequence[Path], out: Path, *, per_type: int = 10, seed: int = 0,
+         types: Sequence[str] = levels.LABEL_ORDER,
+         crop_sizes: tuple[int, int] = CROP_SIZES) -> Path:
+    """``zephir transfer-set``: the transfer set of the image files ``images`` (named by their
+    stems, read by the one loader), written under ``out``; returns the manifest's path."""
+    from zephir.data import by_stem
 
-    Returns ``{"per_type": {type: {"srocc", "n"}}`` (pooled over photos),
-    ``"per_photo": {type: {photo: srocc}}``, ``"per_photo_mean": {type: mean srocc}``,
-    ``"type_accuracy"`` (the predicted type is the sample's) and ``"predictions"`` (one dict
-    per sample: photo, sample, type, level, pred_level, pred_type)}.
-    """
-    from zephir.metrics.estimation import srocc
-
-    if len(results) != len(samples):
-        raise ValueError(f"{len(results)} results for {len(samples)} samples")
-    preds = [{"photo": s.photo, "sample": s.sample, "type": s.kind, "level": s.level,
-              "pred_level": float(r["degradations"][s.kind]["level"])
-              if s.kind in r["degradations"] else math.nan,
-              "pred_type": r["type"]} for s, r in zip(samples, results)]
-    per_type, per_photo, per_photo_mean = {}, {}, {}
-    for kind in dict.fromkeys(s.kind for s in samples):
-        mine = [p for p in preds if p["type"] == kind]
-        per_type[kind] = {"srocc": srocc(np.array([p["pred_level"] for p in mine]),
-                                         np.array([p["level"] for p in mine])),
-                          "n": len(mine)}
-        per_photo[kind] = {}
-        for photo in dict.fromkeys(p["photo"] for p in mine):
-            sub = [p for p in mine if p["photo"] == photo]
-            per_photo[kind][photo] = srocc(np.array([p["pred_level"] for p in sub]),
-                                           np.array([p["level"] for p in sub]))
-        vals = [v for v in per_photo[kind].values() if not math.isnan(v)]
-        per_photo_mean[kind] = float(np.mean(vals)) if vals else math.nan
-    accuracy = float(np.mean([p["pred_type"] == p["type"] for p in preds])) if preds else math.nan
-    return {"per_type": per_type, "per_photo": per_photo, "per_photo_mean": per_photo_mean,
-            "type_accuracy": accuracy, "predictions": preds}
-
-
-def uint8_images(samples: Sequence[TransferSample]) -> list[np.ndarray]:
-    """The samples' images as uint8 RGB, what ``zephir predict`` reads from their PNGs."""
-    return [zio.to_uint8(s.image) for s in samples]
+    photos = {name: zio.to_float(zio.load_image(path).pixels)
+              for name, path in by_stem(images).items()}
+    samples = transfer_set(photos, per_type=per_type, seed=seed, types=types,
+                           crop_sizes=crop_sizes)
+    return write_transfer_set(samples, out, types)

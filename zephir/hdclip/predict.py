@@ -1,11 +1,14 @@
-"""HD-CLIP as a degradation estimator: type, presence, 0..100 level and native value per type.
+"""HD-CLIP (or any estimator) on full-size images: type, presence, 0..100 level and native value.
 
 Works on any image size without resampling (resampling would change blur and downsample
-levels): images larger than the model's input are read as a grid of up to ``max_crops``
-evenly spaced crops whose embeddings are averaged; smaller ones are reflect-padded.
+levels): images larger than the model's input are read as a grid of up to 3 x 3 evenly spaced
+crops (:func:`crops`); smaller ones are reflect-padded. HD-CLIP averages the crops' embeddings
+and reads the levels from the mean (:func:`embed`); an estimator without an embedding space
+(the baselines of table 2) averages its crops' scores and levels (:func:`full_image`).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 
 from zephir import io as zio
 from zephir.degrade import levels as dlevels
+from zephir.estimators import Estimator
 from zephir.hdclip.model import HDCLIP
 
 
@@ -83,23 +87,61 @@ def embed(model: HDCLIP, images: Sequence[np.ndarray], device="cpu", batch: int 
     return results
 
 
+def _describe(types: Sequence[str], present: torch.Tensor, levels: torch.Tensor) -> dict:
+    """{"type", "degradations"} of one image from its (K,) presence and levels; a type the
+    estimator does not model (NaN) is left out, and "type" is the most confident of the rest."""
+    degs, scores = {}, {}
+    for k, t in enumerate(types):
+        if math.isnan(float(levels[k])) or math.isnan(float(present[k])):
+            continue
+        level = round(float(levels[k]), 2)  # the value below is the rounded level's
+        degs[t] = {"present": round(float(present[k]), 4), "level": level,
+                   "value": round(float(dlevels.denormalize(t, level)), 4)}
+        scores[t] = float(present[k])
+    return {"type": max(scores, key=scores.get) if scores else None, "degradations": degs}
+
+
 def describe(model: HDCLIP, emb: ImageEmbedding) -> dict:
     """{"type", "degradations": {type: {"present", "level", "value"}}} of one image."""
-    degs = {}
-    for k, t in enumerate(model.cfg.types):
-        level = round(float(emb.levels[k]), 2)  # the value below is the rounded level's
-        degs[t] = {"present": round(float(emb.present[k]), 4), "level": level,
-                   "value": round(float(dlevels.denormalize(t, level)), 4)}
-    return {"type": model.cfg.types[int(emb.present.argmax())], "degradations": degs}
+    return _describe(model.cfg.types, emb.present, emb.levels)
 
 
-def estimate(model: HDCLIP, images: Sequence[np.ndarray], device="cpu", batch: int = 64
+@torch.no_grad()
+def full_image(model: Estimator, images: Sequence[np.ndarray], device="cpu", batch: int = 64
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) presence scores and 0..100 levels of full-size RGB uint8 ``images``, for any
+    estimator: HD-CLIP through :func:`embed`; any other estimator averages
+    :meth:`~zephir.estimators.Estimator.estimate_batch` over each image's :func:`crops` (a
+    type it does not model stays NaN)."""
+    if isinstance(model, HDCLIP):
+        embs = embed(model, images, device, batch, semantic=False)
+        return (torch.stack([e.present for e in embs]) if embs else torch.zeros(0),
+                torch.stack([e.levels for e in embs]) if embs else torch.zeros(0))
+    was_training = model.training
+    model.eval()
+    all_crops = [crops(px, model.image_size) for px in images]
+    stacked = torch.cat(all_crops) if all_crops else torch.zeros(0, 3, 1, 1, dtype=torch.uint8)
+    parts = [model.estimate_batch(stacked[s:s + batch].to(device).float().div(255))
+             for s in range(0, len(stacked), batch)]
+    model.train(was_training)
+    scores = torch.cat([p.scores.float().cpu() for p in parts]) if parts else torch.zeros(0)
+    levels = torch.cat([p.levels.float().cpu() for p in parts]) if parts else torch.zeros(0)
+    bounds = np.cumsum([0] + [len(c) for c in all_crops])
+    means = [(scores[a:b].mean(0), levels[a:b].mean(0).clamp(0, 100))
+             for a, b in itertools.pairwise(bounds)]
+    return (torch.stack([m[0] for m in means]) if means else torch.zeros(0),
+            torch.stack([m[1] for m in means]) if means else torch.zeros(0))
+
+
+def estimate(model: Estimator, images: Sequence[np.ndarray], device="cpu", batch: int = 64
              ) -> list[dict]:
-    """Per image: {"type", "degradations": {type: {"present", "level", "value"}}}."""
-    return [describe(model, e) for e in embed(model, images, device, batch, semantic=False)]
+    """Per image: {"type", "degradations": {type: {"present", "level", "value"}}}, from
+    :func:`full_image` (any estimator)."""
+    present, levels = full_image(model, images, device, batch)
+    return [_describe(model.cfg.types, p, lv) for p, lv in zip(present, levels)]
 
 
-def predict_files(model: HDCLIP, paths: Sequence[Path], device="cpu", batch: int = 64
+def predict_files(model: Estimator, paths: Sequence[Path], device="cpu", batch: int = 64
                   ) -> tuple[list[dict], list[str]]:
     """:func:`estimate` on image files (through the one loader); adds "image" to each result.
 
@@ -124,9 +166,10 @@ def format_table(results: list[dict], types: Sequence[str], note: str = "") -> s
                                          for _ in types)
     lines = [head, sub]
     for r in results:
-        cells = " ".join(f"{d['present']:6.2f} {d['level']:7.1f} {d['value']:9.3f}"
-                         for d in (r["degradations"][t] for t in types))
-        lines.append(f"{Path(r['image']).name[:30]:30s} {r['type']:10s} {cells}")
+        cells = " ".join(f"{d['present']:6.2f} {d['level']:7.1f} {d['value']:9.3f}" if d
+                         else f"{'-':>6s} {'-':>7s} {'-':>9s}"
+                         for d in (r["degradations"].get(t) for t in types))
+        lines.append(f"{Path(r['image']).name[:30]:30s} {r['type'] or '-':10s} {cells}")
     if note:
         lines.append(note)
     return "\n".join(lines)

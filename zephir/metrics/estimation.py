@@ -98,6 +98,25 @@ def _pooled(pred: np.ndarray, true: np.ndarray, level_scale: bool) -> dict:
     return out
 
 
+def per_photo(photo, true_type, pred_level, true_level, types) -> tuple[dict, dict]:
+    """Level SROCC per type and source photo of single-type samples, and per type its mean
+    over the photos (NaN SROCCs, e.g. a type not modelled, left out of the mean)."""
+    photo, true_type = np.asarray(photo, dtype=object), np.asarray(true_type)
+    pred_level, true_level = np.asarray(pred_level, float), np.asarray(true_level, float)
+    table, means = {}, {}
+    for t in types:
+        m = true_type == t
+        if not m.any():
+            continue
+        table[t] = {}
+        for p in dict.fromkeys(photo[m]):
+            sel = m & (photo == p) & ~np.isnan(pred_level)
+            table[t][str(p)] = srocc(pred_level[sel], true_level[sel])
+        vals = [v for v in table[t].values() if not np.isnan(v)]
+        means[t] = float(np.mean(vals)) if vals else float("nan")
+    return table, means
+
+
 def not_modelled(pred: np.ndarray, types) -> list[str]:
     """The types whose predicted level is NaN on every row of (N, K) ``pred``."""
     pred = np.asarray(pred, float)
@@ -112,6 +131,9 @@ def evaluate_table(table, types, gap: float = 5.0, *, level_scale: bool = True) 
     lies within ``gap / 4`` of a bin centre (multiples of ``gap``) or farther, each recording
     the ``gap`` it was split by; ``mixtures``: samples of 2-4 types (``samples`` of them), type
     recall and level metrics over every present type (``n`` pairs pooled).
+    ``per_photo`` (when the table has a ``source`` column): per type, each source photo's level SROCC over its single-type samples
+    (``{type: {photo: srocc}}``) and ``per_photo_mean`` its mean over photos (NaN ones left
+    out): ranking within a photo, which the pooled SROCC mixes with offsets between photos.
     ``not_modelled``: the types without predictions (their samples are left out of the level
     metrics; type accuracy and recall are NaN); ``level_scale``: False when the levels are
     scores on the 0..100 axis (no MAE anywhere).
@@ -129,6 +151,9 @@ def evaluate_table(table, types, gap: float = 5.0, *, level_scale: bool = True) 
     out = {"single": summarize(predicted_types(scores[single], types), names[k], p_lv, t_lv,
                                types, level_scale=level_scale),
            "not_modelled": not_modelled(pred, types), "level_scale": bool(level_scale)}
+    if "source" in table:
+        out["per_photo"], out["per_photo_mean"] = per_photo(
+            np.asarray(table["source"])[rows], names[k], p_lv, t_lv, types)
     dist = np.abs(t_lv - gap * np.round(t_lv / gap))
     near = dist <= gap / 4
     out["near_bin"] = {**_pooled(p_lv[near], t_lv[near], level_scale), "gap": float(gap)}

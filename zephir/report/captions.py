@@ -168,8 +168,31 @@ def near_bin(title: str, results: Sequence[dict], config_hash: str) -> str:
                        for r, g in zip(results, gaps))
         split = (f"Near bin: true level within gap/4 of a multiple of the gap (gaps differ: "
                  f"{by}); between: farther.")
-    return _join([provenance(title, results, config_hash, facts=[split, mixture_note(results)]),
+    return _join([provenance(title, results, config_hash,
+                             facts=[split, mixture_note(results), transfer_note(results)]),
                   *modelled_notes(results, mixtures=True), steps_note(results)])
+
+
+def transfer_note(results: Sequence[dict]) -> str:
+    """What the transfer evaluation is, with its photos and sample count read from the
+    results (empty when no result carries one)."""
+    with_transfer = [r for r in results if "transfer" in r]
+    if not with_transfer:
+        return ""
+    m = with_transfer[0]["transfer"]["metrics"]
+    photos = sorted({p for per in m.get("per_photo", {}).values() for p in per})
+    return ("Transfer: held-out photos (" + ", ".join(photos) + f"; {m['single']['n']} "
+            "single-type samples) degraded by a second implementation of the four operators "
+            "(zephir.degrade.transfer: scipy Gaussian filter, Pillow Lanczos down / bicubic up, "
+            "numpy noise, Pillow JPEG 4:2:2) on crops of other sizes than training's, each "
+            "read whole as `zephir predict` reads an image; pooled SROCC mixes ranking within a photo with "
+            "offsets between photos, the within-photo SROCC is the mean over photos.")
+
+
+def transfer(title: str, results: Sequence[dict], config_hash: str) -> str:
+    """The transfer table beside table 2."""
+    return _join([provenance(title, results, config_hash, facts=[transfer_note(results)]),
+                  *modelled_notes(results), steps_note(results)])
 
 
 def mixture_note(results: Sequence[dict]) -> str:

@@ -118,6 +118,46 @@ def figure7(predictions: Sequence[Path], metrics: Sequence[Path], out: Path) -> 
     return _save(fig, out)
 
 
+def figure_transfer(predictions: Sequence[Path], metrics: Sequence[Path], out: Path) -> Path:
+    """Beyond the paper: per-photo level curves of the transfer set (``zephir evaluate
+    --transfer``). One row per model, one column per type; in each panel one line per photo,
+    predicted against true level in order of the true level, with that photo's SROCC."""
+    results = [_result(m) for m in metrics]
+    tables = [pd.read_csv(p) for p in predictions]
+    types = [c.removesuffix("_true") for c in tables[0].columns if c.endswith("_true")]
+    fig, axes = plt.subplots(len(tables), len(types), figsize=(3.6 * len(types),
+                                                               3.4 * len(tables)),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    for i, (r, table) in enumerate(zip(results, tables)):
+        per_photo = r["metrics"].get("per_photo", {})
+        for k, t in enumerate(types):
+            ax = axes[i, k]
+            single = table[table["types"] == t]
+            modelled = not single[f"{t}_pred"].isna().all()
+            if not modelled:
+                ax.text(0.5, 0.5, "not modelled", ha="center", va="center",
+                        transform=ax.transAxes)
+            for photo, part in single.groupby("source", sort=True) if modelled else ():
+                part = part.sort_values(f"{t}_true")
+                rho = per_photo.get(t, {}).get(str(photo), float("nan"))
+                ax.plot(part[f"{t}_true"], part[f"{t}_pred"], marker=".", ms=3, lw=1,
+                        label=f"{photo} ({rho:.2f})")
+            ax.plot([0, 100], [0, 100], "k--", lw=0.8)
+            ax.set(xlim=(0, 100), ylim=(-2, 102))
+            if i == 0:
+                ax.set_title(t)
+            if i == len(tables) - 1:
+                ax.set_xlabel("true level")
+            if k == 0:
+                ax.set_ylabel(f"{LABELS[r['method']]}\npredicted level")
+            if modelled and len(single):
+                ax.legend(loc="upper left", fontsize=6, title="photo (SROCC)",
+                          title_fontsize=6)
+    fig.suptitle("Transfer evaluation: per-photo level curves (second implementation of the "
+                 "operators)" + figure_note(results))
+    return _save(fig, out)
+
+
 def _log_spectrum(img: np.ndarray) -> np.ndarray:
     gray = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(gray - gray.mean()))))

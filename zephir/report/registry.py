@@ -120,18 +120,26 @@ class Table:
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure: its drawing function and the inputs and options it takes.
+    """One figure: its drawing function and the inputs and options it takes; ``number``: the
+    paper's figure number, or a name for a figure beyond the paper.
 
     ``paired``: its lists of files go together (one file per model in each), so they must have
     the same length.
     """
 
-    number: int
+    number: int | str
     title: str
     draw: str | Callable
     inputs: tuple[Input, ...]
     options: tuple[Option, ...] = field(default=())
     paired: bool = False
+
+    @property
+    def rule(self) -> str:
+        """Its rule in ``workflow/rules/report.smk``: ``figure7`` for the paper's figure 7,
+        ``figure_transfer`` for the figure named "transfer" beyond the paper."""
+        n = self.number
+        return f"figure{n}" if isinstance(n, int) else f"figure_{n}"
 
     def make(self, out: Path, given: Mapping[str, object]) -> Path:
         """Draw the figure into ``out`` from ``given`` (argparse names -> files / values;
@@ -199,12 +207,19 @@ TABLES: dict[str, Table] = _index([
           build="zephir.report.tables:table2", runs="methods", columns=ESTIMATION,
           source=several(METRICS), caption=captions.table2),
     Table("table2_beyond", "Beside table 2 (beyond the paper): levels near bin centres and "
-          "between them, and mixtures of 2-4 types.",
-          build="zephir.report.tables:table2_beyond", runs="methods",
+          "between them, mixtures of 2-4 types, and the transfer evaluation.",
+          build="zephir.report.tables:table2_beyond", runs="methods_transfer",
           columns={"MAE near bin": MAE, "SROCC near bin": CORR, "MAE between": MAE,
                    "SROCC between": CORR, "Mix type recall (%)": PERCENT, "Mix MAE": MAE,
-                   "Mix SROCC": CORR},
+                   "Mix SROCC": CORR, "Transfer acc (%)": PERCENT, "Transfer SROCC": CORR},
           source=several(METRICS), caption=captions.near_bin),
+    Table("table2_transfer", "Beside table 2 (beyond the paper): degradation estimation on "
+          "photos degraded by code HD-CLIP never trained on, against the validation samples.",
+          build="zephir.report.tables:table2_transfer", runs="transfer",
+          columns={"Val acc (%)": PERCENT, "Transfer acc (%)": PERCENT, "Val SROCC": CORR,
+                   "Transfer SROCC": CORR, "SROCC gap": CORR, "Val SROCC within photo": CORR,
+                   "Transfer SROCC within photo": CORR},
+          source=several(METRICS), caption=captions.transfer),
     Table("table3", "Table 3: loss ablations of HD-CLIP.", build="zephir.report.tables:table3",
           runs="losses", columns=ESTIMATION, source=several(METRICS), caption=captions.losses),
     Table("table4", "Table 4: top-k bin centres and gap size of the local interpolation "
@@ -240,6 +255,10 @@ FIGURES: dict[int, Figure] = _index([
            "zephir.report.figures:figure10", (several(ARRAYS), several(METRICS)),
            (Option("type", str, "blur", "degradation type whose anchors are shown",
                    param="kind"),), paired=True),
+    Figure("transfer", "beyond the paper: per-photo level curves of the transfer set (one "
+           "--predictions / --metrics pair of `zephir evaluate --transfer` per model)",
+           "zephir.report.figures:figure_transfer", (several(PREDICTIONS), several(METRICS)),
+           paired=True),
     Figure(6, "restorations: LQ, baseline, CFG, CFPG, HQ", "zephir.report.restoration:figure6",
            (several(RESTORED), BLIND), (Option("crop", int, 96, "crop side in pixels"),)),
     Figure(11, "CFPG over the w_orth x w_par sweep", "zephir.report.restoration:figure11",
@@ -255,7 +274,13 @@ def table(name: str) -> Table:
     return TABLES[name]
 
 
-def figure(number: int) -> Figure:
+def figure_key(text: str) -> int | str:
+    """A figure's key as typed: the paper's figures by number, the others by name."""
+    return int(text) if str(text).isdigit() else str(text)
+
+
+def figure(number: int | str) -> Figure:
+    number = figure_key(number)
     if number not in FIGURES:
         raise ValueError(f"unknown figure {number}; expected one of "
                          f"{', '.join(map(str, FIGURES))}")
@@ -267,7 +292,7 @@ def make_table(name: str, files: Sequence[Path], config_hash: str, out: Path) ->
     return table(name).make(files, config_hash, out)
 
 
-def draw_figure(number: int, out: Path, **given) -> Path:
+def draw_figure(number: int | str, out: Path, **given) -> Path:
     """Draw figure ``number`` into ``out``; ``given``: its inputs and options by name."""
     return figure(number).make(out, given)
 

@@ -29,8 +29,23 @@ def read_json(paths: Sequence[Path], what: str = "results", made_by: str = "") -
 
 
 def read_results(paths: Sequence[Path]) -> list[dict]:
-    """The ``metrics.json`` of each evaluated model (written by ``zephir evaluate``)."""
-    return read_json(paths, "evaluation results", "zephir evaluate")
+    """The ``metrics.json`` of each evaluated model (written by ``zephir evaluate``).
+
+    A transfer evaluation (``samples: transfer``, ``zephir evaluate --transfer``) is not a
+    result of its own: it is attached to its model's validation result (same checkpoint) as
+    ``result["transfer"]``, which the tables beside table 2 read.
+    """
+    results = read_json(paths, "evaluation results", "zephir evaluate")
+    own = [r for r in results if r.get("samples") != "transfer"]
+    by_checkpoint = {r["checkpoint"]: r for r in own}
+    for path, r in zip(paths, results):
+        if r.get("samples") != "transfer":
+            continue
+        if r["checkpoint"] not in by_checkpoint:
+            raise ValueError(f"{path}: transfer results of {r['checkpoint']}, whose validation "
+                             "metrics.json was not given")
+        by_checkpoint[r["checkpoint"]]["transfer"] = r
+    return own
 
 
 def _walk(node, key: str, skip: str) -> Iterator:

@@ -1,4 +1,4 @@
-"""Builders of tables 2-4 (and the beyond-the-paper companion of table 2): results -> DataFrame.
+"""Builders of tables 2-4 (and the beyond-the-paper companions of table 2): results -> DataFrame.
 
 Every table is built from the ``metrics.json`` files written by ``zephir evaluate`` (no number
 typed by hand). Which files a table reads, how its columns are shown and what its caption says
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from zephir.config import LOSS_ABLATIONS as LOSSES
+from zephir.degrade.levels import LABEL_ORDER
 from zephir.report.results import LABELS, losses_of, topk_label
 
 #: The table 2 metrics: column, key in metrics.json, scale.
@@ -40,8 +41,51 @@ def table2_beyond(results: Sequence[dict]) -> pd.DataFrame:
         if "mixtures" in m:
             row.update({"Mix type recall (%)": 100 * m["mixtures"]["type_recall"],
                         "Mix MAE": m["mixtures"]["mae"], "Mix SROCC": m["mixtures"]["srocc"]})
+        if "transfer" in r:
+            t = r["transfer"]["metrics"]["single"]
+            row.update({"Transfer acc (%)": 100 * t["type_acc"], "Transfer SROCC": t["srocc"]})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def table2_transfer(results: Sequence[dict]) -> pd.DataFrame:
+    """Beside table 2: the transfer evaluation against the validation samples, per method and
+    type (and "all", pooled over types): type accuracy, level SROCC pooled over photos, its
+    mean within photos, and the worst photo of the transfer set."""
+    rows = []
+    for r in results:
+        if "transfer" not in r:
+            continue
+        val, tr = r["metrics"], r["transfer"]["metrics"]
+        order = r.get("hdclip", {}).get("types") or LABEL_ORDER
+        for kind in ["all", *sorted(tr["per_photo"], key=list(order).index)]:
+            acc, rho = (("type_acc", "srocc") if kind == "all"
+                        else (f"{kind}_acc", f"{kind}_srocc"))
+            nan = float("nan")
+            row = {"Method": LABELS[r["method"]], "Type": kind,
+                   "Val acc (%)": 100 * val["single"].get(acc, nan),
+                   "Transfer acc (%)": 100 * tr["single"].get(acc, nan),
+                   "Val SROCC": val["single"].get(rho, nan),
+                   "Transfer SROCC": tr["single"].get(rho, nan)}
+            row["SROCC gap"] = row["Transfer SROCC"] - row["Val SROCC"]
+            if kind == "all":
+                row.update({"Val SROCC within photo": _mean(val.get("per_photo_mean", {})),
+                            "Transfer SROCC within photo": _mean(tr["per_photo_mean"]),
+                            "Worst photo": ""})
+            else:
+                photos = {p: v for p, v in tr["per_photo"][kind].items() if v == v}
+                worst = min(photos, key=photos.get) if photos else ""
+                row.update({"Val SROCC within photo":
+                            val.get("per_photo_mean", {}).get(kind, float("nan")),
+                            "Transfer SROCC within photo": tr["per_photo_mean"][kind],
+                            "Worst photo": f"{worst} ({photos[worst]:.2f})" if worst else ""})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mean(per_type: dict) -> float:
+    vals = [v for v in per_type.values() if v == v]
+    return sum(vals) / len(vals) if vals else float("nan")
 
 
 def table3(results: Sequence[dict]) -> pd.DataFrame:
