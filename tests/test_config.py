@@ -31,6 +31,7 @@ def test_defaults_are_filled():
     assert cfg["synth"]["level_range"] == [0, 100]
     assert cfg["blind"]["scale"] == 4
     assert cfg["blind_sets"] == []
+    assert cfg["estimation"]["transfer"] == {"set": None, "per_type": 20, "seed": 0}
 
 
 def test_every_schema_key_is_described():
@@ -67,6 +68,12 @@ def test_workflow_schema_is_the_package_schema():
     (lambda c: c["datasets"]["embedded"].update(hq=False),
      r"train_set: datasets\.embedded\.hq is false \(real low-quality images\)"),
     (lambda c: c.update(eval_set="div2k_val"), r"eval_set: 'div2k_val' is not a key of datasets"),
+    (lambda c: c["estimation"]["transfer"].update(set="div2k_val"),
+     r"estimation\.transfer\.set: 'div2k_val' is not a key of datasets"),
+    (lambda c: c["estimation"]["transfer"].update(set="embedded"),
+     r"estimation\.transfer\.set: 'embedded' is the train_set"),
+    (lambda c: c["estimation"]["transfer"].update(per_type=1),
+     r"estimation\.transfer\.per_type: 1 is less than the minimum of 2"),
     (lambda c: c.update(eval_set="embedded"), r"eval_set: 'embedded' is the train_set"),
     (lambda c: c["synth"].update(val_fraction=0),
      r"synth\.val_fraction is 0 and eval_set is null: nothing is left to evaluate on"),

@@ -93,8 +93,31 @@ def test_evaluate_transfer_reads_images_as_predict_does(method, models, transfer
                 assert np.isnan(row[f"{kind}_pred"])
         if method == "hdclip":
             assert row["pred_type"] == s["type"]
-    if method == "mmrealsr_style":
+    if method == "mmrealsr_style":  # two types of four: no type, levels that are degrees
         assert modelled == {"blur", "noise"} and said[0]["method"] == "mmrealsr_style"
+        assert all(s["type"] is None and s["level_scale"] is False for s in said)
+        assert table["pred_type"].isna().all()
+
+
+def test_full_image_reads_each_image_on_its_own(models, transfer_set):
+    """A baseline's crop averages do not mix images: two images read together give what each
+    gives alone, whatever the batch the crops are cut into."""
+    import torch
+
+    from zephir import checkpoints
+    from zephir import io as zio
+    from zephir.hdclip.predict import full_image
+
+    model, _ = checkpoints.from_checkpoint(models["mmrealsr_style"])
+    rows = pd.read_csv(transfer_set)
+    imgs = [zio.load_image(transfer_set.parent / p).pixels for p in rows["path"][:3]]
+    assert len({im.shape for im in imgs}) > 1  # images of different sizes, different crop counts
+    scores, lv = full_image(model, imgs, batch=5)
+    for i, img in enumerate(imgs):
+        s1, l1 = full_image(model, [img], batch=64)
+        torch.testing.assert_close(scores[i], s1[0], equal_nan=True)
+        torch.testing.assert_close(lv[i], l1[0], equal_nan=True)
+    assert torch.isnan(lv[:, 2:]).all() and not torch.isnan(lv[:, :2]).any()
 
 
 @pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")  # a 3-sample photo

@@ -138,6 +138,19 @@ def test_embedded_default_plans_tables_and_figures(workdir):
     assert "tables/table7" not in out
 
 
+def test_no_transfer_set_plans_no_transfer_jobs(workdir):
+    """estimation.transfer.set: null (the schema's default): no transfer job, table or figure,
+    and table2_beyond reads the validation results alone."""
+    cfg = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    cfg["estimation"]["transfer"]["set"] = None
+    (workdir / "config" / "none.yaml").write_text(yaml.safe_dump(cfg))
+    out = run_snakemake(["-n", "-p", "--configfile", "config/none.yaml"], cwd=workdir).stdout
+    jobs = _jobs(out)
+    assert not {"transfer_set", "transfer_eval", "figure_transfer"} & set(jobs)
+    assert jobs["table"] == 6 and "table2_transfer" not in out and "/transfer/" not in out
+    assert "zephir table table2_beyond --metrics" in out
+
+
 def _slurm_workdir(workdir):
     shutil.copytree(REPO / "profiles", workdir / "profiles")
     shutil.copy(REPO / "slurm", workdir / "slurm", follow_symlinks=False)

@@ -38,10 +38,14 @@ def _synth(args: argparse.Namespace) -> int:
 def _transfer_set(args: argparse.Namespace) -> int:
     from zephir.data import image_list
     from zephir.degrade import transfer
+    from zephir.schema import default
 
-    manifest = transfer.make(image_list(args.images), args.out, per_type=args.per_type,
+    sizes = (tuple(args.crop_sizes) if args.crop_sizes
+             else transfer.crop_sizes(args.train_crop_size or default("synth.crop_size")))
+    manifest = transfer.make(image_list(args.images), args.out,
+                             per_type=args.per_type or default("estimation.transfer.per_type"),
                              seed=args.seed, types=args.types or levels.LABEL_ORDER,
-                             crop_sizes=tuple(args.crop_sizes or transfer.CROP_SIZES))
+                             crop_sizes=sizes)
     print(f"manifest: {manifest}")
     return 0
 
@@ -158,6 +162,7 @@ def _evaluate_into(checkpoint: Path, manifest: Path, out: Path, split: str, devi
                                             device=device, transfer=transfer)
     m = result["metrics"]["single"]
     note = " (random-init CLIP)" if result["random_init"] else ""
+    note += ", transfer set" if transfer else ""
     print(f"{result['method']}{note}: type accuracy {m['type_acc']:.3f}, level MAE "
           f"{m['mae']:.2f}, SROCC {m['srocc']:.3f}, PCC {m['pcc']:.3f} -> {out}")
 
@@ -218,15 +223,18 @@ def _predict(args: argparse.Namespace) -> int:
     method = ckpt.get("method", "hdclip")
     if args.json:
         for r in results:
-            print(json.dumps({**r, "method": method, "random_init": random_init}))
+            print(json.dumps({**r, "method": method, "random_init": random_init,
+                              "level_scale": level_scale(model)}))
     else:
         notes = []
         if random_init:
-            notes.append("note: this checkpoint was trained from a random-init CLIP "
-                         f"({ckpt['hdclip']['arch']}); its numbers are not the paper's.")
+            notes.append(f"note: this checkpoint's encoder ({ckpt['hdclip']['arch']}) was "
+                         "trained from random init; its numbers are not the paper's.")
         if not level_scale(model):
-            notes.append(f"note: {method}'s levels are 100 x its degrees, learned from order "
-                         "alone: they rank images, they are not 0..100 levels.")
+            notes.append(f"note: {method} models {', '.join(results[0]['degradations'])} "
+                         "only; its p and levels are 100 x a degree learned from order alone: "
+                         "they rank images, they are not probabilities or 0..100 levels."
+                         if results else f"note: {method}'s levels are degrees, not levels.")
         print(predict.format_table(results, model.cfg.types, "\n".join(notes)))
     for line in errors:
         print(f"zephir predict: skipped {line}", file=sys.stderr)
@@ -339,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts = sub.add_parser("transfer-set", help="photos degraded by a second implementation of the "
                         "four operators (transfer evaluation)",
                         description="Per photo and type, --per-type square crops of random "
-                        "sides in --crop-sizes, each at a uniform random 0..100 level, degraded "
+                        "sides (1.25-2.5 x --train-crop-size, or --crop-sizes), each at a "
+                        "uniform random 0..100 level, degraded "
                         "by zephir.degrade.transfer (scipy blur, Pillow resampling and JPEG "
                         "4:2:2, numpy noise): code HD-CLIP never trained on. Writes images/ and "
                         "a synth-style manifest.csv (split val); read it with `zephir evaluate "
@@ -347,13 +356,18 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--images", required=True, type=Path,
                     help="folder of photos, or an image index CSV")
     ts.add_argument("--out", required=True, type=Path, help="output folder")
-    ts.add_argument("--per-type", type=int, default=10, help="samples per photo and type")
+    ts.add_argument("--per-type", type=int,
+                    help="samples per photo and type (default: the config schema's)")
     ts.add_argument("--seed", type=int, default=0, help="base seed")
     ts.add_argument("--types", nargs="+", choices=levels.LABEL_ORDER,
                     help="degradation types (default: all four)")
-    ts.add_argument("--crop-sizes", type=int, nargs=2, metavar=("LOW", "HIGH"),
-                    help="crop sides are uniform in [LOW, HIGH] pixels, at most the photo's "
-                    "short side (default: zephir.degrade.transfer.CROP_SIZES, 160 320)")
+    sizes = ts.add_mutually_exclusive_group()
+    sizes.add_argument("--train-crop-size", type=int,
+                       help="the crop side the models were trained on (synth.crop_size; "
+                       "default: the schema's, 128): crop sides are uniform in 1.25-2.5 times "
+                       "it, at most the photo's short side")
+    sizes.add_argument("--crop-sizes", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                       help="crop sides uniform in [LOW, HIGH] pixels instead")
     ts.set_defaults(func=_transfer_set)
 
     b = sub.add_parser("blind", help="Real-ESRGAN second-order blind degradation (test LQ)",

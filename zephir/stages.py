@@ -70,7 +70,7 @@ STAGES = (
           code=_COMMAND + ("zephir/degrade/blind.py",),
           smk=("workflow/rules/data.smk", "workflow/rules/synth.smk"),
           params=("datasets", "train_set", "eval_set", "blind_sets", "synth", "blind",
-                  "restoration.sets"),
+                  "restoration.sets", "estimation.transfer.set"),
           reads=(), outs=("data", "synth", "synth_eval", "blind")),
     Stage("train", rules=("hdclip_config", "hdclip_train"), code=_COMMAND + _TRAINER,
           smk=("workflow/rules/hdclip.smk",),

@@ -78,7 +78,7 @@ def test_table_output_labels_random_init(checkpoint, photo_dir, capsys):
     assert cli.main(["predict", "--checkpoint", str(checkpoint),
                      str(photo_dir / "chelsea.png")]) == 0
     out = capsys.readouterr().out
-    assert "chelsea.png" in out and "random-init CLIP" in out
+    assert "chelsea.png" in out and "trained from random init" in out
 
 
 def test_bad_checkpoint_is_a_clear_error(tmp_path, photo_dir, capsys):

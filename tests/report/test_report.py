@@ -124,16 +124,41 @@ def test_transfer_results_join_their_models_rows(evaluated, transferred, tmp_pat
     assert blur["SROCC gap"] == pytest.approx(blur["Transfer SROCC"] - blur["Val SROCC"])
     per_photo = d_tr["metrics"]["per_photo"]["blur"]
     worst = min(per_photo, key=per_photo.get)
-    assert blur["Worst photo"] == f"{worst} ({per_photo[worst]:.2f})"
+    assert blur["Worst photo"] == worst and blur["Worst photo SROCC"] == per_photo[worst]
     assert blur["Transfer SROCC within photo"] == pytest.approx(np.mean(list(per_photo.values())))
     mm_jpeg = t[(t["Method"] == "MM-RealSR-style") & (t["Type"] == "jpeg")].iloc[0]
     assert np.isnan(mm_jpeg["Transfer SROCC"])
     for name in ("table2_beyond", "table2_transfer"):  # every column returned is declared
         md = registry.make_table(name, files, "h", tmp_path / name)[1].read_text()
         assert "Config h." in md and "second implementation" in md
+    # as DVC metrics: rows named by method and type, the worst photo a value
+    rows = json.loads((tmp_path / "table2_transfer.json").read_text())
+    assert rows["HD-CLIP / blur"]["Worst photo"] == worst
+    assert "**" not in (tmp_path / "table2_transfer.md").read_text()  # no "best" across types
     # the transfer results alone, without their model's validation results: named
     with pytest.raises(ValueError, match="validation metrics.json was not given"):
         read_results([transferred["D"] / "metrics.json"])
+
+
+def test_transfer_figure_keeps_numeric_photo_names(transferred, tmp_path, monkeypatch):
+    """DIV2K's photos are named 0801...: the legend reads each one's SROCC under that name."""
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.setdefault("fig", fig))
+    table = pd.read_csv(transferred["D"] / "predictions.csv")
+    names = {p: f"{801 + i:04d}" for i, p in enumerate(sorted(table["source"].unique()))}
+    table["source"] = table["source"].map(names)
+    table.to_csv(tmp_path / "predictions.csv", index=False)
+    result = json.loads((transferred["D"] / "metrics.json").read_text())
+    per_photo = result["metrics"]["per_photo"]
+    result["metrics"]["per_photo"] = {t: {names[p]: v for p, v in per.items()}
+                                      for t, per in per_photo.items()}
+    (tmp_path / "metrics.json").write_text(json.dumps(result))
+    figures.figure_transfer([tmp_path / "predictions.csv"], [tmp_path / "metrics.json"],
+                            tmp_path / "f.png")
+    blur = next(ax for ax in drawn["fig"].axes if ax.get_title() == "blur")
+    labels = [t.get_text() for t in blur.get_legend().get_texts()]
+    expect = {f"{names[p]} ({v:.2f})" for p, v in per_photo["blur"].items()}
+    assert set(labels) == expect and all(lb.startswith("08") for lb in labels)
 
 
 def test_missing_results_file_is_named(tmp_path):

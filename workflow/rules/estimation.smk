@@ -119,6 +119,7 @@ rule transfer_set:
         out=lambda wildcards, output: Path(output.manifest).parent,
         t=EST["transfer"],
         types=" ".join(config["synth"]["types"]),
+        crop=config["synth"]["crop_size"],
     resources:
         mem_mb=2000,
         runtime=30,
@@ -129,7 +130,7 @@ rule transfer_set:
     shell:
         "zephir transfer-set --images {input.index} --out {params.out}"
         " --per-type {params.t[per_type]} --seed {params.t[seed]} --types {params.types}"
-        " > {log} 2>&1"
+        " --train-crop-size {params.crop} > {log} 2>&1"
 
 
 rule transfer_eval:

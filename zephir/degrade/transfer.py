@@ -53,8 +53,19 @@ from zephir.degrade import levels, ops
 
 #: Pillow's JPEG ``subsampling`` argument by chroma subsampling name.
 JPEG_SUBSAMPLINGS = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
-#: Crop sides of the transfer set: uniform in this range (training uses 128 or 224 squares).
-CROP_SIZES: tuple[int, int] = (160, 320)
+#: Crop sides of the transfer set as multiples of the training crop: never the size the models
+#: were trained on, never smaller than their input (which would be padded).
+CROP_FACTORS: tuple[float, float] = (1.25, 2.5)
+
+
+def crop_sizes(train_crop: int) -> tuple[int, int]:
+    """The transfer set's range of crop sides for models trained on ``train_crop``-px crops
+    (:data:`CROP_FACTORS`): 160-320 px for the embedded default's 128, 280-560 for 224."""
+    return tuple(round(f * train_crop) for f in CROP_FACTORS)
+
+
+#: Crop sides for the embedded default's 128-px models (training uses 128 or 224 squares).
+CROP_SIZES: tuple[int, int] = crop_sizes(128)
 
 
 def _check(img: np.ndarray) -> np.ndarray:
@@ -220,22 +231,41 @@ def write_transfer_set(samples: Sequence[TransferSample], out: Path,
     from zephir.degrade.synth import MANIFEST, manifest_columns, rows_to_csv
 
     out = Path(out)
+    rows = _write_images(samples, out, types)
+    zio.write_text(out / MANIFEST, rows_to_csv(rows, manifest_columns(types)))
+    return out / MANIFEST
+
+
+def _write_images(samples: Sequence[TransferSample], out: Path, types: Sequence[str]
+                  ) -> list[dict]:
     rows = manifest_rows(samples, types)
     for s, row in zip(samples, rows):
         zio.write_png(out / row["path"], zio.to_uint8(s.image))
-    zio.write_text(out / MANIFEST, rows_to_csv(rows, manifest_columns(types)))
-    return out / MANIFEST
+    return rows
 
 
 def make(images: Sequence[Path], out: Path, *, per_type: int = 10, seed: int = 0,
          types: Sequence[str] = levels.LABEL_ORDER,
          crop_sizes: tuple[int, int] = CROP_SIZES) -> Path:
     """``zephir transfer-set``: the transfer set of the image files ``images`` (named by their
-    stems, read by the one loader), written under ``out``; returns the manifest's path."""
-    from zephir.data import by_stem
+    stems, read by the one loader), written under ``out``; returns the manifest's path.
 
-    photos = {name: zio.to_float(zio.load_image(path).pixels)
-              for name, path in by_stem(images).items()}
-    samples = transfer_set(photos, per_type=per_type, seed=seed, types=types,
-                           crop_sizes=crop_sizes)
-    return write_transfer_set(samples, out, types)
+    One photo at a time (memory holds one photo and its samples, whatever the set's size); the
+    manifest is written last, and images of an earlier set that this one does not have are
+    removed, so the folder holds exactly what the manifest lists.
+    """
+    from zephir.data import by_stem
+    from zephir.degrade.synth import MANIFEST, manifest_columns, rows_to_csv
+
+    out = Path(out)
+    rows = []
+    for name, path in sorted(by_stem(images).items()):
+        photo = {name: zio.to_float(zio.load_image(path).pixels)}
+        rows += _write_images(transfer_set(photo, per_type=per_type, seed=seed, types=types,
+                                           crop_sizes=crop_sizes), out, types)
+    zio.write_text(out / MANIFEST, rows_to_csv(rows, manifest_columns(types)))
+    keep = {out / r["path"] for r in rows}
+    for old in (out / "images").glob("*.png"):
+        if old not in keep:
+            old.unlink()
+    return out / MANIFEST

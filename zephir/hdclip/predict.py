@@ -89,7 +89,8 @@ def embed(model: HDCLIP, images: Sequence[np.ndarray], device="cpu", batch: int 
 
 def _describe(types: Sequence[str], present: torch.Tensor, levels: torch.Tensor) -> dict:
     """{"type", "degradations"} of one image from its (K,) presence and levels; a type the
-    estimator does not model (NaN) is left out, and "type" is the most confident of the rest."""
+    estimator does not model (NaN) is left out, and "type" is the most confident type, or None
+    when the estimator does not model them all (as the evaluation's ``pred_type``)."""
     degs, scores = {}, {}
     for k, t in enumerate(types):
         if math.isnan(float(levels[k])) or math.isnan(float(present[k])):
@@ -98,7 +99,8 @@ def _describe(types: Sequence[str], present: torch.Tensor, levels: torch.Tensor)
         degs[t] = {"present": round(float(present[k]), 4), "level": level,
                    "value": round(float(dlevels.denormalize(t, level)), 4)}
         scores[t] = float(present[k])
-    return {"type": max(scores, key=scores.get) if scores else None, "degradations": degs}
+    typed = len(scores) == len(types)
+    return {"type": max(scores, key=scores.get) if typed else None, "degradations": degs}
 
 
 def describe(model: HDCLIP, emb: ImageEmbedding) -> dict:

@@ -181,7 +181,8 @@ def transfer_note(results: Sequence[dict]) -> str:
         return ""
     m = with_transfer[0]["transfer"]["metrics"]
     photos = sorted({p for per in m.get("per_photo", {}).values() for p in per})
-    return ("Transfer: held-out photos (" + ", ".join(photos) + f"; {m['single']['n']} "
+    named = ", ".join(photos) if len(photos) <= 8 else f"{len(photos)} photos"
+    return ("Transfer: held-out photos (" + named + f"; {m['single']['n']} "
             "single-type samples) degraded by a second implementation of the four operators "
             "(zephir.degrade.transfer: scipy Gaussian filter, Pillow Lanczos down / bicubic up, "
             "numpy noise, Pillow JPEG 4:2:2) on crops of other sizes than training's, each "

@@ -121,9 +121,10 @@ def figure7(predictions: Sequence[Path], metrics: Sequence[Path], out: Path) -> 
 def figure_transfer(predictions: Sequence[Path], metrics: Sequence[Path], out: Path) -> Path:
     """Beyond the paper: per-photo level curves of the transfer set (``zephir evaluate
     --transfer``). One row per model, one column per type; in each panel one line per photo,
-    predicted against true level in order of the true level, with that photo's SROCC."""
+    predicted against true level in order of the true level, with that photo's SROCC (a set of
+    more than :data:`NAMED_PHOTOS` photos names its worst ones and greys the others)."""
     results = [_result(m) for m in metrics]
-    tables = [pd.read_csv(p) for p in predictions]
+    tables = [pd.read_csv(p, dtype={"source": str}) for p in predictions]  # "0801" stays
     types = [c.removesuffix("_true") for c in tables[0].columns if c.endswith("_true")]
     fig, axes = plt.subplots(len(tables), len(types), figsize=(3.6 * len(types),
                                                                3.4 * len(tables)),
@@ -137,11 +138,15 @@ def figure_transfer(predictions: Sequence[Path], metrics: Sequence[Path], out: P
             if not modelled:
                 ax.text(0.5, 0.5, "not modelled", ha="center", va="center",
                         transform=ax.transAxes)
+            rhos = per_photo.get(t, {})
+            named = _named_photos(rhos)
             for photo, part in single.groupby("source", sort=True) if modelled else ():
                 part = part.sort_values(f"{t}_true")
-                rho = per_photo.get(t, {}).get(str(photo), float("nan"))
-                ax.plot(part[f"{t}_true"], part[f"{t}_pred"], marker=".", ms=3, lw=1,
-                        label=f"{photo} ({rho:.2f})")
+                if photo in named:
+                    ax.plot(part[f"{t}_true"], part[f"{t}_pred"], marker=".", ms=3, lw=1,
+                            label=f"{photo} ({rhos.get(photo, float('nan')):.2f})")
+                else:  # a large set: the others as thin grey lines
+                    ax.plot(part[f"{t}_true"], part[f"{t}_pred"], color="0.7", lw=0.5)
             ax.plot([0, 100], [0, 100], "k--", lw=0.8)
             ax.set(xlim=(0, 100), ylim=(-2, 102))
             if i == 0:
@@ -151,11 +156,25 @@ def figure_transfer(predictions: Sequence[Path], metrics: Sequence[Path], out: P
             if k == 0:
                 ax.set_ylabel(f"{LABELS[r['method']]}\npredicted level")
             if modelled and len(single):
-                ax.legend(loc="upper left", fontsize=6, title="photo (SROCC)",
-                          title_fontsize=6)
+                more = len(rhos) - len(named)
+                ax.legend(loc="upper left", fontsize=6, title_fontsize=6,
+                          title="photo (SROCC)" + (f"; {more} more in grey" if more > 0 else ""))
     fig.suptitle("Transfer evaluation: per-photo level curves (second implementation of the "
                  "operators)" + figure_note(results))
     return _save(fig, out)
+
+
+#: Photos the transfer figure names per panel; a larger set shows its worst ones by name.
+NAMED_PHOTOS = 8
+
+
+def _named_photos(rhos: dict) -> set:
+    """All photos of a small set; of a larger one the :data:`NAMED_PHOTOS` with the lowest
+    SROCC (NaN first), which the figure is there to show."""
+    if len(rhos) <= NAMED_PHOTOS:
+        return set(rhos)
+    order = sorted(rhos, key=lambda p: (not np.isnan(rhos[p]), rhos[p]))
+    return set(order[:NAMED_PHOTOS])
 
 
 def _log_spectrum(img: np.ndarray) -> np.ndarray:

@@ -216,9 +216,12 @@ TABLES: dict[str, Table] = _index([
     Table("table2_transfer", "Beside table 2 (beyond the paper): degradation estimation on "
           "photos degraded by code HD-CLIP never trained on, against the validation samples.",
           build="zephir.report.tables:table2_transfer", runs="transfer",
-          columns={"Val acc (%)": PERCENT, "Transfer acc (%)": PERCENT, "Val SROCC": CORR,
-                   "Transfer SROCC": CORR, "SROCC gap": CORR, "Val SROCC within photo": CORR,
-                   "Transfer SROCC within photo": CORR},
+          # rows of different types side by side: nothing in bold; the worst photo's name is
+          # a value (not part of the row's name in table2_transfer.json)
+          columns={"Val acc (%)": Column(".1f"), "Transfer acc (%)": Column(".1f"),
+                   **{c: Column(".3f") for c in (
+                       "Val SROCC", "Transfer SROCC", "SROCC gap", "Val SROCC within photo",
+                       "Transfer SROCC within photo", "Worst photo", "Worst photo SROCC")}},
           source=several(METRICS), caption=captions.transfer),
     Table("table3", "Table 3: loss ablations of HD-CLIP.", build="zephir.report.tables:table3",
           runs="losses", columns=ESTIMATION, source=several(METRICS), caption=captions.losses),
@@ -240,7 +243,7 @@ TABLES: dict[str, Table] = _index([
 
 # -------------------------------------------------------------------------- figures
 
-FIGURES: dict[int, Figure] = _index([
+FIGURES: dict[int | str, Figure] = _index([
     Figure(3, "PCA of the HD-CLIP degradation space", "zephir.report.figures:figure3",
            (ARRAYS, PREDICTIONS, METRICS)),
     Figure(7, "predicted vs true level: HD-CLIP's level, and the MM-RealSR-style degree x 100 "

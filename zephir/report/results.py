@@ -37,15 +37,24 @@ def read_results(paths: Sequence[Path]) -> list[dict]:
     """
     results = read_json(paths, "evaluation results", "zephir evaluate")
     own = [r for r in results if r.get("samples") != "transfer"]
-    by_checkpoint = {r["checkpoint"]: r for r in own}
+    by_checkpoint = {_same_file(r["checkpoint"]): r for r in own}
     for path, r in zip(paths, results):
         if r.get("samples") != "transfer":
             continue
-        if r["checkpoint"] not in by_checkpoint:
+        host = by_checkpoint.get(_same_file(r["checkpoint"]))
+        if host is None:
             raise ValueError(f"{path}: transfer results of {r['checkpoint']}, whose validation "
-                             "metrics.json was not given")
-        by_checkpoint[r["checkpoint"]]["transfer"] = r
+                             "metrics.json was not given (given: "
+                             f"{', '.join(x['checkpoint'] for x in own) or 'none'})")
+        if "transfer" in host:
+            raise ValueError(f"{path}: a second transfer result of {r['checkpoint']}")
+        host["transfer"] = r
     return own
+
+
+def _same_file(path: str) -> str:
+    """A checkpoint path as one spelling (relative or absolute, ./ or not)."""
+    return str(Path(path).resolve())
 
 
 def _walk(node, key: str, skip: str) -> Iterator:

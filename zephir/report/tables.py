@@ -6,6 +6,7 @@ are declared in :mod:`zephir.report.registry`; :mod:`zephir.report.render` write
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -71,20 +72,21 @@ def table2_transfer(results: Sequence[dict]) -> pd.DataFrame:
             if kind == "all":
                 row.update({"Val SROCC within photo": _mean(val.get("per_photo_mean", {})),
                             "Transfer SROCC within photo": _mean(tr["per_photo_mean"]),
-                            "Worst photo": ""})
+                            "Worst photo": "", "Worst photo SROCC": nan})
             else:
-                photos = {p: v for p, v in tr["per_photo"][kind].items() if v == v}
+                photos = {p: v for p, v in tr["per_photo"][kind].items() if not math.isnan(v)}
                 worst = min(photos, key=photos.get) if photos else ""
                 row.update({"Val SROCC within photo":
-                            val.get("per_photo_mean", {}).get(kind, float("nan")),
+                            val.get("per_photo_mean", {}).get(kind, nan),
                             "Transfer SROCC within photo": tr["per_photo_mean"][kind],
-                            "Worst photo": f"{worst} ({photos[worst]:.2f})" if worst else ""})
+                            "Worst photo": worst,
+                            "Worst photo SROCC": photos[worst] if worst else nan})
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _mean(per_type: dict) -> float:
-    vals = [v for v in per_type.values() if v == v]
+    vals = [v for v in per_type.values() if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float("nan")
 
 
