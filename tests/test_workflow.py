@@ -263,7 +263,7 @@ def test_embedded_default_end_to_end(workdir):
     assert last < 0.7 * first
     metrics = json.loads((hd / "metrics.json").read_text())
     assert metrics["random_init"] is True
-    # far above chance (25 %, SROCC 0) on photos it never saw; 74 % / 0.80 measured here
+    # far above chance (25 %, SROCC 0) on photos it never saw; 72.5 % / 0.81 measured here
     assert metrics["type_acc"] > 0.6 and metrics["srocc"] > 0.65
     # `zephir predict` on a validation sample of known type and level
     row = next(r for r in rows if r["split"] == "val" and r["types"] == "noise"
