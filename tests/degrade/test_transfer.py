@@ -155,15 +155,26 @@ def test_transfer_set_refuses_small_photos():
         T.transfer_set({"tiny": np.zeros((100, 300, 3), np.float32)})
 
 
-def test_write_transfer_set_reads_back_as_a_manifest(photos, tmp_path):
-    samples = T.transfer_set(photos, per_type=2, seed=1)
-    manifest = T.write_transfer_set(samples, tmp_path)
+def test_make_writes_what_transfer_set_draws(photos, tmp_path):
+    """`zephir transfer-set`'s files: the samples transfer_set draws from the same photos,
+    as PNGs and a synth-style manifest; a second, smaller set leaves no image of the first."""
+    files = []
+    for name, img in photos.items():
+        files.append(tmp_path / "photos" / f"{name}.png")
+        zio.write_png(files[-1], zio.to_uint8(img))
+    loaded = {p.stem: zio.to_float(zio.load_image(p).pixels) for p in files}
+    samples = T.transfer_set(loaded, per_type=2, seed=1)
+    out = tmp_path / "set"
+    manifest = T.make(files, out, per_type=2, seed=1)
     rows = synth.read_manifest(manifest, "val", single_only=True)
     assert len(rows) == len(samples)
     assert list(rows[0]) == synth.manifest_columns()
     for s, r in zip(samples, rows):
+        assert r["source"] == s.photo and r["sample"] == s.sample
         assert r["types"] == s.kind and int(r["crop_size"]) == s.size
         assert float(r[f"{s.kind}_level"]) == s.level
         assert all(r[f"{k}_level"] == "" for k in levels.LABEL_ORDER if k != s.kind)
-        np.testing.assert_array_equal(zio.load_image(tmp_path / r["path"]).pixels,
+        np.testing.assert_array_equal(zio.load_image(out / r["path"]).pixels,
                                       zio.to_uint8(s.image))
+    T.make(files, out, per_type=1, seed=1)
+    assert len(list((out / "images").glob("*.png"))) == len(photos) * len(levels.LABEL_ORDER)

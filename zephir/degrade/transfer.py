@@ -29,12 +29,11 @@ produces; the quality factor (the label) keeps its IJG meaning. ``subsampling`` 
 "4:2:0" or "4:4:4" to reproduce ops.py's variants.
 
 :func:`transfer_set` builds the evaluation samples from float photos in memory (crops of random
-sizes other than training's, each type at random continuous levels, all seeded);
-:func:`write_transfer_set` writes them as PNGs and a manifest whose columns are those of
-:func:`zephir.degrade.synth.manifest_columns` (readable by
-:func:`zephir.degrade.synth.read_manifest`); :func:`make` does both from image files
-(``zephir transfer-set``). The crop size varies per row, so the set is read through the
-full-image path of ``zephir predict`` (``zephir evaluate --transfer``).
+sizes other than training's, each type at random continuous levels, all seeded); :func:`make`
+(``zephir transfer-set``) builds them from image files and writes them as PNGs and a manifest
+whose columns are those of :func:`zephir.degrade.synth.manifest_columns` (readable by
+:func:`zephir.degrade.synth.read_manifest`). The crop size varies per row, so the set is read
+through the full-image path of ``zephir predict`` (``zephir evaluate --transfer``).
 """
 from __future__ import annotations
 
@@ -224,20 +223,9 @@ def manifest_rows(samples: Sequence[TransferSample], types: Sequence[str] = leve
     return rows
 
 
-def write_transfer_set(samples: Sequence[TransferSample], out: Path,
-                       types: Sequence[str] = levels.LABEL_ORDER) -> Path:
-    """Write ``samples`` as PNGs under ``out/images`` and ``out/manifest.csv``; returns the
-    manifest's path (readable by :func:`zephir.degrade.synth.read_manifest`)."""
-    from zephir.degrade.synth import MANIFEST, manifest_columns, rows_to_csv
-
-    out = Path(out)
-    rows = _write_images(samples, out, types)
-    zio.write_text(out / MANIFEST, rows_to_csv(rows, manifest_columns(types)))
-    return out / MANIFEST
-
-
 def _write_images(samples: Sequence[TransferSample], out: Path, types: Sequence[str]
                   ) -> list[dict]:
+    """Write ``samples`` as PNGs under ``out/images``; returns their manifest rows."""
     rows = manifest_rows(samples, types)
     for s, row in zip(samples, rows):
         zio.write_png(out / row["path"], zio.to_uint8(s.image))
