@@ -82,14 +82,14 @@ def _check_semantics(config: dict, origin: str) -> None:
             raise ConfigError(f"{origin}: {key}: datasets.{ref}.hq is false (real low-quality "
                               "images): it cannot be degraded further; restoration reads such "
                               "a set as it is")
-    if config["eval_set"] == config["train_set"]:
-        raise ConfigError(f"{origin}: eval_set: {config['eval_set']!r} is the train_set: its "
-                          "images are trained on; name another dataset, or leave eval_set null "
-                          "to evaluate on the train_set's val split (synth.val_fraction)")
-    if transfer is not None and transfer == config["train_set"]:
-        raise ConfigError(f"{origin}: estimation.transfer.set: {transfer!r} is the train_set: "
-                          "the transfer evaluation is meant for photos no model trains on; "
-                          "name another dataset (the held-out photos, an eval_set)")
+    held_out = {"eval_set": "name another dataset, or leave eval_set null to evaluate on the "
+                            "train_set's val split (synth.val_fraction)",
+                "estimation.transfer.set": "name another dataset (the held-out photos, an "
+                                           "eval_set)"}
+    for key, ref in refs:
+        if key in held_out and ref == config["train_set"]:
+            raise ConfigError(f"{origin}: {key}: {ref!r} is the train_set: its images are "
+                              f"trained on; {held_out[key]}")
     if config["eval_set"] is None and config["synth"]["val_fraction"] == 0:
         raise ConfigError(f"{origin}: synth.val_fraction is 0 and eval_set is null: nothing is "
                           "left to evaluate on; hold out a share of the train_set's images or "

@@ -131,9 +131,10 @@ def evaluate_table(table, types, gap: float = 5.0, *, level_scale: bool = True) 
     lies within ``gap / 4`` of a bin centre (multiples of ``gap``) or farther, each recording
     the ``gap`` it was split by; ``mixtures``: samples of 2-4 types (``samples`` of them), type
     recall and level metrics over every present type (``n`` pairs pooled).
-    ``per_photo`` (when the table has a ``source`` column): per type, each source photo's level SROCC over its single-type samples
-    (``{type: {photo: srocc}}``) and ``per_photo_mean`` its mean over photos (NaN ones left
-    out): ranking within a photo, which the pooled SROCC mixes with offsets between photos.
+    ``per_photo`` (when the table has a ``source`` column): per type, each source photo's
+    level SROCC over its single-type samples (``{type: {photo: srocc}}``) and
+    ``per_photo_mean`` its mean over photos (NaN ones left out): ranking within a photo, which
+    the pooled SROCC mixes with offsets between photos.
     ``not_modelled``: the types without predictions (their samples are left out of the level
     metrics; type accuracy and recall are NaN); ``level_scale``: False when the levels are
     scores on the 0..100 axis (no MAE anywhere).

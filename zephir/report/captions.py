@@ -186,8 +186,9 @@ def transfer_note(results: Sequence[dict]) -> str:
             "single-type samples) degraded by a second implementation of the four operators "
             "(zephir.degrade.transfer: scipy Gaussian filter, Pillow Lanczos down / bicubic up, "
             "numpy noise, Pillow JPEG 4:2:2) on crops of other sizes than training's, each "
-            "read whole as `zephir predict` reads an image; pooled SROCC mixes ranking within a photo with "
-            "offsets between photos, the within-photo SROCC is the mean over photos.")
+            "read whole as `zephir predict` reads an image; pooled SROCC mixes ranking within "
+            "a photo with offsets between photos, the within-photo SROCC is the mean over "
+            "photos.")
 
 
 def transfer(title: str, results: Sequence[dict], config_hash: str) -> str:
