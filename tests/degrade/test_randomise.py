@@ -156,7 +156,8 @@ def test_choices_follow_their_sets_apply_where_they_should_and_vary(built, photo
     assert synth.BLUR_SUPPORT[0] <= supports[0] < supports[-1] <= synth.BLUR_SUPPORT[1]
     assert len(supports) > 5
     assert seen["blur_sampling"] == set(ops.BLUR_SAMPLINGS)
-    assert seen["resample_down"] == seen["resample_up"] == set(synth.RESAMPLINGS)
+    assert seen["resample_down"] == set(synth.RESAMPLINGS) | {ops.ANTIALIAS}
+    assert seen["resample_up"] == set(synth.RESAMPLINGS)
     assert seen["jpeg_subsampling"] == set(ops.JPEG_SUBSAMPLINGS)
 
 
@@ -181,6 +182,17 @@ def test_the_switch_never_resumes_stale_samples(built, photo_dir, tmp_path):
         made.pop(synth.REPORT), fresh.pop(synth.REPORT)
         assert made == fresh
     assert resumed == [0, 0, 0, len(list(photo_dir.iterdir()))]
+
+
+def test_a_set_drawn_from_other_choices_never_resumes(monkeypatch):
+    """On, the fingerprint covers what the choices are drawn from (a set made before the
+    antialiased shrink joined them is not resumed); off, it does not change."""
+    before = ON.fingerprint(), OFF.fingerprint()
+    monkeypatch.setattr(synth, "SHRINKS", synth.RESAMPLINGS)
+    assert ON.fingerprint() != before[0] and OFF.fingerprint() == before[1]
+    monkeypatch.undo()
+    monkeypatch.setattr(synth, "BLUR_SUPPORT", (3.0, 5.0))
+    assert ON.fingerprint() != before[0]
 
 
 def test_cli_switch_overrides_the_config(photo_dir, tmp_path, capsys):
@@ -250,3 +262,35 @@ def test_downsample_resamples_each_way_as_asked(astronaut, down, up):
     small = cv2.resize(img, (40, 40), interpolation=modes[down])
     ref = np.clip(cv2.resize(small, (120, 120), interpolation=modes[up]), 0, 1)
     np.testing.assert_array_equal(ops.downsample(img, 3.0, down, up), ref)
+
+
+@pytest.mark.parametrize("scale", [1.5, 3.0, 7.0])
+def test_antialiased_shrink_is_a_gaussian_prefilter_then_bicubic(astronaut, scale):
+    """scikit-image's anti-aliasing sigma (scale - 1) / 2, recomputed by scipy.ndimage (mirror
+    borders = cv2's reflect-101, truncated at ops' radius ceil(4 sigma))."""
+    from scipy import ndimage
+    img = zio.to_float(astronaut[:140, :140])
+    sigma = (scale - 1) / 2
+    radius = int(np.ceil(4 * sigma))
+    pre = ndimage.gaussian_filter(img.astype(np.float64), (sigma, sigma, 0), mode="mirror",
+                                  truncate=radius / sigma)
+    side = round(140 / scale)
+    small = cv2.resize(np.clip(pre, 0, 1).astype(np.float32), (side, side),
+                       interpolation=cv2.INTER_CUBIC)
+    ref = np.clip(cv2.resize(small, (140, 140), interpolation=cv2.INTER_LINEAR), 0, 1)
+    out = ops.downsample(img, scale, ops.ANTIALIAS, "bilinear")
+    np.testing.assert_allclose(out, ref, atol=2e-5)
+
+
+def test_antialiased_shrink_does_not_alias():
+    """A grating above the small image's Nyquist frequency aliases through cv2's bicubic shrink
+    into a coarse pattern; the antialiased shrink removes it (its mean is what is left)."""
+    x = np.arange(128)
+    grating = 0.5 + 0.4 * np.cos(2 * np.pi * 0.4 * x)  # 0.4 cycles/px; Nyquist at 1/4 is 0.125
+    img = np.repeat(np.tile(grating, (128, 1))[..., None], 3, axis=2).astype(np.float32)
+    aliased = ops.downsample(img, 4.0, "bicubic", "bilinear")
+    clean = ops.downsample(img, 4.0, ops.ANTIALIAS, "bilinear")
+    inner = (slice(16, -16), slice(16, -16))
+    assert aliased[inner].std() > 0.05
+    assert clean[inner].std() < 0.01
+    assert clean[inner].mean() == pytest.approx(0.5, abs=0.01)

@@ -15,6 +15,10 @@ from zephir.degrade.levels import TYPES, get
 
 _INTERP = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
            "nearest": cv2.INTER_NEAREST, "lanczos": cv2.INTER_LANCZOS4}
+#: :func:`downsample`'s shrink that low-passes first, as Pillow, scikit-image and most photo
+#: software do (cv2's bilinear and bicubic shrinks alias): a Gaussian of sigma (scale - 1) / 2,
+#: scikit-image's ``resize(anti_aliasing=True)`` default, then cv2's bicubic.
+ANTIALIAS = "antialias"
 #: Discretisations of the Gaussian blur kernel (:func:`gaussian_blur`).
 BLUR_SAMPLINGS: tuple[str, ...] = ("sampled", "integrated")
 #: JPEG chroma subsampling (:func:`jpeg`) -> libjpeg's sampling factors, through cv2.
@@ -110,14 +114,17 @@ def jpeg(img: np.ndarray, quality: float, *, subsampling: str = "4:2:0") -> np.n
 
 def downsample(img: np.ndarray, scale: float, down: str = "bicubic", up: str = "bicubic"
                ) -> np.ndarray:
-    """Shrink by ``scale`` with resampling ``down`` and resize back to the input size with
-    ``up`` (keys of ``_INTERP``; bicubic both ways by default).
+    """Shrink by ``scale`` with resampling ``down`` (a key of ``_INTERP`` or :data:`ANTIALIAS`)
+    and resize back to the input size with ``up`` (a key of ``_INTERP``); bicubic both ways by
+    default.
 
     The output has the input's size, so that the level shows through content only.
     """
     img = _check(img)
     if scale < 1:
         raise ValueError(f"downsample scale {scale!r} must be >= 1")
+    if down == ANTIALIAS:
+        img, down = gaussian_blur(img, (scale - 1) / 2), "bicubic"
     h, w = img.shape[:2]
     small = resize(img, (max(1, round(w / scale)), max(1, round(h / scale))), down)
     return np.clip(resize(small, (w, h), up), 0.0, 1.0)

@@ -18,10 +18,12 @@ settings forgets its parts under the old ones, whose images it overwrites).
 Randomised synthesis (``randomise``, issue 14; ``method.md``): each sample also draws what its
 label does not fix, as Real-ESRGAN does for its resizes: the source region's scale (a square of
 1-1.5 times the crop size around the fixed crop, resized to the crop size before degrading), the
-blur kernel's support and sampling, the resampling of the downsample operator's two steps and
-the JPEG chroma subsampling. They come from a generator of their own, seeded by the sample's
-seed, so that the labels (types and levels) and the noise are those of the fixed pipeline; the
-manifest records them (:data:`CHOICE_COLUMNS`). Off, the output is the fixed pipeline's.
+blur kernel's support and sampling, the resampling of the downsample operator's two steps (the
+shrink antialiased or not) and the JPEG chroma subsampling. They come from a generator of their
+own, seeded by the sample's seed, so that the labels (types and levels) and the noise are those
+of the fixed pipeline; the manifest records them (:data:`CHOICE_COLUMNS`), and the set's
+fingerprint what they are drawn from (:func:`randomised_choices`). Off, the output is the fixed
+pipeline's.
 """
 from __future__ import annotations
 
@@ -48,9 +50,11 @@ MANIFEST = "manifest.csv"
 REPORT = "report.json"
 FORMAT_VERSION = 1
 #: Randomised synthesis draws each sample's resampling of downsample's two steps from
-#: Real-ESRGAN's set, its blur kernel's radius as ceil(k sigma) with k uniform in BLUR_SUPPORT,
+#: Real-ESRGAN's set (the shrink also from an antialiased one, :data:`ops.ANTIALIAS`), its blur
+#: kernel's radius as ceil(k sigma) with k uniform in BLUR_SUPPORT,
 #: and its source region's side uniform in 1..MAX_CROP_SCALE times the crop size.
 RESAMPLINGS: tuple[str, ...] = ("area", "bilinear", "bicubic")
+SHRINKS: tuple[str, ...] = (*RESAMPLINGS, ops.ANTIALIAS)
 BLUR_SUPPORT: tuple[float, float] = (3.0, 4.0)
 MAX_CROP_SCALE = 1.5
 #: The manifest columns of a randomised set's choices, by the type they apply to: empty when the
@@ -127,15 +131,26 @@ class SynthSpec:
     def settings(self) -> dict:
         """The settings that identify a set (its fingerprint, the report's ``spec``): every
         field, less ``randomise`` when off, so that a fixed-pipeline set made before the switch
-        existed keeps its fingerprint (its files are the same) and resumes."""
+        existed keeps its fingerprint (its files are the same) and resumes; on, ``randomise``
+        is what is drawn from (:func:`randomised_choices`), so that a set drawn from other
+        choices is never resumed."""
         spec = asdict(self)
-        if not self.randomise:
+        if self.randomise:
+            spec["randomise"] = randomised_choices()
+        else:
             del spec["randomise"]
         return spec
 
     def fingerprint(self) -> str:
         blob = json.dumps({"spec": self.settings(), "format": FORMAT_VERSION}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def randomised_choices() -> dict:
+    """What randomised synthesis draws each choice from (:func:`draw_choices`)."""
+    return {"crop_scale": [1.0, MAX_CROP_SCALE], "blur_support": list(BLUR_SUPPORT),
+            "blur_sampling": list(ops.BLUR_SAMPLINGS), "resample_down": list(SHRINKS),
+            "resample_up": list(RESAMPLINGS), "jpeg_subsampling": list(ops.JPEG_SUBSAMPLINGS)}
 
 
 def manifest_columns(types: Sequence[str] = levels.LABEL_ORDER, randomise: bool = False
@@ -222,7 +237,7 @@ def draw_choices(spec: SynthSpec, sample_seed: int, crop_xy: tuple[int, int],
     choices = {"crop_scale": side / c,
                "blur_support": round(float(r.uniform(*BLUR_SUPPORT)), 4),
                "blur_sampling": str(r.choice(ops.BLUR_SAMPLINGS)),
-               "resample_down": str(r.choice(RESAMPLINGS)),
+               "resample_down": str(r.choice(SHRINKS)),
                "resample_up": str(r.choice(RESAMPLINGS)),
                "jpeg_subsampling": str(r.choice(list(ops.JPEG_SUBSAMPLINGS)))}
     return corner, choices
