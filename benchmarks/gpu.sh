@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One GPU, one run: the CUDA paths' tests, the benchmarks' GPU ratios, and HD-CLIP on
-# config/embedded-gpu.yaml (synthesis, training, evaluation on the held-out photos), each
-# stage timed. Everything goes under WORK (default gpu-check/); the numbers a run prints are
+# config/embedded-gpu.yaml (synthesis, training, evaluation on the held-out photos, then the
+# transfer evaluation of issue 14 for it and for the same model trained on the randomised
+# synthesiser), each stage timed. Everything goes under WORK (default gpu-check/); the numbers a run prints are
 # what README.md reports, with the date of the run.
 #
 #   bash benchmarks/gpu.sh [WORK]
@@ -62,6 +63,47 @@ fi
         --out "$work/hdclip" --evaluate --quiet
 ) 2>&1 | grep -v "initialized randomly" | tee "$work/embedded-gpu.txt"
 cat "$work/hdclip/metrics.json"
+
+stage "transfer evaluation (issue 14): the fixed pipeline's HD-CLIP and a randomised one"
+dev=cpu
+$py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && dev=cuda
+tphotos=$work/transfer-photos
+read -r per_type crop < <($py -c "import yaml; c = yaml.safe_load(open('$config'))
+print(2 if '$smoke' == '1' else c['estimation']['transfer']['per_type'], c['synth']['crop_size'])")
+$py -c "import sys, yaml; from zephir import data
+cfg = yaml.safe_load(open('$config'))
+data.write_embedded(sys.argv[1], cfg['datasets']['transfer']['images'])" "$tphotos"
+(
+    timed $py -m zephir transfer-set --images "$tphotos" --out "$work/transfer-set" \
+        --per-type "$per_type" --train-crop-size "$crop"
+    timed $py -m zephir synth --config "$config" --randomise --images "$photos" \
+        --out "$work/synth-randomised" --quiet
+    timed $py -m zephir train --config "$config" --manifest "$work/synth-randomised/manifest.csv" \
+        --out "$work/hdclip-randomised" --evaluate --quiet
+    for model in hdclip hdclip-randomised; do
+        timed $py -m zephir evaluate --checkpoint "$work/$model/checkpoint.pt" --transfer \
+            --manifest "$work/transfer-set/manifest.csv" --out "$work/$model/transfer" \
+            --device "$dev"
+    done
+    $py - "$work" <<'PY'
+import json, sys
+from pathlib import Path
+work = Path(sys.argv[1])
+print("HD-CLIP (random-init weights where marked *), single-type samples")
+print("model              samples     type acc   SROCC: blur  noise  jpeg   downsample")
+for model in ("hdclip", "hdclip-randomised"):
+    for name, path in (("validation", "eval"), ("transfer", "transfer")):
+        f = work / model / path / "metrics.json"
+        if not f.exists():
+            print(f"{model:18s} {name:11s} missing: {f}")
+            continue
+        result = json.loads(f.read_text())
+        m, star = result["metrics"]["single"], "*" if result.get("random_init") else ""
+        sroccs = "  ".join(f"{m.get(k + '_srocc', float('nan')):5.3f}"
+                           for k in ("blur", "noise", "jpeg", "downsample"))
+        print(f"{model + star:18s} {name:11s} {100 * m['type_acc']:5.1f} %     {sroccs}")
+PY
+) 2>&1 | grep -v "initialized randomly" | tee "$work/transfer.txt"
 
 stage benchmarks
 if [ "$smoke" = 1 ]; then
