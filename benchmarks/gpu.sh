@@ -22,7 +22,7 @@ limit=${STAGE_TIMEOUT:-900}
 timed() {
     local t=$SECONDS rc=0
     timeout "$limit" "$@" || rc=$?
-    echo "-- $((SECONDS - t))s, exit $rc: $*" | cut -c1-160
+    echo "-- $((SECONDS - t))s, exit $rc: $*" | cut -c1-240
 }
 
 stage device
@@ -53,9 +53,10 @@ fi
 photos=${PHOTOS:-}
 if [ -z "$photos" ]; then
     photos=$work/photos
-    $py -c "import sys, yaml; from zephir import data
-cfg = yaml.safe_load(open('$config'))
-data.write_embedded(sys.argv[1], cfg['datasets']['embedded']['images'])" "$photos"
+    $py -c 'import sys, yaml; from zephir import data
+cfg = yaml.safe_load(open(sys.argv[1]))
+data.write_embedded(sys.argv[2], cfg["datasets"][cfg["train_set"]]["images"])' \
+        "$config" "$photos" || echo "-- training photos unwritable from $config"
 fi
 (
     timed $py -m zephir synth --config "$config" --images "$photos" --out "$work/synth" --quiet
@@ -68,14 +69,19 @@ stage "transfer evaluation (issue 14): the fixed pipeline's HD-CLIP and a random
 dev=cpu
 $py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && dev=cuda
 tphotos=$work/transfer-photos
-read -r per_type crop < <($py -c "import yaml; c = yaml.safe_load(open('$config'))
-print(2 if '$smoke' == '1' else c['estimation']['transfer']['per_type'], c['synth']['crop_size'])")
-$py -c "import sys, yaml; from zephir import data
-cfg = yaml.safe_load(open('$config'))
-data.write_embedded(sys.argv[1], cfg['datasets']['transfer']['images'])" "$tphotos"
+# the transfer set's photos, and the settings that rule transfer_set passes (estimation.smk)
+settings=$($py -c 'import sys, yaml; from zephir import data
+cfg = yaml.safe_load(open(sys.argv[1]))
+t = cfg["estimation"]["transfer"]
+data.write_embedded(sys.argv[2], cfg["datasets"][t["set"]]["images"])
+print(2 if sys.argv[3] == "1" else t["per_type"], cfg["synth"]["crop_size"], t["seed"],
+      *cfg["synth"]["types"])' "$config" "$tphotos" "$smoke") \
+    || echo "-- transfer photos or settings unreadable from $config"
+read -r per_type crop seed types <<< "$settings"
 (
+    # shellcheck disable=SC2086  # $types: one argument per type
     timed $py -m zephir transfer-set --images "$tphotos" --out "$work/transfer-set" \
-        --per-type "$per_type" --train-crop-size "$crop"
+        --per-type "$per_type" --seed "$seed" --types $types --train-crop-size "$crop"
     timed $py -m zephir synth --config "$config" --randomise --images "$photos" \
         --out "$work/synth-randomised" --quiet
     timed $py -m zephir train --config "$config" --manifest "$work/synth-randomised/manifest.csv" \

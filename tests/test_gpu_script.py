@@ -25,7 +25,7 @@ def test_gpu_script_runs_every_stage_at_toy_sizes(tmp_path):
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-3000:]
     exits = re.findall(r"^-- \d+s, exit (\d+): (.*)$", out, flags=re.M)
-    assert len(exits) >= 9, out[-3000:]
+    assert len(exits) == 11, out[-3000:]  # tests 1, HD-CLIP 2, transfer 5, benchmarks 3
     assert [cmd for rc, cmd in exits if rc != "0"] == []
 
     work = tmp_path / "w"
@@ -37,6 +37,7 @@ def test_gpu_script_runs_every_stage_at_toy_sizes(tmp_path):
     assert len(rows) == len(photos) * 4 * 2  # SMOKE: 2 per photo and type
     low, high = (round(f * cfg["synth"]["crop_size"]) for f in (1.25, 2.5))
     assert all(low <= int(r["crop_size"]) <= high for r in rows)
+    assert {r["types"] for r in rows} == set(cfg["synth"]["types"])
 
     with (work / "synth-randomised" / "manifest.csv").open() as fh:
         assert "resample_down" in next(csv.reader(fh))

@@ -187,6 +187,7 @@ def test_the_switch_never_resumes_stale_samples(built, photo_dir, tmp_path):
 def test_a_set_drawn_from_other_choices_never_resumes(monkeypatch):
     """On, the fingerprint covers what the choices are drawn from (a set made before the
     antialiased shrink joined them is not resumed); off, it does not change."""
+    assert set(synth.randomised_choices()) == set(CHOICES)
     before = ON.fingerprint(), OFF.fingerprint()
     monkeypatch.setattr(synth, "SHRINKS", synth.RESAMPLINGS)
     assert ON.fingerprint() != before[0] and OFF.fingerprint() == before[1]
@@ -280,6 +281,8 @@ def test_antialiased_shrink_is_a_gaussian_prefilter_then_bicubic(astronaut, scal
     ref = np.clip(cv2.resize(small, (140, 140), interpolation=cv2.INTER_LINEAR), 0, 1)
     out = ops.downsample(img, scale, ops.ANTIALIAS, "bilinear")
     np.testing.assert_allclose(out, ref, atol=2e-5)
+    with pytest.raises(ValueError, match="'antialias' up"):
+        ops.downsample(img, scale, "area", ops.ANTIALIAS)
 
 
 def test_antialiased_shrink_does_not_alias():

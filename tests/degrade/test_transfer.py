@@ -199,6 +199,7 @@ def own_blur(img: np.ndarray, sharp: np.ndarray) -> float:
     """The Gaussian sigma (px) that brings the ``sharp`` photo to ``img``'s fine_to_coarse: 0
     when ``img`` is the sharper (bisection; blurring lowers the ratio monotonically)."""
     target, lo, hi = fine_to_coarse(img), 0.0, 4.0
+    sharp = sharp[:512 + 32, :512 + 32]  # what fine_to_coarse reads, and a 4-sigma margin
     if fine_to_coarse(sharp) <= target:
         return 0.0
     for _ in range(12):
@@ -227,4 +228,4 @@ def test_cell_is_blurred_at_native_resolution():
                                for r in refs])) for n in names}
     assert 1.0 <= own["cell"] <= 2.0, own
     assert levels.normalize("blur", own["cell"]) > 20
-    assert all(v < 0.6 for n, v in own.items() if n != "cell"), own
+    assert all(v < 0.45 for n, v in own.items() if n != "cell"), own

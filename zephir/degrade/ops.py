@@ -17,7 +17,9 @@ _INTERP = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR, "area": cv2
            "nearest": cv2.INTER_NEAREST, "lanczos": cv2.INTER_LANCZOS4}
 #: :func:`downsample`'s shrink that low-passes first, as Pillow, scikit-image and most photo
 #: software do (cv2's bilinear and bicubic shrinks alias): a Gaussian of sigma (scale - 1) / 2,
-#: scikit-image's ``resize(anti_aliasing=True)`` default, then cv2's bicubic.
+#: scikit-image's ``resize(anti_aliasing=True)`` default, then cv2's bicubic. (Randomised sets
+#: are fingerprinted by the names they draw from, not by this formula: change it, and bump
+#: ``synth.FORMAT_VERSION``.)
 ANTIALIAS = "antialias"
 #: Discretisations of the Gaussian blur kernel (:func:`gaussian_blur`).
 BLUR_SAMPLINGS: tuple[str, ...] = ("sampled", "integrated")
@@ -123,6 +125,9 @@ def downsample(img: np.ndarray, scale: float, down: str = "bicubic", up: str = "
     img = _check(img)
     if scale < 1:
         raise ValueError(f"downsample scale {scale!r} must be >= 1")
+    if down not in (*_INTERP, ANTIALIAS) or up not in _INTERP:
+        raise ValueError(f"downsample resampling {down!r} down, {up!r} up: down is one of "
+                         f"{', '.join((*_INTERP, ANTIALIAS))}, up one of {', '.join(_INTERP)}")
     if down == ANTIALIAS:
         img, down = gaussian_blur(img, (scale - 1) / 2), "bicubic"
     h, w = img.shape[:2]

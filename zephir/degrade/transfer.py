@@ -14,8 +14,10 @@ blur       ``scipy.ndimage.gaussian_filter`` in float64, cv2 ``sepFilter2D``, fl
            ``int(4 sigma + 0.5)``), borders ``reflect``  borders reflect-101 (``dcba|abcd``
            (half-sample symmetric, ``dcba|abcd``)       -> ``dcb|abcd``)
 downsample Pillow, per channel in float (mode "F"):     cv2 bicubic both ways (no antialiasing
-           LANCZOS down (antialiased: the kernel        on the shrink: it aliases)
-           widens with the factor), BICUBIC back up
+           LANCZOS down (antialiased: the kernel        on the shrink: it aliases; randomised:
+           widens with the factor), BICUBIC back up     area, bilinear, bicubic or a Gaussian
+                                                        prefilter + bicubic down, area, bilinear
+                                                        or bicubic up)
 noise      ``Generator.normal`` in float64, clipped     ``standard_normal`` in float32, clipped
 jpeg       Pillow's encoder and decoder, chroma         cv2 (libjpeg), 4:2:0 (randomised: 4:4:4
            subsampling 4:2:2 by default                 or 4:2:0)
