@@ -129,3 +129,18 @@ def test_embed_gives_both_branches_and_agrees_with_estimate(checkpoint, astronau
     with torch.no_grad():
         ref = torch.nn.functional.normalize(model.clip.encode_image(model.normalize(x)), dim=-1)
     assert torch.allclose(predict.embed(model, [crop])[0].semantic, ref[0], atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_named_not_blamed_on_the_checkpoint(checkpoint, tmp_path,
+                                                                   capsys):
+    """A config with resources.gpu > 0 makes the rules pass --device cuda; on a machine without
+    one the error says so, instead of calling a good checkpoint unreadable."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path\n")
+    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--manifest", str(manifest),
+                     "--out", str(tmp_path / "eval"), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "'cuda' asks for CUDA, and torch sees no CUDA device" in err
+    assert "resources.gpu" in err and "not a readable" not in err
+    assert not (tmp_path / "eval").exists()
