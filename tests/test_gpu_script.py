@@ -13,6 +13,8 @@ import sys
 import pytest
 import yaml
 
+from zephir.degrade import transfer
+
 from .conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -35,7 +37,7 @@ def test_gpu_script_runs_every_stage_at_toy_sizes(tmp_path):
         rows = list(csv.DictReader(fh))
     assert sorted({r["source"] for r in rows}) == sorted(photos)
     assert len(rows) == len(photos) * 4 * 2  # SMOKE: 2 per photo and type
-    low, high = (round(f * cfg["synth"]["crop_size"]) for f in (1.25, 2.5))
+    low, high = transfer.crop_sizes(cfg["synth"]["crop_size"])
     assert all(low <= int(r["crop_size"]) <= high for r in rows)
     assert {r["types"] for r in rows} == set(cfg["synth"]["types"])
 

@@ -33,8 +33,8 @@ def load(path: str | Path, device="cpu") -> dict:
         raise FileNotFoundError(f"{path}: no such checkpoint (train one with `zephir train`)")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"{path}: device {str(device)!r} asks for CUDA, and torch sees no CUDA "
-                           "device here (the workflow's rules ask for cuda where the config's "
-                           "resources.gpu is above 0: run them on a GPU, or set it to 0)")
+                         "device here (the workflow's rules ask for cuda where the config's "
+                         "resources.gpu is above 0: run them on a GPU, or set it to 0)")
     try:
         return torch.load(path, map_location=device, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - name the file whatever torch raised

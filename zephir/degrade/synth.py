@@ -51,8 +51,8 @@ REPORT = "report.json"
 FORMAT_VERSION = 1
 #: Randomised synthesis draws each sample's resampling of downsample's two steps from
 #: Real-ESRGAN's set (the shrink also from an antialiased one, :data:`ops.ANTIALIAS`), its blur
-#: kernel's radius as ceil(k sigma) with k uniform in BLUR_SUPPORT,
-#: and its source region's side uniform in 1..MAX_CROP_SCALE times the crop size.
+#: kernel's radius as ceil(k sigma) with k uniform in BLUR_SUPPORT, and its source region's side
+#: uniform in 1..MAX_CROP_SCALE times the crop size.
 RESAMPLINGS: tuple[str, ...] = ("area", "bilinear", "bicubic")
 SHRINKS: tuple[str, ...] = (*RESAMPLINGS, ops.ANTIALIAS)
 BLUR_SUPPORT: tuple[float, float] = (3.0, 4.0)
