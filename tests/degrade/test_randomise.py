@@ -245,7 +245,7 @@ def test_unknown_blur_sampling_is_refused(astronaut):
         ops.gaussian_blur(zio.to_float(astronaut[:16, :16]), 1.0, sampling="box")
 
 
-@pytest.mark.parametrize("subsampling,pil", [("4:4:4", 0), ("4:2:0", 2)])
+@pytest.mark.parametrize("subsampling,pil", [("4:4:4", 0), ("4:2:2", 1), ("4:2:0", 2)])
 def test_jpeg_chroma_subsampling_equals_pil(astronaut, subsampling, pil):
     ours = zio.to_uint8(ops.jpeg(zio.to_float(astronaut), 60, subsampling=subsampling))
     buf = io.BytesIO()

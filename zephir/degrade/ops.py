@@ -25,6 +25,7 @@ ANTIALIAS = "antialias"
 BLUR_SAMPLINGS: tuple[str, ...] = ("sampled", "integrated")
 #: JPEG chroma subsampling (:func:`jpeg`) -> libjpeg's sampling factors, through cv2.
 JPEG_SUBSAMPLINGS = {"4:4:4": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+                     "4:2:2": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
                      "4:2:0": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420}
 
 
@@ -100,7 +101,8 @@ def jpeg(img: np.ndarray, quality: float, *, subsampling: str = "4:2:0") -> np.n
     """JPEG compression at integer ``quality`` (cv2/libjpeg), decoded back.
 
     ``subsampling`` is the chroma subsampling (a key of ``JPEG_SUBSAMPLINGS``): 4:2:0 is
-    libjpeg's default, 4:4:4 keeps full-resolution chroma.
+    libjpeg's default, 4:2:2 halves chroma horizontally only (what many cameras write), 4:4:4
+    keeps full-resolution chroma.
     """
     img = _check(img)
     q = jpeg_settings(quality, subsampling)
