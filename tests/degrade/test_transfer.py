@@ -2,11 +2,13 @@
 and against ops.py only to show they differ in implementation but agree in magnitude."""
 from __future__ import annotations
 
+import io
 import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from zephir import io as zio
 from zephir.degrade import levels, ops, synth
@@ -98,11 +100,51 @@ def test_jpeg_keeps_size_and_error_grows_as_quality_falls(photo):
         T.jpeg(img, 50, subsampling="4:1:1")
 
 
-def test_jpeg_420_is_ops_jpeg_and_the_default_is_not(photo):
-    """Pillow and cv2 share libjpeg: at 4:2:0 they agree exactly, which is why the default is
-    4:2:2 (a subsampling neither synthesiser uses)."""
-    np.testing.assert_array_equal(T.jpeg(photo, 50, subsampling="4:2:0"), ops.jpeg(photo, 50))
-    assert np.abs(T.jpeg(photo, 50) - ops.jpeg(photo, 50)).mean() > 1e-3
+def pil_jpeg(img: np.ndarray, quality: int, subsampling: int):
+    """libjpeg's encoder and decoder through Pillow: the decoded float image and the
+    quantisation tables it wrote (the file's own, read back)."""
+    buf = io.BytesIO()
+    Image.fromarray(zio.to_uint8(img)).save(buf, "JPEG", quality=quality, subsampling=subsampling)
+    with Image.open(buf) as dec:
+        return zio.to_float(np.asarray(dec.convert("RGB"))), dec.quantization
+
+
+@pytest.mark.parametrize("quality", [10, 30, 49, 50, 75, 95])
+def test_quantisation_tables_are_libjpegs(photo, quality):
+    _, tables = pil_jpeg(photo[:16, :16], quality, 0)
+    for base, written in ((T.ANNEX_K_LUMA, tables[0]), (T.ANNEX_K_CHROMA, tables[1])):
+        np.testing.assert_array_equal(T.quantisation_table(base, quality),
+                                      np.reshape(written, (8, 8)))
+
+
+@pytest.mark.parametrize("subsampling", list(T.JPEG_SUBSAMPLINGS))
+@pytest.mark.parametrize("quality", [30, 60, 90])
+def test_jpeg_matches_libjpeg_in_loss_not_in_pixels(photo, quality, subsampling):
+    """A second implementation of the same standard: within 0.5 dB of libjpeg's PSNR at the
+    same quality and subsampling (Pillow's numbers for the latter), with other pixels (float
+    DCT and colour against libjpeg's fixed point, linear against 'fancy' chroma upsampling)."""
+    ref, _ = pil_jpeg(photo, quality, list(T.JPEG_SUBSAMPLINGS).index(subsampling))
+    out = T.jpeg(photo, quality, subsampling=subsampling)
+    assert abs(psnr(out, photo) - psnr(ref, photo)) < 0.5
+    assert np.mean(zio.to_uint8(out) == zio.to_uint8(ref)) < 0.8
+
+
+def test_jpeg_subsampling_halves_chroma_as_named():
+    """A chroma-only grating (red and blue of equal luma in 1-px stripes) survives 4:4:4; 4:2:2
+    averages it away across columns but keeps it across rows, 4:2:0 averages both away."""
+    red, blue = np.array([0.75, 0.375, 0.375]), np.array([0.3, 0.531, 0.75])
+    assert abs((red - blue) @ [0.299, 0.587, 0.114]) < 1e-3
+    cols = np.where((np.arange(32) % 2 == 0)[None, :, None], red, blue) * np.ones((32, 1, 1))
+    rows = np.transpose(cols, (1, 0, 2))
+
+    def contrast(img, axis):  # mean |difference| of neighbours along axis
+        return np.abs(np.diff(img, axis=axis)).mean()
+
+    for img, axis in ((cols, 1), (rows, 0)):
+        assert contrast(T.jpeg(img, 95, subsampling="4:4:4"), axis) > 0.2
+    assert contrast(T.jpeg(cols, 95, subsampling="4:2:2"), 1) < 0.05
+    assert contrast(T.jpeg(rows, 95, subsampling="4:2:2"), 0) > 0.2
+    assert contrast(T.jpeg(rows, 95, subsampling="4:2:0"), 0) < 0.05
 
 
 @pytest.mark.parametrize("kind", levels.TYPES)

@@ -19,16 +19,21 @@ downsample Pillow, per channel in float (mode "F"):     cv2 bicubic both ways (n
                                                         prefilter + bicubic down, area, bilinear
                                                         or bicubic up)
 noise      ``Generator.normal`` in float64, clipped     ``standard_normal`` in float32, clipped
-jpeg       Pillow's encoder and decoder, chroma         cv2 (libjpeg), 4:2:0 (randomised: 4:4:4
-           subsampling 4:2:2 by default                 or 4:2:0)
+jpeg       the standard's lossy steps in float64:       cv2 (libjpeg: fixed-point colour and
+           JFIF colour, chroma averaged (4:2:2 by       DCT, "fancy" chroma upsampling), 4:2:0
+           default), ``scipy.fft`` DCT, Annex K tables  (randomised: 4:4:4, 4:2:2 or 4:2:0)
+           scaled by IJG quality, linear chroma
+           upsampling (``scipy.ndimage.zoom``)
 ========== ============================================ ==========================================
 
-JPEG: Pillow and cv2 wrap the same libjpeg(-turbo), and at 4:2:0 their decoded pixels are
-byte-identical (``tests/degrade/test_ops.py``), so Pillow at its default subsampling would not
-be a second implementation at all. The default here is therefore 4:2:2 (horizontal-only chroma
-subsampling, what many cameras write), which neither the fixed nor the randomised synthesiser
-produces; the quality factor (the label) keeps its IJG meaning. ``subsampling`` may be set to
-"4:2:0" or "4:4:4" to reproduce ops.py's variants.
+JPEG: Pillow and cv2 wrap the same libjpeg(-turbo) and decode to the same bytes
+(``tests/degrade/test_randomise.py``), so neither is a second implementation of the other.
+:func:`jpeg` writes out what makes JPEG lossy (entropy coding is lossless and left out) with
+the same quantisation tables as libjpeg at each quality, so that the label keeps its meaning:
+its PSNR is within 0.5 dB of libjpeg's, its pixels are not libjpeg's
+(``tests/degrade/test_transfer.py``). Its default chroma subsampling, 4:2:2 (horizontal only,
+what many cameras write), is one the fixed synthesiser never makes; ``subsampling`` may be set
+to "4:2:0" or "4:4:4".
 
 :func:`transfer_set` builds the evaluation samples from float photos in memory (crops of random
 sizes other than training's, each type at random continuous levels, all seeded); :func:`make`
@@ -39,21 +44,36 @@ through the full-image path of ``zephir predict`` (``zephir evaluate --transfer`
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
+from scipy import fft, ndimage
 
 from zephir import io as zio
 from zephir import seed as zseed
 from zephir.degrade import levels, ops
 
-#: Pillow's JPEG ``subsampling`` argument by chroma subsampling name.
-JPEG_SUBSAMPLINGS = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+#: Chroma subsampling name -> (horizontal, vertical) factor by which :func:`jpeg` averages
+#: the chroma planes.
+JPEG_SUBSAMPLINGS = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}
+#: The JPEG standard's example quantisation tables (ITU-T T.81, Annex K, tables K.1 and K.2,
+#: row by row), which IJG's quality scales (:func:`quantisation_table`).
+ANNEX_K_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]).reshape(8, 8)
+ANNEX_K_CHROMA = np.array([
+    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
+    24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99,
+    *[99] * 32]).reshape(8, 8)
+#: JFIF's full-range RGB -> YCbCr (ITU-R BT.601 weights; Cb, Cr centred on 128).
+_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114],
+                          [-0.168736, -0.331264, 0.5],
+                          [0.5, -0.418688, -0.081312]])
 #: Crop sides of the transfer set as multiples of the training crop: never the size the models
 #: were trained on, never smaller than their input (which would be padded).
 CROP_FACTORS: tuple[float, float] = (1.25, 2.5)
@@ -117,17 +137,50 @@ def gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> n
     return _out(img + rng.normal(0.0, sigma / 255.0, size=img.shape))
 
 
+def quantisation_table(base: np.ndarray, quality: int) -> np.ndarray:
+    """``base`` scaled to integer ``quality`` as IJG defines it (what the jpeg label means): a
+    percentage of 5000 / quality below 50 and 200 - 2 quality from 50, each entry
+    ``(base * percentage + 50) // 100`` kept within 1..255 (baseline JPEG)."""
+    pct = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((base * pct + 50) // 100, 1, 255)
+
+
+def _quantise(plane: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """One plane (0..255, float64) through baseline JPEG's lossy core: padded to whole 8 x 8
+    blocks by repeating its last row and column, level-shifted, each block's orthonormal 2-D
+    DCT-II (``scipy.fft``) rounded to multiples of ``table``, transformed back."""
+    h, w = plane.shape
+    padded = np.pad(plane, ((0, -h % 8), (0, -w % 8)), mode="edge") - 128.0
+    H, W = padded.shape
+    blocks = padded.reshape(H // 8, 8, W // 8, 8).transpose(0, 2, 1, 3)
+    coef = fft.dctn(blocks, axes=(2, 3), norm="ortho")
+    coef = np.round(coef / table) * table
+    back = fft.idctn(coef, axes=(2, 3), norm="ortho").transpose(0, 2, 1, 3).reshape(H, W)
+    return back[:h, :w] + 128.0
+
+
 def jpeg(img: np.ndarray, quality: float, *, subsampling: str = "4:2:2") -> np.ndarray:
-    """JPEG at integer ``quality`` through Pillow's encoder, decoded back by Pillow; chroma
-    ``subsampling`` a key of :data:`JPEG_SUBSAMPLINGS` (see the module's note on 4:2:2)."""
+    """JPEG at integer ``quality``, the lossy steps of the standard written out in float64:
+    the 8-bit pixels to JFIF YCbCr, chroma averaged over ``subsampling``'s blocks (a key of
+    :data:`JPEG_SUBSAMPLINGS`), :func:`_quantise` with the Annex K tables scaled to ``quality``,
+    chroma upsampled linearly at sample centres (``scipy.ndimage.zoom``), back to RGB and
+    rounded to 8 bits. Entropy coding is lossless and left out."""
     img = _check(img)
     q = ops.jpeg_settings(quality, subsampling, JPEG_SUBSAMPLINGS)  # checks only, no codec
-    u8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(u8, "RGB").save(buf, "JPEG", quality=q,
-                                    subsampling=JPEG_SUBSAMPLINGS[subsampling])
-    with Image.open(io.BytesIO(buf.getvalue())) as dec:
-        return np.asarray(dec.convert("RGB"), dtype=np.float32) / 255.0
+    fh, fv = JPEG_SUBSAMPLINGS[subsampling]
+    u8 = np.clip(np.rint(img * 255.0), 0, 255)
+    ycc = u8 @ _RGB_TO_YCBCR.T + (0.0, 128.0, 128.0)
+    h, w = u8.shape[:2]
+    planes = [_quantise(ycc[..., 0], quantisation_table(ANNEX_K_LUMA, q))]
+    for c in (1, 2):
+        chroma = np.pad(ycc[..., c], ((0, -h % fv), (0, -w % fh)), mode="edge")
+        chroma = chroma.reshape(chroma.shape[0] // fv, fv, chroma.shape[1] // fh, fh).mean((1, 3))
+        chroma = _quantise(chroma, quantisation_table(ANNEX_K_CHROMA, q))
+        if (fh, fv) != (1, 1):
+            chroma = ndimage.zoom(chroma, (fv, fh), order=1, mode="nearest", grid_mode=True)
+        planes.append(chroma[:h, :w])
+    rgb = (np.stack(planes, axis=-1) - (0.0, 128.0, 128.0)) @ np.linalg.inv(_RGB_TO_YCBCR).T
+    return (np.clip(np.rint(rgb), 0, 255) / 255.0).astype(np.float32)
 
 
 def apply(img: np.ndarray, kind: str, value: float, rng: np.random.Generator | None = None
