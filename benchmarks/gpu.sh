@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One GPU, one run: the CUDA paths' tests, the benchmarks' GPU ratios, and HD-CLIP on
 # config/embedded-gpu.yaml (synthesis, training, evaluation on the held-out photos, then the
-# transfer evaluation of issue 14 for it and for the same model trained on the randomised
-# synthesiser), each stage timed. Everything goes under WORK (default gpu-check/); the numbers
+# transfer evaluation of issue 14 for it and for the same model trained on the paper's fixed
+# synthesis pipeline), each stage timed. Everything goes under WORK (default gpu-check/); the numbers
 # a run prints are what README.md reports, with the date of the run.
 #
 #   bash benchmarks/gpu.sh [WORK]
@@ -65,7 +65,7 @@ fi
 ) 2>&1 | grep -v "initialized randomly" | tee "$work/embedded-gpu.txt"
 cat "$work/hdclip/metrics.json"
 
-stage "transfer evaluation (issue 14): the fixed pipeline's HD-CLIP and a randomised one"
+stage "transfer evaluation (issue 14): HD-CLIP as configured and on the fixed pipeline"
 dev=cpu
 $py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && dev=cuda
 tphotos=$work/transfer-photos
@@ -82,11 +82,11 @@ read -r per_type crop seed types <<< "$settings"
     # shellcheck disable=SC2086  # $types: one argument per type
     timed $py -m zephir transfer-set --images "$tphotos" --out "$work/transfer-set" \
         --per-type "$per_type" --seed "$seed" --types $types --train-crop-size "$crop"
-    timed $py -m zephir synth --config "$config" --randomise --images "$photos" \
-        --out "$work/synth-randomised" --quiet
-    timed $py -m zephir train --config "$config" --manifest "$work/synth-randomised/manifest.csv" \
-        --out "$work/hdclip-randomised" --evaluate --quiet
-    for model in hdclip hdclip-randomised; do
+    timed $py -m zephir synth --config "$config" --no-randomise --images "$photos" \
+        --out "$work/synth-fixed" --quiet
+    timed $py -m zephir train --config "$config" --manifest "$work/synth-fixed/manifest.csv" \
+        --out "$work/hdclip-fixed" --evaluate --quiet
+    for model in hdclip hdclip-fixed; do
         timed $py -m zephir evaluate --checkpoint "$work/$model/checkpoint.pt" --transfer \
             --manifest "$work/transfer-set/manifest.csv" --out "$work/$model/transfer" \
             --device "$dev"
@@ -97,7 +97,7 @@ from pathlib import Path
 work = Path(sys.argv[1])
 print("HD-CLIP (random-init weights where marked *), single-type samples")
 print("model              samples     type acc   SROCC: blur  noise  jpeg   downsample")
-for model in ("hdclip", "hdclip-randomised"):
+for model in ("hdclip", "hdclip-fixed"):
     for name, path in (("validation", "eval"), ("transfer", "transfer")):
         f = work / model / path / "metrics.json"
         if not f.exists():

@@ -1,6 +1,7 @@
 """`benchmarks/gpu.sh`, the one script a session lent a GPU runs, at toy sizes on this machine
 (SMOKE=1): every stage exits 0, and the transfer stage writes the transfer set of the
-embedded-gpu config's photos and reports both models on both sample sets."""
+embedded-gpu config's photos and reports both models (as configured, randomised, and on the
+fixed pipeline) on both sample sets."""
 from __future__ import annotations
 
 import csv
@@ -41,10 +42,13 @@ def test_gpu_script_runs_every_stage_at_toy_sizes(tmp_path):
     assert all(low <= int(r["crop_size"]) <= high for r in rows)
     assert {r["types"] for r in rows} == set(cfg["synth"]["types"])
 
-    with (work / "synth-randomised" / "manifest.csv").open() as fh:
+    assert cfg["synth"]["randomise"] is True  # the config randomises; the comparison does not
+    with (work / "synth" / "manifest.csv").open() as fh:
         assert "resample_down" in next(csv.reader(fh))
+    with (work / "synth-fixed" / "manifest.csv").open() as fh:
+        assert "resample_down" not in next(csv.reader(fh))
     summary = (work / "transfer.txt").read_text()
-    for model in ("hdclip", "hdclip-randomised"):
+    for model in ("hdclip", "hdclip-fixed"):
         metrics = json.loads((work / model / "transfer" / "metrics.json").read_text())
         assert metrics["samples"] == "transfer" and metrics["random_init"] is True
         acc = 100 * metrics["metrics"]["single"]["type_acc"]
