@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One GPU, one run: the CUDA paths' tests, the benchmarks' GPU ratios, and HD-CLIP on
 # config/embedded-gpu.yaml (synthesis, training, evaluation on the held-out photos, then the
-# transfer evaluation of issue 14 for it and for the same model trained on the paper's fixed
-# synthesis pipeline), each stage timed. Everything goes under WORK (default gpu-check/); the numbers
-# a run prints are what README.md reports, with the date of the run.
+# transfer evaluation of issue 14 for it and for the same model trained on the paper's
+# fixed synthesis pipeline), each stage timed. Everything goes under WORK (default
+# gpu-check/); the numbers a run prints are what README.md reports, with the date of the run.
 #
 #   bash benchmarks/gpu.sh [WORK]
 #

@@ -349,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Per photo and type, --per-type square crops of random "
                         "sides (1.25-2.5 x --train-crop-size, or --crop-sizes), each at a "
                         "uniform random 0..100 level, degraded "
-                        "by zephir.degrade.transfer (scipy blur, Pillow resampling, numpy noise, "
-                        "JPEG's lossy steps in float, 4:2:2): code HD-CLIP never trained on. Writes images/ and "
+                        "by zephir.degrade.transfer (scipy blur, Pillow resampling, numpy "
+                        "noise, JPEG's lossy steps in float at 4:2:2): code HD-CLIP never "
+                        "trained on. Writes images/ and "
                         "a synth-style manifest.csv (split val); read it with `zephir evaluate "
                         "--transfer`.")
     ts.add_argument("--images", required=True, type=Path,

@@ -119,13 +119,14 @@ def test_quantisation_tables_are_libjpegs(photo, quality):
 
 @pytest.mark.parametrize("subsampling", list(T.JPEG_SUBSAMPLINGS))
 @pytest.mark.parametrize("quality", [30, 60, 90])
-def test_jpeg_matches_libjpeg_in_loss_not_in_pixels(photo, quality, subsampling):
-    """A second implementation of the same standard: within 0.5 dB of libjpeg's PSNR at the
-    same quality and subsampling (Pillow's numbers for the latter), with other pixels (float
-    DCT and colour against libjpeg's fixed point, linear against 'fancy' chroma upsampling)."""
+def test_jpeg_is_libjpeg_up_to_rounding(photo, quality, subsampling):
+    """The same standard written again: within 43.5 dB PSNR of libjpeg's decoded image at the
+    same quality and subsampling (Pillow's; 44-45 dB measured: float against fixed-point DCT and
+    colour), which a transposed table (35-41 dB), BT.709's colour matrix (37-43) or nearest
+    chroma upsampling (41-42.6) would miss; and not libjpeg's pixels."""
     ref, _ = pil_jpeg(photo, quality, list(T.JPEG_SUBSAMPLINGS).index(subsampling))
     out = T.jpeg(photo, quality, subsampling=subsampling)
-    assert abs(psnr(out, photo) - psnr(ref, photo)) < 0.5
+    assert psnr(out, ref) > 43.5
     assert np.mean(zio.to_uint8(out) == zio.to_uint8(ref)) < 0.8
 
 

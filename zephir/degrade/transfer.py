@@ -19,21 +19,26 @@ downsample Pillow, per channel in float (mode "F"):     cv2 bicubic both ways (n
                                                         prefilter + bicubic down, area, bilinear
                                                         or bicubic up)
 noise      ``Generator.normal`` in float64, clipped     ``standard_normal`` in float32, clipped
-jpeg       the standard's lossy steps in float64:       cv2 (libjpeg: fixed-point colour and
-           JFIF colour, chroma averaged (4:2:2 by       DCT, "fancy" chroma upsampling), 4:2:0
-           default), ``scipy.fft`` DCT, Annex K tables  (randomised: 4:4:4, 4:2:2 or 4:2:0)
+jpeg       the standard's lossy steps in float64:       cv2 (libjpeg, fixed-point colour and
+           JFIF colour, chroma averaged (4:2:2 by       DCT), 4:2:0 (randomised: 4:4:4, 4:2:2
+           default), ``scipy.fft`` DCT, Annex K tables  or 4:2:0)
            scaled by IJG quality, linear chroma
            upsampling (``scipy.ndimage.zoom``)
 ========== ============================================ ==========================================
 
+Two correct implementations of the same operator at the same parameter agree closely: here blur,
+noise and JPEG differ from ops.py in numerics only, and the evaluation measures content and crop
+shift through them; resampling is where implementations really differ (antialiasing, kernels).
 JPEG: Pillow and cv2 wrap the same libjpeg(-turbo) and decode to the same bytes
 (``tests/degrade/test_randomise.py``), so neither is a second implementation of the other.
 :func:`jpeg` writes out what makes JPEG lossy (entropy coding is lossless and left out) with
-the same quantisation tables as libjpeg at each quality, so that the label keeps its meaning:
-its PSNR is within 0.5 dB of libjpeg's, its pixels are not libjpeg's
-(``tests/degrade/test_transfer.py``). Its default chroma subsampling, 4:2:2 (horizontal only,
-what many cameras write), is one the fixed synthesiser never makes; ``subsampling`` may be set
-to "4:2:0" or "4:4:4".
+libjpeg's quantisation tables at each quality, so that the label keeps its meaning. It differs
+from libjpeg in arithmetic only (about 44 dB apart, ``tests/degrade/test_transfer.py``): float
+DCT and colour conversion without libjpeg's rounding of each plane to 8 bits, no clamp of the
+decoded planes before the conversion back, ties rounded to even; libjpeg's default ("fancy")
+chroma upsampling is the same linear interpolation at sample centres. Its default chroma
+subsampling, 4:2:2 (horizontal only, what many cameras write), is one the fixed synthesiser
+never makes (the randomised one draws it); ``subsampling`` may be "4:2:0" or "4:4:4".
 
 :func:`transfer_set` builds the evaluation samples from float photos in memory (crops of random
 sizes other than training's, each type at random continuous levels, all seeded); :func:`make`

@@ -185,7 +185,8 @@ def transfer_note(results: Sequence[dict]) -> str:
     return ("Transfer: held-out photos (" + named + f"; {m['single']['n']} "
             "single-type samples) degraded by a second implementation of the four operators "
             "(zephir.degrade.transfer: scipy Gaussian filter, Pillow Lanczos down / bicubic up, "
-            "numpy noise, JPEG's lossy steps in float at 4:2:2) on crops of other sizes than training's, each "
+            "numpy noise, JPEG's lossy steps in float at 4:2:2) on crops of other sizes "
+            "than training's, each "
             "read whole as `zephir predict` reads an image; pooled SROCC mixes ranking within "
             "a photo with offsets between photos, the within-photo SROCC is the mean over "
             "photos.")
