@@ -25,8 +25,8 @@ OFF = synth.SynthSpec(levels_per_type=3, crop_size=64, mixtures_per_image=3, val
 ON = replace(OFF, randomise=True)
 LABELS = ["path", "source", "split", "sample", "types", "crop_size", "seed",
           *(f"{k}_{c}" for k in levels.LABEL_ORDER for c in ("value", "level"))]
-CHOICES = ["crop_scale", "blur_support", "blur_sampling", "jpeg_subsampling", "resample_down",
-           "resample_up"]
+CHOICES = ["crop_scale", "blur_support", "blur_sampling", "jpeg_subsampling", "jpeg_phase_y",
+           "jpeg_phase_x", "resample_down", "resample_up"]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -69,7 +69,8 @@ def degrade(crop, row, r, choices: dict) -> bytes:
     if "noise" in kinds:
         out = ops.gaussian_noise(out, float(row["noise_value"]), r)
     if "jpeg" in kinds:
-        out = ops.jpeg(out, float(row["jpeg_value"]), subsampling=choices["jpeg_subsampling"])
+        out = ops.jpeg(out, float(row["jpeg_value"]), subsampling=choices["jpeg_subsampling"],
+                       phase=(int(choices["jpeg_phase_y"]), int(choices["jpeg_phase_x"])))
     return zio.encode_png(zio.to_uint8(out))
 
 
@@ -90,7 +91,8 @@ def test_off_is_the_fixed_pipeline(built, photo_dir):
         src = zio.to_float(zio.load_image(photo_dir / row["source"]).pixels)
         x, y, c = int(row["crop_x"]), int(row["crop_y"]), int(row["crop_size"])
         fixed = {"blur_support": 4.0, "blur_sampling": "sampled", "resample_down": "area",
-                 "resample_up": "area", "jpeg_subsampling": "4:2:0"}
+                 "resample_up": "area", "jpeg_subsampling": "4:2:0", "jpeg_phase_y": 0,
+                 "jpeg_phase_x": 0}
         png = degrade(src[y:y + c, x:x + c], row, noise_generator(OFF, row, src.shape[:2]),
                       fixed)
         assert (out / row["path"]).read_bytes() == png, row["path"]
@@ -159,6 +161,9 @@ def test_choices_follow_their_sets_apply_where_they_should_and_vary(built, photo
     assert seen["resample_down"] == set(synth.RESAMPLINGS) | {ops.ANTIALIAS}
     assert seen["resample_up"] == set(synth.RESAMPLINGS)
     assert seen["jpeg_subsampling"] == set(ops.JPEG_SUBSAMPLINGS)
+    for axis in ("jpeg_phase_y", "jpeg_phase_x"):
+        phases = set(map(int, seen[axis]))
+        assert phases <= set(range(synth.JPEG_PHASES)) and len(phases) > 3
 
 
 def test_on_is_seeded_same_bytes_whatever_the_workers(built, photo_dir, tmp_path):
@@ -253,6 +258,30 @@ def test_jpeg_chroma_subsampling_equals_pil(astronaut, subsampling, pil):
     np.testing.assert_array_equal(ours, np.asarray(Image.open(buf).convert("RGB")))
     with pytest.raises(ValueError, match="jpeg subsampling '4:1:1'"):
         ops.jpeg(zio.to_float(astronaut), 60, subsampling="4:1:1")
+
+
+@pytest.mark.parametrize("phase", [(0, 3), (5, 0), (7, 13)])
+def test_jpeg_phase_moves_the_block_grid(astronaut, phase):
+    """A phase (dy, dx) is the crop of a larger JPEG: the image padded by reflection above and
+    to the left, encoded and decoded by Pillow, and cut back, is the same bytes; the block
+    edges (where neighbouring columns differ most) move with it."""
+    img = astronaut[:96, :96]
+    dy, dx = phase
+    ours = zio.to_uint8(ops.jpeg(zio.to_float(img), 20, phase=phase))
+    buf = io.BytesIO()
+    Image.fromarray(np.pad(img, ((dy, 0), (dx, 0), (0, 0)), mode="reflect")).save(
+        buf, "JPEG", quality=20, subsampling=2)
+    np.testing.assert_array_equal(ours, np.asarray(Image.open(buf).convert("RGB"))[dy:, dx:])
+
+    def edge_column(out):  # the column offset (mod 8) of the strongest horizontal steps
+        steps = np.abs(np.diff(out.astype(np.float64), axis=1)).mean(axis=(0, 2))
+        return int(np.argmax([steps[k::8].mean() for k in range(8)]))
+
+    flat = zio.to_uint8(ops.jpeg(zio.to_float(img), 20))
+    assert edge_column(flat) == 7  # between columns 7 and 8
+    assert edge_column(ours) == (7 - dx) % 8
+    with pytest.raises(ValueError, match="phase"):
+        ops.jpeg(zio.to_float(img), 20, phase=(-1, 0))
 
 
 @pytest.mark.parametrize("down,up", [("area", "bilinear"), ("bilinear", "bicubic"),

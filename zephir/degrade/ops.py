@@ -97,22 +97,30 @@ def jpeg_settings(quality: float, subsampling: str, allowed: Mapping = JPEG_SUBS
     return q
 
 
-def jpeg(img: np.ndarray, quality: float, *, subsampling: str = "4:2:0") -> np.ndarray:
+def jpeg(img: np.ndarray, quality: float, *, subsampling: str = "4:2:0",
+         phase: tuple[int, int] = (0, 0)) -> np.ndarray:
     """JPEG compression at integer ``quality`` (cv2/libjpeg), decoded back.
 
     ``subsampling`` is the chroma subsampling (a key of ``JPEG_SUBSAMPLINGS``): 4:2:0 is
     libjpeg's default, 4:2:2 halves chroma horizontally only (what many cameras write), 4:4:4
-    keeps full-resolution chroma.
+    keeps full-resolution chroma. ``phase`` = (dy, dx) puts the codec's block grid that many
+    pixels above and left of the image's corner, as for a crop of a larger JPEG: the image is
+    padded there by reflection (``dcb|abcd``) before encoding and cropped back after decoding.
     """
     img = _check(img)
     q = jpeg_settings(quality, subsampling)
+    dy, dx = phase
+    if dy < 0 or dx < 0:
+        raise ValueError(f"jpeg phase {phase!r} must be >= 0")
     u8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    if dy or dx:
+        u8 = np.pad(u8, ((dy, 0), (dx, 0), (0, 0)), mode="reflect")
     ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [
         cv2.IMWRITE_JPEG_QUALITY, q,
         cv2.IMWRITE_JPEG_SAMPLING_FACTOR, JPEG_SUBSAMPLINGS[subsampling]])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
-    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)[dy:, dx:, ::-1]
     return dec.astype(np.float32) / 255.0
 
 

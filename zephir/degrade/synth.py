@@ -19,11 +19,11 @@ Randomised synthesis (``randomise``, issue 14; ``method.md``): each sample also 
 label does not fix, as Real-ESRGAN does for its resizes: the source region's scale (a square of
 1-1.5 times the crop size around the fixed crop, resized to the crop size before degrading), the
 blur kernel's support and sampling, the resampling of the downsample operator's two steps (the
-shrink antialiased or not) and the JPEG chroma subsampling. They come from a generator of their
-own, seeded by the sample's seed, so that the labels (types and levels) and the noise are those
-of the fixed pipeline; the manifest records them (:data:`CHOICE_COLUMNS`), and the set's
-fingerprint what they are drawn from (:func:`randomised_choices`). Off, the output is the fixed
-pipeline's.
+shrink antialiased or not), the JPEG chroma subsampling and where the JPEG block grid falls in
+the crop. They come from a generator of their own, seeded by the sample's seed, so that the
+labels (types and levels) and the noise are those of the fixed pipeline; the manifest records
+them (:data:`CHOICE_COLUMNS`), and the set's fingerprint what they are drawn from
+(:func:`randomised_choices`). Off, the output is the fixed pipeline's.
 """
 from __future__ import annotations
 
@@ -57,12 +57,15 @@ RESAMPLINGS: tuple[str, ...] = ("area", "bilinear", "bicubic")
 SHRINKS: tuple[str, ...] = (*RESAMPLINGS, ops.ANTIALIAS)
 BLUR_SUPPORT: tuple[float, float] = (3.0, 4.0)
 MAX_CROP_SCALE = 1.5
+#: The JPEG block grid's offset from the crop's corner is drawn per axis in 0..JPEG_PHASES-1:
+#: 16 px, 4:2:0's MCU, covers every offset of the 8 px blocks and of the chroma grid.
+JPEG_PHASES = 16
 #: The manifest columns of a randomised set's choices, by the type they apply to: empty when the
 #: sample lacks that type (``crop_scale``, the source region's side / the crop size, always set).
 CHOICE_COLUMNS: dict[str, tuple[str, ...]] = {
     "blur": ("blur_support", "blur_sampling"),
     "downsample": ("resample_down", "resample_up"),
-    "jpeg": ("jpeg_subsampling",),
+    "jpeg": ("jpeg_subsampling", "jpeg_phase_y", "jpeg_phase_x"),
 }
 
 
@@ -150,7 +153,8 @@ def randomised_choices() -> dict:
     """What randomised synthesis draws each choice from (:func:`draw_choices`)."""
     return {"crop_scale": [1.0, MAX_CROP_SCALE], "blur_support": list(BLUR_SUPPORT),
             "blur_sampling": list(ops.BLUR_SAMPLINGS), "resample_down": list(SHRINKS),
-            "resample_up": list(RESAMPLINGS), "jpeg_subsampling": list(ops.JPEG_SUBSAMPLINGS)}
+            "resample_up": list(RESAMPLINGS), "jpeg_subsampling": list(ops.JPEG_SUBSAMPLINGS),
+            "jpeg_phase_y": [0, JPEG_PHASES - 1], "jpeg_phase_x": [0, JPEG_PHASES - 1]}
 
 
 def manifest_columns(types: Sequence[str] = levels.LABEL_ORDER, randomise: bool = False
@@ -239,7 +243,9 @@ def draw_choices(spec: SynthSpec, sample_seed: int, crop_xy: tuple[int, int],
                "blur_sampling": str(r.choice(ops.BLUR_SAMPLINGS)),
                "resample_down": str(r.choice(SHRINKS)),
                "resample_up": str(r.choice(RESAMPLINGS)),
-               "jpeg_subsampling": str(r.choice(list(ops.JPEG_SUBSAMPLINGS)))}
+               "jpeg_subsampling": str(r.choice(list(ops.JPEG_SUBSAMPLINGS))),
+               "jpeg_phase_y": int(r.integers(JPEG_PHASES)),
+               "jpeg_phase_x": int(r.integers(JPEG_PHASES))}
     return corner, choices
 
 
@@ -250,7 +256,8 @@ def operator_options(spec: SynthSpec, choices: Mapping | None) -> dict[str, dict
         return {"downsample": {"down": spec.interpolation, "up": spec.interpolation}}
     return {"blur": {"support": choices["blur_support"], "sampling": choices["blur_sampling"]},
             "downsample": {"down": choices["resample_down"], "up": choices["resample_up"]},
-            "jpeg": {"subsampling": choices["jpeg_subsampling"]}}
+            "jpeg": {"subsampling": choices["jpeg_subsampling"],
+                     "phase": (int(choices["jpeg_phase_y"]), int(choices["jpeg_phase_x"]))}}
 
 
 def clean_crop(img: np.ndarray, row: Mapping) -> np.ndarray:
