@@ -339,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--randomise", action=argparse.BooleanOptionalAction,
                    help="randomise per sample what the label does not fix: crop scale, blur "
                    "kernel support and sampling, downsample resampling, JPEG chroma "
-                   "subsampling (issue 14; default off: the paper's fixed pipeline)")
+                   "subsampling and block grid offset (issue 14; default off: the paper's "
+                   "fixed pipeline)")
     s.add_argument("--workers", type=int, help="worker processes (output does not depend on it)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_synth)
