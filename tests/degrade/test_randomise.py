@@ -273,13 +273,14 @@ def test_jpeg_phase_moves_the_block_grid(astronaut, phase):
         buf, "JPEG", quality=20, subsampling=2)
     np.testing.assert_array_equal(ours, np.asarray(Image.open(buf).convert("RGB"))[dy:, dx:])
 
-    def edge_column(out):  # the column offset (mod 8) of the strongest horizontal steps
-        steps = np.abs(np.diff(out.astype(np.float64), axis=1)).mean(axis=(0, 2))
+    def edge(out, axis):  # the offset (mod 8) of the strongest steps along axis
+        steps = np.abs(np.diff(out.astype(np.float64), axis=axis))
+        steps = steps.mean(axis=tuple(a for a in range(3) if a != axis))
         return int(np.argmax([steps[k::8].mean() for k in range(8)]))
 
     flat = zio.to_uint8(ops.jpeg(zio.to_float(img), 20))
-    assert edge_column(flat) == 7  # between columns 7 and 8
-    assert edge_column(ours) == (7 - dx) % 8
+    assert edge(flat, 0) == edge(flat, 1) == 7  # between rows (columns) 7 and 8
+    assert (edge(ours, 0), edge(ours, 1)) == ((7 - dy) % 8, (7 - dx) % 8)
     with pytest.raises(ValueError, match="phase"):
         ops.jpeg(zio.to_float(img), 20, phase=(-1, 0))
 
