@@ -1,5 +1,6 @@
 """The bridge from HD-CLIP space to a backbone's text space: words from a prediction, tags
-by cosine, and the closed-form linear map."""
+by cosine, the closed-form linear map, and the embedding bridge that carries HD-CLIP's
+embeddings at a scale relative to the prompt's tokens."""
 from __future__ import annotations
 
 import cv2
@@ -16,13 +17,12 @@ from zephir.bridge import (
     BridgeOptions,
     degradation_words,
     fit_linear,
-    hdclip_text,
     level_word,
-    make_hd_pair,
     vocabulary,
 )
+from zephir.conditioning import Conditioning
+from zephir.embed import conditionings, hdclip_text
 from zephir.hdclip.model import HDCLIPConfig
-from zephir.hdclip.predict import ImageEmbedding, embed
 
 NEG, POS = "lowres", "a photo"
 
@@ -41,15 +41,21 @@ def tiny():
     return load("tiny", {"steps": 2})
 
 
-def _embedding(hd_model, present, levels, semantic=None) -> ImageEmbedding:
-    """An ImageEmbedding built by hand (presence and levels per type, in the model's order)."""
+@pytest.fixture(scope="module")
+def hd_text(hd_model):
+    return lambda texts: hdclip_text(hd_model, texts)
+
+
+def _embedding(hd_model, present, levels, semantic=None, embeddings=None) -> Conditioning:
+    """A conditioning built by hand (presence and levels per type, in the model's order)."""
     d = hd_model.embed_dim
     k = len(hd_model.cfg.types)
     sem = semantic if semantic is not None else F.normalize(torch.ones(d), dim=0)
-    return ImageEmbedding(semantic=sem, degradation=torch.zeros(d),
-                          embeddings=F.normalize(torch.ones(k, d), dim=-1),
-                          present=torch.tensor(present, dtype=torch.float32),
-                          levels=torch.tensor(levels, dtype=torch.float32))
+    emb = embeddings if embeddings is not None else F.normalize(torch.ones(k, d), dim=-1)
+    return Conditioning(semantic=sem, embeddings=emb,
+                        present=torch.tensor(present, dtype=torch.float32),
+                        levels=torch.tensor(levels, dtype=torch.float32),
+                        types=tuple(hd_model.cfg.types))
 
 
 def _description(**types) -> dict:
@@ -84,10 +90,10 @@ def test_bridge_options_from_config():
 
 # --------------------------------------------------------------------------- prompt bridge
 
-def test_prompt_bridge_words_follow_the_prediction(hd_model, tiny):
+def test_prompt_bridge_words_follow_the_prediction(hd_model, hd_text, tiny):
     # types: blur, noise, jpeg, downsample
     emb = _embedding(hd_model, present=[0.95, 0.2, 0.6, 0.5], levels=[70.0, 90.0, 20.0, 50.0])
-    pair, record = make_hd_pair("prompt", hd_model, tiny, emb, prompt=POS, negative_prompt=NEG)
+    pair, record = Bridge("prompt", tiny, hd_text).pair(emb, prompt=POS, negative_prompt=NEG)
     assert record["bridge"] == "prompt"
     assert record["degradation_words"] == ["heavy blur", "slight jpeg artifacts",
                                            "moderate pixelation"]
@@ -99,12 +105,12 @@ def test_prompt_bridge_words_follow_the_prediction(hd_model, tiny):
     assert torch.equal(pair.hidden, expected.hidden)
 
 
-def test_prompt_bridge_retrieves_the_tag_of_the_semantic_embedding(hd_model, tiny):
+def test_prompt_bridge_retrieves_the_tag_of_the_semantic_embedding(hd_model, hd_text, tiny):
     """Independent check of the retrieval: a semantic embedding equal to the text embedding of
     the template with "dog" retrieves "dog" first, with cosine 1."""
     target = hdclip_text(hd_model, [TAG_TEMPLATE.format("dog")])[0]
     emb = _embedding(hd_model, present=[0.0] * 4, levels=[0.0] * 4, semantic=target)
-    bridge = Bridge("prompt", hd_model, tiny, {"tags": 2})
+    bridge = Bridge("prompt", tiny, hd_text, {"tags": 2})
     tags = bridge.tags(emb)
     assert tags[0][0] == "dog" and tags[0][1] == pytest.approx(1.0, abs=1e-4)
     assert len(tags) == 2
@@ -112,10 +118,11 @@ def test_prompt_bridge_retrieves_the_tag_of_the_semantic_embedding(hd_model, tin
     assert record["degradation_words"] == [] and record["hd_negative_prompt"] == ""
 
 
-def test_prompt_bridge_on_a_real_embedding_records_what_it_chose(hd_model, tiny, astronaut):
+def test_prompt_bridge_on_a_real_embedding_records_what_it_chose(hd_model, hd_text, tiny,
+                                                                 astronaut):
     lq = cv2.resize(astronaut, (48, 48), interpolation=cv2.INTER_AREA)
-    emb = embed(hd_model, [lq], semantic=True)[0]
-    pair, record = make_hd_pair("prompt", hd_model, tiny, emb, prompt=POS, negative_prompt=NEG)
+    emb = conditionings(hd_model, [lq])[0]
+    pair, record = Bridge("prompt", tiny, hd_text).pair(emb, prompt=POS, negative_prompt=NEG)
     assert pair.hidden.shape == (2, 77, 32)
     assert record["tags"] and all(isinstance(s, float) for s in record["tag_scores"])
     assert record["bridge_options"]["present_threshold"] == 0.5
@@ -146,26 +153,57 @@ def test_fit_linear_underdetermined_gives_the_minimum_norm_solution():
     assert torch.isfinite(fit_linear(X, Y, ridge=0.1).A).all()
 
 
-def test_linear_bridge_shapes_and_what_it_adds(hd_model, tiny):
-    emb = _embedding(hd_model, present=[0.9, 0.1, 0.1, 0.1], levels=[80.0, 0.0, 0.0, 0.0],
-                     semantic=hdclip_text(hd_model, ["a photo of a cat."])[0])
-    bridge = Bridge("linear", hd_model, tiny)
+def test_embedding_bridge_adds_the_mapped_embeddings_at_the_stated_scale(hd_model, hd_text,
+                                                                         tiny):
+    """v+ = delta(s), v- = sum_k p_k delta(e_k), added to every token times
+    embedding_scale * (median token norm) / (RMS of delta over the vocabulary): recomputed
+    here from the fitted map with numpy, independently of Bridge.pair."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    k, d = len(hd_model.cfg.types), hd_model.embed_dim
+    e = F.normalize(torch.randn(k, d, generator=g), dim=-1)
+    present = [0.9, 0.3, 0.0, 0.6]
+    emb = _embedding(hd_model, present=present, levels=[80.0, 10.0, 50.0, 40.0],
+                     semantic=hdclip_text(hd_model, ["a photo of a cat."])[0], embeddings=e)
+    bridge = Bridge("embedding", tiny, hd_text, {"embedding_scale": 0.25})
     pair, record = bridge.pair(emb, prompt=POS, negative_prompt=NEG)
     text = tiny.encode_pair(NEG, POS)
     assert pair.hidden.shape == text.hidden.shape == (2, 77, 32)
     m = bridge.maps()["hidden"]
     assert m.A.shape == (hd_model.embed_dim, 32) and set(bridge.maps()) == {"hidden"}
-    added = pair.hidden - text.hidden
-    # one vector added to every token of each row: the centred map of the HD-CLIP embedding
-    assert torch.allclose(added, added[:, :1].expand_as(added), atol=1e-5)
-    assert torch.allclose(added[1, 0], m.delta(emb.semantic).float(), atol=1e-5)
-    neg_x = hdclip_text(hd_model, ["heavy blur"])[0]
-    assert torch.allclose(added[0, 0], m.delta(neg_x).float(), atol=1e-5)
-    assert record["degradation_words"] == ["heavy blur"]
+    A, xm = m.A.numpy(), m.x_mean.numpy()
+    X = hdclip_text(hd_model, vocabulary()).double().numpy()
+    n_vocab = np.sqrt(np.mean(np.sum(((X - xm) @ A) ** 2, axis=1)))
+    n_tok = np.median(np.linalg.norm(text.hidden.detach().double().numpy(), axis=-1))
+    factor = 0.25 * n_tok / n_vocab
+    v_pos = (emb.semantic.double().numpy() - xm) @ A
+    v_neg = sum(p * ((e[i].double().numpy() - xm) @ A) for i, p in enumerate(present))
+    added = (pair.hidden - text.hidden).detach().double().numpy()
+    # one vector added to every token of each row
+    assert np.allclose(added, added[:, :1], atol=1e-5)
+    assert np.allclose(added[1, 0], factor * v_pos, rtol=1e-4, atol=1e-5)
+    assert np.allclose(added[0, 0], factor * v_neg, rtol=1e-4, atol=1e-5)
+    norms = record["norms"]["hidden"]
+    assert norms["reference"] == pytest.approx(n_tok, rel=1e-4)
+    assert norms["vocabulary_rms"] == pytest.approx(n_vocab, rel=1e-4)
+    assert norms["added_negative"] == pytest.approx(np.linalg.norm(factor * v_neg), rel=1e-3)
     assert record["vocabulary"] == len(vocabulary()) and 0 < record["fit_r2"]["hidden"] <= 1
     assert bridge.maps() is bridge.maps()  # fitted once per bridge
 
 
-def test_unknown_bridge(hd_model, tiny):
-    with pytest.raises(ValueError, match="bridge: expected one of prompt, linear"):
-        Bridge("clip", hd_model, tiny)
+def test_embedding_bridge_negative_is_zero_for_a_clean_image_and_linear_in_presence(
+        hd_model, hd_text, tiny):
+    bridge = Bridge("embedding", tiny, hd_text)
+    clean = _embedding(hd_model, present=[0.0] * 4, levels=[0.0] * 4)
+    pair, _ = bridge.pair(clean, prompt=POS, negative_prompt=NEG)
+    text = tiny.encode_pair(NEG, POS)
+    assert torch.equal(pair.hidden[0], text.hidden[0])
+    half = bridge.vectors(_embedding(hd_model, present=[0.5, 0, 0, 0], levels=[50.0] * 4))
+    full = bridge.vectors(_embedding(hd_model, present=[1.0, 0, 0, 0], levels=[50.0] * 4))
+    assert torch.allclose(2 * half[0], full[0], atol=1e-10)
+
+
+def test_unknown_bridge(hd_text, tiny):
+    with pytest.raises(ValueError, match="bridge: expected one of embedding, prompt"):
+        Bridge("clip", tiny, hd_text)

@@ -1,5 +1,6 @@
 """Restoration: one image with its record, and a shard of a set that resumes, redoes what
-changed, never keeps a partial file, and partitions the set."""
+changed, never keeps a partial file, partitions the set, reads HD-CLIP's conditioning from the
+set's embeddings file, and seeds as the upstream scripts do (paired across modes)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from zephir import checkpoints, data, methods
+from zephir import checkpoints, conditioning, data, methods
 from zephir import io as zio
 from zephir.backbones import load
+from zephir.backbones.tiny import TinyBackbone
+from zephir.bridge import Bridge
+from zephir.embed import embed_set
 from zephir.hdclip.model import HDCLIPConfig
 from zephir.restore import done_path, restore_folder, restore_image, shard_of
 
@@ -44,8 +48,16 @@ def lq_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def _run(src, out, ckpt, **kw):
-    args = {"backbone_name": "tiny", "settings": STEPS, "weights": {}, "hdclip_checkpoint": ckpt,
+@pytest.fixture(scope="module")
+def embeddings(hd_checkpoint, lq_dir, tmp_path_factory) -> Path:
+    """The LQ images' conditioning file, as rule hdclip_embed writes it."""
+    path = tmp_path_factory.mktemp("emb") / "hdclip-embeddings.safetensors"
+    embed_set(hd_checkpoint, lq_dir, path)
+    return path
+
+
+def _run(src, out, emb, **kw):
+    args = {"backbone_name": "tiny", "settings": STEPS, "weights": {}, "embeddings": emb,
             "mode": "cfpg", "bridge": "prompt", "w_par": 1.0, "w_orth": 0.6, "seed": 0,
             "shard": 0, "shards": 1, "device": "cpu"}
     return restore_folder(src, out, **{**args, **kw})
@@ -57,13 +69,39 @@ def _mtimes(out: Path) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- one image
 
-def test_restore_image_returns_the_output_and_its_record(hd_checkpoint, lq_dir):
+def test_the_embeddings_file_holds_what_hdclip_sees(hd_checkpoint, lq_dir, embeddings):
+    """Each image's conditioning equals HD-CLIP run on it directly (zephir.hdclip.predict),
+    and the file records its LQ file and model; it is data (safetensors, no pickle)."""
+    from zephir.bridge import hdclip_texts
+    from zephir.hdclip.predict import embed
+
+    emb = conditioning.read(embeddings)
+    assert sorted(emb.images) == ["camera", "chelsea", "coffee"]
+    assert emb.hdclip["random_init"] is True
+    assert emb.hdclip["sha1"] == zio.file_sha1(hd_checkpoint)
     hd_model, _ = checkpoints.from_checkpoint(hd_checkpoint)
-    backbone = load("tiny", STEPS)
     lq = zio.load_image(lq_dir / "chelsea.png").pixels
-    out, record = restore_image(lq, backbone=backbone, hd_model=hd_model, mode="cfpg",
-                                bridge="prompt", w_par=1.0, w_orth=0.6, cfg_ratio=0.5,
-                                seed=1, prompt="a cat")
+    direct = embed(hd_model, [lq], semantic=True)[0]
+    got = emb.conditioning("chelsea", zio.file_sha1(lq_dir / "chelsea.png"))
+    assert torch.allclose(got.semantic, direct.semantic, atol=1e-6)
+    assert torch.allclose(got.embeddings, direct.embeddings, atol=1e-6)
+    assert torch.allclose(got.levels, direct.levels, atol=1e-4)
+    assert got.types == tuple(hd_model.cfg.types)
+    assert list(emb.texts) == hdclip_texts()
+    with pytest.raises(ValueError, match="another LQ file"):
+        emb.conditioning("chelsea", "0" * 40)
+    assert embeddings.read_bytes()[8:9] == b"{"  # safetensors: a JSON header, then raw tensors
+
+
+def test_restore_image_returns_the_output_and_its_record(embeddings, lq_dir):
+    emb = conditioning.read(embeddings)
+    backbone = load("tiny", STEPS)
+    bridge = Bridge("prompt", backbone, emb.text_embeddings)
+    cond = emb.conditioning("chelsea")
+    lq = zio.load_image(lq_dir / "chelsea.png").pixels
+    out, record = restore_image(lq, backbone=backbone, conditioning=cond, bridge=bridge,
+                                mode="cfpg", w_par=1.0, w_orth=0.6, cfg_ratio=0.5, seed=1,
+                                prompt="a cat", hdclip=emb.hdclip)
     assert out.shape == (128, 128, 3) and out.dtype == np.uint8
     assert record["random_init"] is True and record["hdclip"]["random_init"] is True
     assert (record["mode"], record["steps"], record["w_orth"]) == ("cfpg", 2, 0.6)
@@ -75,18 +113,19 @@ def test_restore_image_returns_the_output_and_its_record(hd_checkpoint, lq_dir):
     base, base_record = restore_image(lq, backbone=backbone, mode="baseline", seed=1,
                                       prompt="a cat")
     assert "hdclip" not in base_record and "w_orth" not in base_record
-    same, _ = restore_image(lq, backbone=backbone, hd_model=hd_model, mode="cfpg", w_par=0.0,
-                            w_orth=0.0, seed=1, prompt="a cat")
+    assert base_record["noise_state_sha1"] == record["noise_state_sha1"]  # paired
+    same, _ = restore_image(lq, backbone=backbone, conditioning=cond, bridge=bridge,
+                            mode="cfpg", w_par=0.0, w_orth=0.0, seed=1, prompt="a cat")
     assert np.array_equal(same, base)
-    with pytest.raises(ValueError, match="needs an HD-CLIP model"):
+    with pytest.raises(ValueError, match="needs the image's HD-CLIP conditioning"):
         restore_image(lq, backbone=backbone, mode="cfg")
 
 
 # --------------------------------------------------------------------------- a shard of a set
 
-def test_restore_folder_resumes_and_redoes_what_changed(hd_checkpoint, lq_dir, tmp_path):
+def test_restore_folder_resumes_and_redoes_what_changed(embeddings, lq_dir, tmp_path):
     out = tmp_path / "out"
-    done = _run(lq_dir, out, hd_checkpoint)
+    done = _run(lq_dir, out, embeddings)
     assert done["restored"] == 3 and done["resumed"] == 0
     assert [i["stem"] for i in done["images"]] == ["camera", "chelsea", "coffee"]
     assert done["random_init"] and done["hdclip_random_init"]
@@ -98,7 +137,7 @@ def test_restore_folder_resumes_and_redoes_what_changed(hd_checkpoint, lq_dir, t
     before = _mtimes(out)
 
     (out / "coffee.png").unlink()
-    again = _run(lq_dir, out, hd_checkpoint)
+    again = _run(lq_dir, out, embeddings)
     assert again["restored"] == 1 and again["resumed"] == 2
     after = _mtimes(out)
     assert after["camera.png"] == before["camera.png"]
@@ -107,14 +146,14 @@ def test_restore_folder_resumes_and_redoes_what_changed(hd_checkpoint, lq_dir, t
 
     # a corrupted output, or a record of other settings, is never reused
     (out / "camera.png").write_bytes(b"not a png")
-    assert _run(lq_dir, out, hd_checkpoint)["restored"] == 1
+    assert _run(lq_dir, out, embeddings)["restored"] == 1
 
-    changed = _run(lq_dir, out, hd_checkpoint, w_orth=0.3)
+    changed = _run(lq_dir, out, embeddings, w_orth=0.3)
     assert changed["restored"] == 3
     assert json.loads((out / "chelsea.json").read_text())["w_orth"] == 0.3
 
 
-def test_a_killed_run_leaves_no_partial_png_and_resumes(hd_checkpoint, lq_dir, tmp_path,
+def test_a_killed_run_leaves_no_partial_png_and_resumes(embeddings, lq_dir, tmp_path,
                                                         monkeypatch):
     out = tmp_path / "out"
     real = zio.write_bytes
@@ -131,14 +170,14 @@ def test_a_killed_run_leaves_no_partial_png_and_resumes(hd_checkpoint, lq_dir, t
 
     monkeypatch.setattr(zio, "write_bytes", crash_on_second_png)
     with pytest.raises(KeyboardInterrupt):
-        _run(lq_dir, out, hd_checkpoint, mode="cfg")
+        _run(lq_dir, out, embeddings, mode="cfg")
     monkeypatch.setattr(zio, "write_bytes", real)
     assert sorted(p.name for p in out.iterdir()) == ["camera.json", "camera.png"]
     assert not done_path(out, 0, 1).exists()
 
     # a process killed with SIGKILL leaves its temporary file; the rerun clears it
     (out / ".chelsea.png.abc123.tmp").write_bytes(b"partial")
-    done = _run(lq_dir, out, hd_checkpoint, mode="cfg")
+    done = _run(lq_dir, out, embeddings, mode="cfg")
     assert done["restored"] == 2 and done["resumed"] == 1
     assert not list(out.glob(".*.tmp"))
     for stem in ("camera", "chelsea", "coffee"):
@@ -164,7 +203,7 @@ def test_shards_partition_the_set(lq_dir, tmp_path):
     assert len(list(out.glob("*.png"))) == 3
 
 
-def test_a_blind_manifest_is_read_through_its_lq_column(hd_checkpoint, photo_dir, tmp_path):
+def test_a_blind_manifest_is_read_through_its_lq_column(photo_dir, tmp_path):
     from zephir.degrade.blind import blind_folder
 
     hq = tmp_path / "hq"
@@ -174,7 +213,7 @@ def test_a_blind_manifest_is_read_through_its_lq_column(hd_checkpoint, photo_dir
     blind = tmp_path / "blind"
     blind_folder(hq, blind, scale=4, seed=0, progress=False)
     out = tmp_path / "out"
-    done = _run(blind / "manifest.csv", out, hd_checkpoint, mode="baseline")
+    done = _run(blind / "manifest.csv", out, None, mode="baseline")
     assert done["restored"] == 2
     for item in done["images"]:
         record = json.loads((out / item["record"]).read_text())
@@ -182,12 +221,89 @@ def test_a_blind_manifest_is_read_through_its_lq_column(hd_checkpoint, photo_dir
         assert zio.load_image(out / item["png"]).pixels.shape == (128, 128, 3)
 
 
-def test_restore_folder_checks_its_arguments(lq_dir, tmp_path):
-    with pytest.raises(ValueError, match="needs an HD-CLIP checkpoint"):
+def test_restore_folder_checks_its_arguments(lq_dir, embeddings, tmp_path):
+    with pytest.raises(ValueError, match="needs the set's HD-CLIP embeddings"):
         _run(lq_dir, tmp_path / "o", None, mode="cfpg")
-    with pytest.raises(FileNotFoundError, match="no such HD-CLIP checkpoint"):
-        _run(lq_dir, tmp_path / "o", tmp_path / "missing.pt", mode="cfpg")
+    with pytest.raises(FileNotFoundError, match="no such HD-CLIP embeddings file"):
+        _run(lq_dir, tmp_path / "o", tmp_path / "missing.safetensors", mode="cfpg")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="bad.safetensors: not a readable safetensors"):
+        _run(lq_dir, tmp_path / "o", tmp_path / "bad.safetensors", mode="cfg")
     with pytest.raises(ValueError, match="bridge"):
-        _run(lq_dir, tmp_path / "o", tmp_path / "missing.pt", bridge="clip")
+        _run(lq_dir, tmp_path / "o", embeddings, bridge="clip")
     with pytest.raises(ValueError, match="unknown setting"):
         _run(lq_dir, tmp_path / "o", None, mode="baseline", settings={"stepz": 1})
+
+
+def test_an_image_missing_from_the_embeddings_is_refused_by_name(embeddings, lq_dir,
+                                                                 tmp_path):
+    src = tmp_path / "lq"
+    src.mkdir()
+    for p in lq_dir.glob("*.png"):
+        (src / p.name).write_bytes(p.read_bytes())
+    img = cv2.resize(data.embedded_image("astronaut"), (32, 32), interpolation=cv2.INTER_AREA)
+    zio.write_png(src / "astronaut.png", img)
+    zio.write_png(src / "camera.png", np.zeros((32, 32, 3), np.uint8))  # another LQ file
+    done = _run(src, tmp_path / "out", embeddings, mode="cfg")
+    assert sorted(done["refused"]) == ["astronaut", "camera"]
+    assert "no HD-CLIP embedding of image 'astronaut'" in done["refused"]["astronaut"]
+    assert "another LQ file" in done["refused"]["camera"]
+
+
+# --------------------------------------------------------------------------- seeding
+
+class _FolderScope(TinyBackbone):
+    """The tiny backbone seeded as SeeSR's and PASD's scripts seed (one generator a folder)."""
+
+    seed_scope = "folder"
+
+
+@pytest.fixture()
+def folder_scope(monkeypatch):
+    from zephir.backbones import registry
+
+    monkeypatch.setitem(registry.BACKBONES, "tiny", _FolderScope)
+
+
+def _noise(out: Path) -> dict[str, str]:
+    return {p.stem: json.loads(p.read_text())["noise_state_sha1"]
+            for p in sorted(out.glob("*.json")) if not p.name.startswith("shard-")}
+
+
+def test_image_scope_gives_every_image_the_seed_and_pairs_the_modes(embeddings, lq_dir,
+                                                                    tmp_path):
+    runs = {m: tmp_path / m for m in ("baseline", "cfg", "cfpg")}
+    for mode, out in runs.items():
+        _run(lq_dir, out, embeddings, mode=mode, seed=7)
+    noise = {m: _noise(out) for m, out in runs.items()}
+    assert noise["baseline"] == noise["cfg"] == noise["cfpg"]
+    seeded = torch.Generator().manual_seed(7).get_state().numpy().tobytes()
+    import hashlib
+
+    assert set(noise["baseline"].values()) == {hashlib.sha1(seeded).hexdigest()}
+    # w = 0 CFPG is the baseline bit for bit, image by image
+    _run(lq_dir, tmp_path / "w0", embeddings, mode="cfpg", seed=7, w_par=0.0, w_orth=0.0)
+    for stem in ("camera", "chelsea", "coffee"):
+        assert ((tmp_path / "w0" / f"{stem}.png").read_bytes()
+                == (runs["baseline"] / f"{stem}.png").read_bytes())
+
+
+def test_folder_scope_draws_one_stream_and_resumes_it_exactly(folder_scope, embeddings,
+                                                              lq_dir, tmp_path):
+    """One generator for the shard (SeeSR test_seesr.py 171-173): the images' noise differs,
+    baseline and CFPG stay paired image by image, and a shard resumed after losing an image
+    in the middle writes the bytes of an uninterrupted run."""
+    full = tmp_path / "full"
+    _run(lq_dir, full, None, mode="baseline", seed=3)
+    noise = _noise(full)
+    assert len(set(noise.values())) == 3  # the stream moves on from image to image
+    _run(lq_dir, tmp_path / "cfpg", embeddings, mode="cfpg", seed=3)
+    assert _noise(tmp_path / "cfpg") == noise
+    # the same images, the middle one lost: its rerun starts where the first image left off
+    part = tmp_path / "part"
+    _run(lq_dir, part, None, mode="baseline", seed=3)
+    (part / "chelsea.png").unlink()
+    done = _run(lq_dir, part, None, mode="baseline", seed=3)
+    assert done["restored"] == 1 and done["resumed"] == 2
+    for stem in ("camera", "chelsea", "coffee"):
+        assert (part / f"{stem}.png").read_bytes() == (full / f"{stem}.png").read_bytes()

@@ -5,49 +5,60 @@ SD 2 (1024) or SDXL (2048 + pooled 1280) without training (docs/method.md, "From
 to a backbone's text space"). Both options here are training-free and build the HD-CLIP-
 conditioned ``[negative, positive]`` pair that the ``cfg`` and ``cfpg`` modes use
 (zephir.backbones.base): degradation cues in the negative branch, semantic cues in the positive
-one (paper, section 3.2).
+one (paper, section 3.2). They read HD-CLIP's output from a conditioning file
+(zephir.conditioning, written once per set by ``zephir embed``), so they run inside a
+backbone's own environment without HD-CLIP.
 
-``prompt`` (default)
-    HD-CLIP's prediction in words, encoded by the backbone's own text encoder(s):
+``embedding`` (the paper config's default)
+    HD-CLIP's embeddings themselves, through a linear map into the backbone's token space:
+
+    * the map: a closed-form ridge regression ``y = y_mean + (x - x_mean) A``, fitted once per
+      bridge on :func:`vocabulary` (scene words, ``"a photo of a ..."`` sentences, degradation
+      phrases) encoded by both text encoders: ``x`` HD-CLIP's unit text embedding (d), ``y`` the
+      backbone's sentence vector (its hidden state at the end-of-text token, D; SDXL's pooled
+      embedding with a second map). ``delta(x) = (x - x_mean) A`` is its centred part;
+    * positive: ``v+ = delta(s)`` of the image's unit semantic embedding ``s``;
+    * negative: ``v- = sum_k p_k delta(e_k)``, the degradation embeddings e_k (eq. 4) weighted by
+      their presences p_k: zero for a clean image, growing and turning continuously with each
+      type's presence and level (e_k moves along the ordinal space of eq. 2);
+    * scale: ``v`` is added to every token of the text prompt's hidden states times
+      ``embedding_scale * n_tok / n_vocab``, where ``n_tok`` is the median norm of the prompt
+      pair's token states and ``n_vocab`` the RMS norm of ``delta`` over the vocabulary: a
+      vocabulary-sized vector moves each token by ``embedding_scale`` (0.5) of a token's norm
+      **(choice)**. The record of every output holds ``n_tok``, ``n_vocab`` and the norms of
+      the two added vectors.
+
+    The map is fitted on text but applied to image embeddings: CLIP's modality gap shifts
+    ``delta(s)`` by a roughly constant vector, and CFPG's projection (eq. 13) splits such a shift
+    into its parallel and orthogonal parts.
+
+``prompt``
+    HD-CLIP's prediction in words, encoded by the backbone's own text encoder(s) (coarse: three
+    adjectives cannot say how severe a degradation is, the point the paper makes of CLIP text):
 
     * negative: the backbone's negative prompt, then one phrase per degradation type whose
       presence is at least ``present_threshold`` (0.5), an adjective from its 0..100 level
       followed by the type's noun: level >= 66 ``heavy``, >= 33 ``moderate``, else ``slight``
       (thresholds at thirds of the scale); nouns: blur ``blur``, noise ``noise``, jpeg
       ``jpeg artifacts``, downsample ``pixelation``. E.g. ``"..., heavy blur, slight noise"``.
-    * positive: the prompt, then the ``tags`` (3) words of :data:`TAGS` whose CLIP text
-      embeddings (``"a photo of a {tag}."`` through HD-CLIP's own text encoder, encoded once
-      per bridge) are nearest in cosine to the image's HD-CLIP semantic embedding.
+    * positive: the prompt, then the ``tags`` (3) words of :data:`TAGS` whose HD-CLIP text
+      embeddings (``"a photo of a {tag}."``) are nearest in cosine to the semantic embedding.
 
-    ``hd_pair = backbone.encode_pair(negative + ", " + words, prompt + ", " + tags)``.
-
-``linear``
-    A closed-form ridge regression ``y = y_mean + (x - x_mean) A``, fitted once per bridge on
-    :func:`vocabulary` (scene words, ``"a photo of a ..."`` sentences, degradation phrases)
-    encoded by both text encoders: ``x`` HD-CLIP's unit text embedding (d), ``y`` the
-    backbone's sentence vector (its hidden state at the end-of-text token, D; SDXL's pooled
-    embedding with a second map). Applied to the image's semantic embedding (positive) and to
-    the HD-CLIP text embedding of the degradation phrase above (negative), the centred
-    prediction ``(x - x_mean) A`` (times ``linear_scale``) is added to every token of the text
-    prompt's hidden states. The map is fitted on text but applied to an image embedding:
-    CLIP's modality gap shifts the positive by a roughly constant vector, and CFPG's
-    projection (eq. 13) splits such a shift into its parallel and orthogonal parts.
-
-:func:`make_hd_pair` returns the pair and a record of what was used (bridge, words, tags,
+:meth:`Bridge.pair` returns the pair and a record of what was used (bridge, words, tags, norms,
 options) for the outputs' metadata.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 
 from zephir.backbones.base import Backbone, TextEmbeds, join_prompt
-from zephir.hdclip.predict import ImageEmbedding, describe
+from zephir.conditioning import Conditioning
 
-BRIDGES = ("prompt", "linear")
+BRIDGES = ("embedding", "prompt")
 
 DEGRADATION_NOUNS = {"blur": "blur", "noise": "noise", "jpeg": "jpeg artifacts",
                      "downsample": "pixelation"}
@@ -79,11 +90,12 @@ TAG_TEMPLATE = "a photo of a {}."
 class BridgeOptions:
     """Settings of the bridge (config ``restoration.bridge_options``).
 
-    ``present_threshold``: presence probability from which a type gets a phrase;
+    ``present_threshold``: presence probability from which a type gets a phrase (``prompt``);
     ``level_words``: ``(lowest level, adjective)`` from the top, the first the level reaches;
     ``tags``: semantic tags added to the positive prompt (``prompt`` bridge);
-    ``ridge``: the ridge penalty of the ``linear`` fit (0 = plain least squares);
-    ``linear_scale``: factor on the vector the ``linear`` bridge adds.
+    ``ridge``: the ridge penalty of the ``embedding`` map's fit (0 = plain least squares);
+    ``embedding_scale``: how far a vocabulary-sized vector moves each token, in token norms
+    (``embedding`` bridge).
     """
 
     present_threshold: float = 0.5
@@ -91,7 +103,7 @@ class BridgeOptions:
                                                   (0.0, "slight"))
     tags: int = 3
     ridge: float = 0.1
-    linear_scale: float = 1.0
+    embedding_scale: float = 0.5
 
     @classmethod
     def from_dict(cls, values: dict | None) -> BridgeOptions:
@@ -123,7 +135,7 @@ def level_word(level: float, options: BridgeOptions = BridgeOptions()) -> str:
 
 def degradation_words(description: dict, options: BridgeOptions = BridgeOptions()
                       ) -> list[str]:
-    """Phrases for the types of ``description`` (zephir.hdclip.predict.describe) present with
+    """Phrases for the types of ``description`` (Conditioning.describe) present with
     probability at least ``options.present_threshold``, in the model's type order."""
     words = []
     for kind, d in description["degradations"].items():
@@ -134,7 +146,7 @@ def degradation_words(description: dict, options: BridgeOptions = BridgeOptions(
 
 
 def vocabulary() -> list[str]:
-    """The prompts the ``linear`` map is fitted on: every tag bare and in the template, and
+    """The prompts the ``embedding`` map is fitted on: every tag bare and in the template, and
     every degradation phrase (adjective x noun) with and without a level word."""
     adjectives = ("slight", "moderate", "heavy")
     phrases = [f"{a} {n}" for n in DEGRADATION_NOUNS.values() for a in adjectives]
@@ -142,18 +154,10 @@ def vocabulary() -> list[str]:
              *phrases, "a photo", "a high-resolution photo", "a low-quality photo"])
 
 
-@torch.no_grad()
-def hdclip_text(hd_model, texts: Sequence[str]) -> torch.Tensor:
-    """(N, d) unit text embeddings of ``texts`` from HD-CLIP's CLIP text encoder."""
-    import open_clip
-
-    from zephir.hdclip.model import register_architectures
-
-    register_architectures()
-    tokenizer = open_clip.get_tokenizer(hd_model.cfg.arch)
-    device = next(hd_model.parameters()).device
-    out = hd_model.clip.encode_text(tokenizer(list(texts)).to(device)).float()
-    return F.normalize(out, dim=-1).cpu()
+def hdclip_texts() -> list[str]:
+    """Every text whose HD-CLIP text embedding a bridge needs (the tag template of each tag,
+    then :func:`vocabulary`), once each: what ``zephir embed`` stores beside the images."""
+    return list(dict.fromkeys([*(TAG_TEMPLATE.format(t) for t in TAGS), *vocabulary()]))
 
 
 # --------------------------------------------------------------------------- linear map
@@ -195,101 +199,126 @@ def fit_linear(X: torch.Tensor, Y: torch.Tensor, ridge: float = 0.1) -> LinearMa
 
 # --------------------------------------------------------------------------- the bridge
 
-class Bridge:
-    """One bridge between one HD-CLIP model and one backbone; what it needs is computed once
-    (the tag embeddings, the linear maps) and reused for every image of a job."""
+TextEncoder = Callable[[Sequence[str]], torch.Tensor]
+"""HD-CLIP's text encoder as the bridge sees it: texts -> (N, d) unit embeddings
+(``zephir.conditioning.Embeddings.text_embeddings`` reads them from a conditioning file)."""
 
-    def __init__(self, kind: str, hd_model, backbone: Backbone,
+
+def _median_token_norm(hidden: torch.Tensor) -> float:
+    """The median L2 norm of the token states of a (N, L, D) pair."""
+    return float(hidden.detach().float().norm(dim=-1).flatten().quantile(0.5))
+
+
+class Bridge:
+    """One bridge between HD-CLIP's outputs and one backbone; what it needs is computed once
+    (the tag embeddings, the fitted maps) and reused for every image of a job.
+
+    Args:
+        kind: one of :data:`BRIDGES`.
+        backbone: the loaded backbone (its text encoder(s) give the target space).
+        hd_text: HD-CLIP's text embeddings, texts -> (N, d) unit rows (:data:`TextEncoder`).
+        options: :class:`BridgeOptions` or a dict of them.
+    """
+
+    def __init__(self, kind: str, backbone: Backbone, hd_text: TextEncoder,
                  options: BridgeOptions | dict | None = None) -> None:
         if kind not in BRIDGES:
             raise ValueError(f"bridge: expected one of {', '.join(BRIDGES)}, got {kind!r}")
         self.kind = kind
-        self.hd_model = hd_model
         self.backbone = backbone
+        self.hd_text = hd_text
         self.options = (options if isinstance(options, BridgeOptions)
                         else BridgeOptions.from_dict(options))
         self._tag_embeddings: torch.Tensor | None = None
         self._maps: dict[str, LinearMap] | None = None
+        self._vocab_rms: dict[str, float] = {}
 
     # -- prompt bridge
     def tag_embeddings(self) -> torch.Tensor:
         """(T, d) HD-CLIP text embeddings of the tag template, one row per tag of TAGS."""
         if self._tag_embeddings is None:
-            self._tag_embeddings = hdclip_text(self.hd_model,
-                                               [TAG_TEMPLATE.format(t) for t in TAGS])
+            texts = [TAG_TEMPLATE.format(t) for t in TAGS]
+            self._tag_embeddings = F.normalize(self.hd_text(texts).float(), dim=-1)
         return self._tag_embeddings
 
-    def tags(self, emb: ImageEmbedding) -> list[tuple[str, float]]:
+    def tags(self, cond: Conditioning) -> list[tuple[str, float]]:
         """The ``options.tags`` tags nearest in cosine to the semantic embedding."""
         if self.options.tags <= 0:
             return []
-        sem = F.normalize(emb.semantic.float().cpu(), dim=-1)
+        sem = F.normalize(cond.semantic.float().cpu(), dim=-1)
         if not bool(sem.abs().sum() > 0):
-            raise ValueError("the image embedding has no semantic part: embed with "
-                             "semantic=True")
+            raise ValueError("the conditioning has no semantic embedding (embed with "
+                             "semantic=True)")
         scores = self.tag_embeddings() @ sem
         top = scores.topk(min(self.options.tags, len(TAGS)))
-        return [(TAGS[i], round(float(s), 4)) for s, i in zip(top.values, top.indices, strict=True)]
+        return [(TAGS[i], round(float(s), 4))
+                for s, i in zip(top.values, top.indices, strict=True)]
 
-    # -- linear bridge
+    # -- embedding bridge
     def maps(self) -> dict[str, LinearMap]:
         """The fitted maps: ``hidden`` (to the sentence vector) and, for backbones with pooled
         embeddings, ``pooled``."""
         if self._maps is None:
             vocab = vocabulary()
-            X = hdclip_text(self.hd_model, vocab)
+            X = self.hd_text(vocab).float().cpu()
             target = self.backbone.encode_prompt(vocab)
-            self._maps = {"hidden": fit_linear(X, target.summary().float().cpu(),
-                                               self.options.ridge)}
+            ys = {"hidden": target.summary()}
             if target.pooled is not None:
-                self._maps["pooled"] = fit_linear(X, target.pooled.float().cpu(),
-                                                  self.options.ridge)
+                ys["pooled"] = target.pooled
+            self._maps = {}
+            for name, Y in ys.items():
+                m = fit_linear(X, Y.float().cpu(), self.options.ridge)
+                self._maps[name] = m
+                self._vocab_rms[name] = float(m.delta(X).pow(2).sum(-1).mean().sqrt())
         return self._maps
+
+    def vocab_rms(self, name: str) -> float:
+        """``n_vocab``: the RMS norm of map ``name``'s centred output over the vocabulary."""
+        self.maps()
+        return self._vocab_rms[name]
+
+    def vectors(self, cond: Conditioning, name: str = "hidden") -> torch.Tensor:
+        """(2, D) ``[v-, v+]`` of one image through map ``name`` (float64, unscaled):
+        ``v- = sum_k p_k delta(e_k)``, ``v+ = delta(s)``."""
+        m = self.maps()[name]
+        neg = (cond.present.double()[:, None] * m.delta(cond.embeddings.float().cpu())).sum(0)
+        return torch.stack([neg, m.delta(cond.semantic.float().cpu())])
 
     # -- both
     @torch.no_grad()
-    def pair(self, emb: ImageEmbedding, *, prompt: str, negative_prompt: str
+    def pair(self, cond: Conditioning, *, prompt: str, negative_prompt: str
              ) -> tuple[TextEmbeds, dict]:
         """The HD-CLIP-conditioned ``[negative, positive]`` pair for one image, and a record."""
-        words = degradation_words(describe(self.hd_model, emb), self.options)
-        record = {"bridge": self.kind, "degradation_words": words,
-                  "bridge_options": self.options.to_dict()}
+        record = {"bridge": self.kind, "bridge_options": self.options.to_dict()}
         if self.kind == "prompt":
-            tags = self.tags(emb)
+            words = degradation_words(cond.describe(), self.options)
+            tags = self.tags(cond)
             negative = join_prompt(negative_prompt, *words)
             positive = join_prompt(prompt, *(t for t, _ in tags))
-            record.update(tags=[t for t, _ in tags], tag_scores=[s for _, s in tags],
-                          hd_negative_prompt=negative, hd_positive_prompt=positive)
+            record.update(degradation_words=words, tags=[t for t, _ in tags],
+                          tag_scores=[s for _, s in tags], hd_negative_prompt=negative,
+                          hd_positive_prompt=positive)
             return self.backbone.encode_pair(negative, positive), record
-        maps = self.maps()
         text = self.backbone.encode_pair(negative_prompt, prompt)
-        x_pos = emb.semantic.float().cpu()
-        phrase = join_prompt(*words)
-        x_neg = hdclip_text(self.hd_model, [phrase])[0] if words else None
+        norms: dict[str, dict] = {}
 
-        def shift(name: str, like: torch.Tensor) -> torch.Tensor:
-            m = maps[name]
-            neg = m.delta(x_neg) if x_neg is not None else torch.zeros_like(m.y_mean)
-            out = self.options.linear_scale * torch.stack([neg, m.delta(x_pos)])
-            return out.to(device=like.device, dtype=like.dtype)
+        def shifted(name: str, states: torch.Tensor, n_ref: float) -> torch.Tensor:
+            v = self.vectors(cond, name)
+            factor = self.options.embedding_scale * n_ref / max(self.vocab_rms(name), 1e-12)
+            added = factor * v
+            norms[name] = {"reference": round(n_ref, 4),
+                           "vocabulary_rms": round(self.vocab_rms(name), 4),
+                           "factor": round(factor, 6),
+                           "added_negative": round(float(added[0].norm()), 4),
+                           "added_positive": round(float(added[1].norm()), 4)}
+            added = added.to(device=states.device, dtype=states.dtype)
+            return states + (added[:, None, :] if states.ndim == 3 else added)
 
-        hidden = text.hidden + shift("hidden", text.hidden)[:, None, :]
-        pooled = None if text.pooled is None else text.pooled + shift("pooled", text.pooled)
-        record.update(hd_negative_phrase=phrase, vocabulary=len(vocabulary()),
-                      fit_r2={k: round(m.r2, 4) for k, m in maps.items()})
+        hidden = shifted("hidden", text.hidden, _median_token_norm(text.hidden))
+        pooled = None
+        if text.pooled is not None:
+            n_pooled = float(text.pooled.float().norm(dim=-1).mean())
+            pooled = shifted("pooled", text.pooled, n_pooled)
+        record.update(norms=norms, vocabulary=len(vocabulary()),
+                      fit_r2={k: round(m.r2, 4) for k, m in self.maps().items()})
         return TextEmbeds(hidden, pooled, text.eos), record
-
-
-def make_hd_pair(bridge: str | Bridge, hd_model, backbone: Backbone, emb: ImageEmbedding, *,
-                 prompt: str, negative_prompt: str,
-                 options: BridgeOptions | dict | None = None) -> tuple[TextEmbeds, dict]:
-    """The HD-CLIP-conditioned ``[negative, positive]`` pair of one image in ``backbone``'s
-    text space, and a record of what was used (bridge, degradation words, tags, options).
-
-    ``prompt`` and ``negative_prompt`` are the texts the backbone's text branches use
-    (``backbone.compose_prompts``). Pass a :class:`Bridge` to reuse its tag embeddings or
-    linear maps across images (restore_folder does).
-    """
-    if not isinstance(bridge, Bridge):
-        bridge = Bridge(bridge, hd_model, backbone, options)
-    return bridge.pair(emb, prompt=prompt, negative_prompt=negative_prompt)

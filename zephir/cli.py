@@ -253,7 +253,7 @@ def _restore(args: argparse.Namespace) -> int:
     w_par = r["w_par"] if args.w_par is None else args.w_par
     done = restore.restore_folder(
         args.lq, args.out, backbone_name=args.backbone, settings=r["settings"].get(
-            args.backbone, {}), weights=cfg["weights"], hdclip_checkpoint=args.hdclip,
+            args.backbone, {}), weights=cfg["weights"], embeddings=args.embeddings,
         mode=args.mode, bridge=r["bridge"], bridge_options=r["bridge_options"], w_par=w_par,
         w_orth=w_orth, cfg_ratio=r["cfg_ratio"], seed=r["seed"], steps=r["steps"],
         prompt=r["prompt"], shard=args.shard, shards=args.shards, device=args.device,
@@ -264,6 +264,16 @@ def _restore(args: argparse.Namespace) -> int:
     for stem, why in done["refused"].items():
         print(f"refused {stem}: {why}", file=sys.stderr)
     return 1 if done["refused"] else 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from zephir.embed import embed_set
+
+    emb = embed_set(args.hdclip, args.lq, args.out, device=args.device,
+                    progress=not args.quiet)
+    label = " (random-init HD-CLIP)" if emb.hdclip.get("random_init") else ""
+    print(f"embedded {len(emb.images)} image(s) with {args.hdclip}{label} -> {args.out}")
+    return 0
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -434,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, type=Path, help="output folder")
     r.add_argument("--backbone", default="tiny", help="tiny, sd-x4-upscaler, faithdiff, ...")
     r.add_argument("--mode", default="cfpg", choices=["baseline", "cfg", "cfpg"])
-    r.add_argument("--hdclip", type=Path, help="HD-CLIP checkpoint (cfg and cfpg modes)")
+    r.add_argument("--embeddings", type=Path,
+                   help="the set's HD-CLIP embeddings, written by `zephir embed` (cfg, cfpg)")
     r.add_argument("--w-orth", type=float, help="override restoration.w_orth (eq. 14)")
     r.add_argument("--w-par", type=float, help="override restoration.w_par (eq. 14)")
     r.add_argument("--shard", type=int, default=0, help="this job's shard (0-based)")
@@ -442,6 +453,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_restore)
+
+    e = sub.add_parser("embed", help="HD-CLIP's conditioning of a set of LQ images",
+                       description="Run HD-CLIP once per LQ image (a blind manifest, a folder "
+                       "or an index CSV) and write the set's conditioning file (safetensors: "
+                       "semantic and degradation embeddings, presences, levels, and HD-CLIP's "
+                       "text embeddings of the bridge's texts) that `zephir restore "
+                       "--embeddings` reads in every mode and backbone.")
+    e.add_argument("--hdclip", required=True, type=Path, help="HD-CLIP checkpoint")
+    e.add_argument("--lq", required=True, type=Path,
+                   help="blind manifest.csv, image folder or index CSV of the LQ images")
+    e.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    e.add_argument("--quiet", action="store_true", help="no progress lines")
+    e.set_defaults(func=_embed)
 
     sc = sub.add_parser("score", help="image-quality metrics of restored images (pyiqa)",
                         description="Score every image of a folder with pyiqa metrics "

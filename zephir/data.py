@@ -234,3 +234,23 @@ def by_stem(files) -> dict[str, Path]:
                              "are derived from it, rename one")
         stems[f.stem] = f
     return stems
+
+
+def lq_inputs(source: str | Path) -> dict[str, Path]:
+    """``{stem: LQ path}`` of a set's LQ images, sorted by stem: the ``lq`` column of a blind
+    manifest (``zephir blind``; relative to the manifest's folder), or the images of a folder or
+    index CSV as they are (``hq: false`` sets such as RealDeg). Two files with one stem are a
+    ValueError (outputs are named by it). Reads the manifest's ``lq`` column only, so that the
+    restore jobs in the backbones' environments need none of zephir.degrade."""
+    source = Path(source)
+    header: list[str] = []
+    if source.is_file() and source.suffix.lower() == ".csv":
+        with source.open(newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+    if "lq" not in header:
+        return dict(sorted(by_stem(image_list(source)).items()))
+    with source.open(newline="", encoding="utf-8") as fh:
+        files = [source.parent / row["lq"] for row in csv.DictReader(fh)]
+    if not files:
+        raise ValueError(f"{source}: the blind manifest lists no image")
+    return dict(sorted(by_stem(files).items()))

@@ -177,14 +177,16 @@ def _restorations(hdclip, photo_dir, tmp_path) -> dict:
     baseline and CFPG at two w_orth."""
     from zephir import restore
     from zephir.degrade import blind
+    from zephir.embed import embed_set
 
     lq = tmp_path / "blind"
     blind.blind_folder(sorted(photo_dir.glob("*.png"))[:2], lq, progress=False,
                        config=blind.BlindConfig(crop=128))
+    embeddings = embed_set(hdclip, lq / blind.MANIFEST, tmp_path / "emb.safetensors").path
     runs = {"baseline": {"mode": "baseline"}, "cfpg": {"mode": "cfpg"},
             "w0": {"mode": "cfpg", "w_orth": 0.0}}
     done = {name: restore.restore_folder(lq / blind.MANIFEST, tmp_path / name,
-                                         hdclip_checkpoint=hdclip, steps=2, **kw)
+                                         embeddings=embeddings, steps=2, **kw)
             and restore.done_path(tmp_path / name, 0, 1) for name, kw in runs.items()}
     return {6: {"restored": [done["baseline"], done["cfpg"]], "blind": lq / blind.MANIFEST,
                 "crop": 64},

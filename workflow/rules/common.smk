@@ -262,6 +262,32 @@ def restore_config_file():
     return RESULTS / "restore" / "config.yaml"
 
 
+def hdclip_embeddings(dataset):
+    """HD-CLIP's conditioning of a set's LQ images (rule hdclip_embed)."""
+    return RESULTS / "restore" / dataset / "hdclip-embeddings.safetensors"
+
+
+# The environment of each backbone's restore jobs with --software-deployment-method conda
+# (zephir.backbones: SeeSR and PASD need the diffusers releases their code was written for).
+BACKBONE_ENVS = {"seesr": "../envs/seesr.yaml", "pasd": "../envs/pasd.yaml"}
+# The package a restore job imports (by PYTHONPATH, since the backbone environments do not
+# install zephir): the checkout beside the Snakefile, else the installed package's parent.
+ZEPHIR_SOURCE = CODE_ROOT or Path(zephir.stages.__file__).resolve().parents[1]
+
+
+def backbone_env(wildcards):
+    return BACKBONE_ENVS.get(wildcards.backbone, "../envs/zephir.yaml")
+
+
+def restore_inputs(wildcards):
+    """A restore job's inputs: the restoration config, the LQ images and, in the modes that
+    use HD-CLIP, the set's conditioning file."""
+    inputs = {"config": restore_config_file(), "lq": lq_input(wildcards.dataset)}
+    if wildcards.run != "baseline":
+        inputs["embeddings"] = hdclip_embeddings(wildcards.dataset)
+    return inputs
+
+
 def restore_dir(dataset, backbone, run):
     return RESULTS / "restore" / dataset / backbone / run
 

@@ -1,5 +1,7 @@
-# CFG / CFPG restoration (paper, section 3.2): every set x backbone x run x shard is a job of its
-# own. A run is a mode (baseline, cfg, cfpg) or, for table 5's sweep, CFPG at given weights
+# CFG / CFPG restoration (paper, section 3.2). HD-CLIP runs once per set (rule hdclip_embed, in
+# the main environment); then every set x backbone x run x shard is a job of its own, in the
+# backbone's environment (SeeSR and PASD pin old torch and diffusers: workflow/envs/). A run is a
+# mode (baseline, cfg, cfpg) or, for table 5's sweep, CFPG at given weights
 # (cfpg-wo<w_orth>-wp<w_par>). A job keeps the images it finished under the same settings, so a
 # killed or preempted job resumes; its output is the shard's record, written last.
 
@@ -23,18 +25,44 @@ rule restore_config:
         zephir.config.dump(params.cfg, output[0])
 
 
-rule restore:
+# HD-CLIP's conditioning of every LQ image of a set, read by all its restore jobs.
+rule hdclip_embed:
     input:
-        config=rules.restore_config.output[0],
         lq=lambda wildcards: lq_input(wildcards.dataset),
         hdclip=hdclip_checkpoint(),
+    output:
+        hdclip_embeddings("{dataset}"),
+    params:
+        code=CODE["restore"],
+        device="cuda" if RES["resources"]["gpu"] else "cpu",
+    threads: RES["resources"]["threads"]
+    resources:
+        gpu=RES["resources"]["gpu"],
+        cpus_per_gpu=RES["resources"]["cpus_per_gpu"],
+        mem_mb=RES["resources"]["mem_mb"],
+        runtime=RES["resources"]["runtime"],
+    log:
+        LOGS / "restore" / "{dataset}" / "hdclip-embed.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} zephir embed --hdclip {input.hdclip} --lq {input.lq}"
+        " --out {output} --device {params.device} --quiet > {log} 2>&1"
+
+
+rule restore:
+    input:
+        unpack(restore_inputs),
     output:
         restore_dir("{dataset}", "{backbone}", "{run}") / "shard-{shard}-of-{shards}.done.json",
     params:
         code=CODE["restore"],
         out=lambda wildcards, output: Path(output[0]).parent,
         run=run_flags,
+        embeddings=lambda wildcards, input: (f"--embeddings {input.embeddings}"
+                                             if "embeddings" in input.keys() else ""),
         device="cuda" if RES["resources"]["gpu"] else "cpu",
+        source=ZEPHIR_SOURCE,
     threads: RES["resources"]["threads"]
     resources:
         gpu=RES["resources"]["gpu"],
@@ -44,10 +72,13 @@ rule restore:
     log:
         LOGS / "restore" / "{dataset}" / "{backbone}" / "{run}-{shard}-of-{shards}.log",
     conda:
-        "../envs/zephir.yaml"
+        backbone_env
     shell:
-        "OMP_NUM_THREADS={threads} zephir restore --config {input.config} --lq {input.lq}"
-        " --hdclip {input.hdclip} --backbone {wildcards.backbone} {params.run}"
+        # zephir is not installed in the SeeSR and PASD environments: the job runs it from
+        # this checkout (params.source); where it is installed, the same source is imported
+        "OMP_NUM_THREADS={threads} PYTHONPATH={params.source}${{PYTHONPATH:+:$PYTHONPATH}}"
+        " python -m zephir restore --config {input.config} --lq {input.lq}"
+        " {params.embeddings} --backbone {wildcards.backbone} {params.run}"
         " --shard {wildcards.shard} --shards {wildcards.shards} --out {params.out}"
         " --device {params.device} --quiet > {log} 2>&1"
 

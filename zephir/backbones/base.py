@@ -30,6 +30,7 @@ old diffusers releases; see workflow/envs/).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -231,6 +232,9 @@ class Backbone(ABC):
     """The repository's settings (:meth:`resolve_defaults` lays a config over them)."""
     LOAD_KEYS: ClassVar[tuple[str, ...]] = ("dtype", "variant")
     """Settings the loader reads (not sampling settings)."""
+    seed_scope: ClassVar[str] = "image"
+    """How the upstream test script seeds a folder (zephir.restore): ``"image"``, the generator
+    re-made from the seed for every image, or ``"folder"``, one generator for all."""
     scale_factor: int = 4
 
     @classmethod
@@ -296,7 +300,8 @@ class Backbone(ABC):
                 hd_pair: TextEmbeds | None = None, mode: str = "baseline",
                 w_par: float = W_PAR, w_orth: float = W_ORTH,
                 cfg_ratio: float | Sequence[float] = CFG_RATIO, steps: int | None = None,
-                scale: float | None = None, seed: int = 0) -> np.ndarray:
+                scale: float | None = None, seed: int = 0,
+                generator: torch.Generator | None = None) -> np.ndarray:
         """The upscaled image (RGB uint8, ``scale_factor`` times the LQ's size).
 
         Args:
@@ -309,7 +314,10 @@ class Backbone(ABC):
             w_par, w_orth: eq. 14's weights (``cfpg``).
             cfg_ratio: the ``cfg`` mode's ratio, one number or ``(negative, positive)``.
             steps, scale: sampling steps and CFG scale (default: :attr:`defaults`).
-            seed: the sampler's seed (a CPU generator, so equal on every device).
+            seed, generator: the sampler's noise: ``generator`` (a CPU torch.Generator, so
+                equal on every device; advanced by the call) or one made from ``seed``. The
+                pipeline's global-RNG draws (SeeSR's and the FaithDiff community file's
+                ``latent_dist.sample()``) are seeded from it too (:func:`global_rng_from`).
         """
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
@@ -319,14 +327,17 @@ class Backbone(ABC):
         steps = int(self.defaults.steps if steps is None else steps)
         scale = float(self.defaults.scale if scale is None else scale)
         text = self.encode_pair(negative_prompt, prompt)
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        if mode == "cfg":
-            cond = text.mix(hd_pair, as_ratio(cfg_ratio))
-            return self._sample(lq, cond, steps=steps, scale=scale, generator=generator)
-        if mode == "cfpg":
-            with self._guided(hd_pair, w_par=w_par, w_orth=w_orth, scale=scale):
-                return self._sample(lq, text, steps=steps, scale=scale, generator=generator)
-        return self._sample(lq, text, steps=steps, scale=scale, generator=generator)
+        if generator is None:
+            generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        with global_rng_from(generator):
+            if mode == "cfg":
+                cond = text.mix(hd_pair, as_ratio(cfg_ratio))
+                return self._sample(lq, cond, steps=steps, scale=scale, generator=generator)
+            if mode == "cfpg":
+                with self._guided(hd_pair, w_par=w_par, w_orth=w_orth, scale=scale):
+                    return self._sample(lq, text, steps=steps, scale=scale,
+                                        generator=generator)
+            return self._sample(lq, text, steps=steps, scale=scale, generator=generator)
 
     def record(self) -> dict:
         """What an output's metadata says of the backbone."""
@@ -335,6 +346,24 @@ class Backbone(ABC):
 
 
 # --------------------------------------------------------------------------- shared helpers
+
+@contextlib.contextmanager
+def global_rng_from(generator: torch.Generator) -> Iterator[None]:
+    """torch's global RNGs (CPU and every CUDA device) seeded from ``generator``'s state for the
+    block, and put back after (``torch.random.fork_rng``).
+
+    Some upstream pipelines draw from the global RNG: SeeSR samples the VAE posterior with
+    ``latent_dist.sample()`` and no generator (pipeline_seesr.py 989), as does the FaithDiff
+    community file. Seeding it from the job's generator makes that draw a function of the job's
+    seed (and of the image's place in a folder-scope shard) without advancing the generator, so
+    the generator's own draws stay the ones the upstream script makes.
+    """
+    digest = hashlib.sha1(generator.get_state().numpy().tobytes()).digest()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        yield
+
 
 def clip_encode(tokenizer: Any, text_encoder: Any, texts: Sequence[str],
                 device: torch.device) -> TextEmbeds:

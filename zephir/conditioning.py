@@ -1,0 +1,175 @@
+"""HD-CLIP's conditioning of a set of LQ images, computed once and read by every restore job.
+
+Restoration conditions a backbone on what HD-CLIP sees in each LQ image (paper, section 3.2):
+its semantic embedding (the positive cue) and its degradation embeddings with their presences
+and levels (the negative cue). HD-CLIP runs once per image, in the main environment
+(``zephir embed``, :func:`zephir.hdclip.predict.embed`), and writes one file per set; the
+restore jobs read it inside the backbone's own environment (SeeSR's torch 2.0.1, PASD's
+2.3.1), where neither open_clip nor HD-CLIP's code is needed. The file is data: a
+``.safetensors`` file (no pickle), tensors per image stem ``S``
+
+* ``S/semantic`` (d,): the unit semantic embedding;
+* ``S/embeddings`` (K, d): the unit per-type degradation embeddings e_k (eq. 4);
+* ``S/present`` (K,): presence probabilities; ``S/levels`` (K,): 0..100 levels (eq. 6);
+
+and once per file ``text`` (V, d): HD-CLIP's unit text embeddings of the bridge's texts
+(zephir.bridge.hdclip_texts), so that the bridge can fit its map without HD-CLIP. Its string
+metadata holds JSON: ``types`` (K names), ``texts`` (V strings), ``hdclip`` (what produced it:
+checkpoint, sha1, method, step, arch, ``random_init``), ``lq_sha1`` ({stem: sha1 of the LQ
+file}) and ``format``.
+
+This module imports torch and safetensors only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+FORMAT = 1
+"""Version of the file's layout; a file of another version is refused by name."""
+FIELDS = ("semantic", "embeddings", "present", "levels")
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """HD-CLIP's view of one LQ image: what the bridge turns into backbone conditioning.
+
+    ``semantic`` (d,) unit semantic embedding; ``embeddings`` (K, d) unit per-type degradation
+    embeddings e_k (eq. 4); ``present`` (K,) presence probabilities; ``levels`` (K,) 0..100
+    levels (eq. 6); ``types`` the K type names, in that order.
+    """
+
+    semantic: torch.Tensor
+    embeddings: torch.Tensor
+    present: torch.Tensor
+    levels: torch.Tensor
+    types: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        k, d = len(self.types), self.semantic.shape[-1]
+        assert self.semantic.shape == (d,), self.semantic.shape
+        assert self.embeddings.shape == (k, d), (self.embeddings.shape, k, d)
+        assert self.present.shape == (k,) and self.levels.shape == (k,), (
+            self.present.shape, self.levels.shape)
+
+    def describe(self) -> dict:
+        """``{"type", "degradations": {type: {"present", "level"}}}``: the most present type
+        and each type's presence and level, rounded for records."""
+        degs = {t: {"present": round(float(p), 4), "level": round(float(lv), 2)}
+                for t, p, lv in zip(self.types, self.present, self.levels, strict=True)
+                if not (math.isnan(float(p)) or math.isnan(float(lv)))}
+        top = max(degs, key=lambda t: degs[t]["present"]) if len(degs) == len(self.types) else None
+        return {"type": top, "degradations": degs}
+
+    def sha1(self) -> str:
+        """sha1 of the tensors' float32 bytes: part of a restored image's fingerprint."""
+        h = hashlib.sha1()
+        for name in FIELDS:
+            h.update(getattr(self, name).detach().to(torch.float32).contiguous().numpy()
+                     .tobytes())
+        h.update(json.dumps(list(self.types)).encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """A set's conditioning file, read: per-image :class:`Conditioning`, HD-CLIP's text
+    embeddings of ``texts`` (V, d), what produced it (``hdclip``) and each LQ file's sha1."""
+
+    images: dict[str, Conditioning]
+    texts: tuple[str, ...]
+    text: torch.Tensor
+    hdclip: dict
+    lq_sha1: dict[str, str]
+    path: Path | None = None
+
+    def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, d) rows of :attr:`text` for ``texts``; a text the file lacks is a KeyError that
+        names the file and says to recompute it."""
+        index = {t: i for i, t in enumerate(self.texts)}
+        missing = [t for t in texts if t not in index]
+        if missing:
+            raise KeyError(f"{self.path}: no HD-CLIP text embedding of {missing[:3]!r} "
+                           f"({len(missing)} missing); recompute it with `zephir embed`")
+        return self.text[[index[t] for t in texts]]
+
+    def conditioning(self, stem: str, lq_sha1: str | None = None) -> Conditioning:
+        """The conditioning of image ``stem``; when ``lq_sha1`` is given it must equal the
+        sha1 the file was computed from (else the file is stale: a ValueError naming both)."""
+        if stem not in self.images:
+            raise KeyError(f"{self.path}: no HD-CLIP embedding of image {stem!r}; recompute "
+                           "it with `zephir embed` over the same LQ images")
+        if lq_sha1 is not None and self.lq_sha1.get(stem) != lq_sha1:
+            raise ValueError(f"{self.path}: image {stem!r} was embedded from another LQ file "
+                             f"(sha1 {self.lq_sha1.get(stem)} vs {lq_sha1} now); recompute it "
+                             "with `zephir embed`")
+        return self.images[stem]
+
+
+def write(path: str | Path, images: Mapping[str, Conditioning], *, texts: Sequence[str],
+          text: torch.Tensor, hdclip: dict, lq_sha1: Mapping[str, str]) -> Path:
+    """Write a set's conditioning file atomically (a temporary file, then renamed)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    types = {c.types for c in images.values()}
+    if len(types) > 1:
+        raise ValueError(f"{path}: the images' conditionings disagree on the types: {types}")
+    assert text.ndim == 2 and text.shape[0] == len(texts), (text.shape, len(texts))
+    tensors = {"text": text.detach().float().contiguous().cpu()}
+    for stem, c in images.items():
+        for name in FIELDS:
+            tensors[f"{stem}/{name}"] = getattr(c, name).detach().float().contiguous().cpu()
+    meta = {"format": str(FORMAT), "types": json.dumps(list(next(iter(types), ()))),
+            "texts": json.dumps(list(texts)), "hdclip": json.dumps(hdclip, sort_keys=True),
+            "lq_sha1": json.dumps(dict(lq_sha1), sort_keys=True)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def read(path: str | Path) -> Embeddings:
+    """Read a conditioning file written by :func:`write`; anything else is a ValueError that
+    names the file and what is wrong (not safetensors, another format, missing tensors)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such HD-CLIP embeddings file (write it with "
+                                "`zephir embed --hdclip <checkpoint> --lq <images> --out "
+                                f"{path}`)")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except Exception as exc:  # noqa: BLE001 (SafetensorError has no stable import path)
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    if meta.get("format") != str(FORMAT):
+        raise ValueError(f"{path}: embeddings format {meta.get('format')!r}, this zephir "
+                         f"reads {FORMAT}; recompute it with `zephir embed`")
+    try:
+        types = tuple(json.loads(meta["types"]))
+        texts = tuple(json.loads(meta["texts"]))
+        hdclip, lq_sha1 = json.loads(meta["hdclip"]), json.loads(meta["lq_sha1"])
+        images = {stem: Conditioning(*(tensors[f"{stem}/{n}"] for n in FIELDS), types=types)
+                  for stem in lq_sha1}
+        text = tensors["text"]
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise ValueError(f"{path}: incomplete HD-CLIP embeddings file ({exc!r}); recompute it "
+                         "with `zephir embed`") from None
+    return Embeddings(images=images, texts=texts, text=text, hdclip=hdclip, lq_sha1=lq_sha1,
+                      path=path)
