@@ -147,6 +147,25 @@ def test_compose_prompts_adds_the_repository_words():
     assert join_prompt("a, ", "", " b") == "a, b"
 
 
+def test_seesr_prompt_is_joined_character_for_character_as_test_seesr_py():
+    """test_seesr.py 142 and 185: f"{tags}, {prompt}," + added_prompt (no space after the
+    second comma; an empty prompt leaves ", ,")."""
+    from zephir.backbones.seesr import SeeSRBackbone
+
+    class Tagged(SeeSRBackbone):
+        def tags(self, lq):
+            return "dog, grass"
+
+    backbone = object.__new__(Tagged)
+    backbone.defaults = SeeSRBackbone.DEFAULTS
+    lq = np.zeros((8, 8, 3), np.uint8)
+    pos, neg = backbone.compose_prompts(lq)
+    assert pos == "dog, grass, ,clean, high-resolution, 8k"
+    assert neg == "dotted, noise, blur, lowres, smooth"
+    assert (backbone.compose_prompts(lq, "a cat")[0]
+            == "dog, grass, a cat,clean, high-resolution, 8k")
+
+
 def test_text_embeds_mix_is_the_papers_cfg_variant():
     g = torch.Generator().manual_seed(0)
     text = TextEmbeds(torch.randn(2, 5, 4, generator=g), torch.randn(2, 3, generator=g))

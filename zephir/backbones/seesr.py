@@ -8,11 +8,11 @@ from the configured checkout (``weights.seesr_repo``) on first use, and fails wi
 names what is wrong: a missing checkout or weight (its config key), or the wrong diffusers.
 
 Everything follows ``test_seesr.py`` at its defaults: DAPE tags of the LQ image, then the user
-prompt, then ``clean, high-resolution, 8k``; negative ``dotted, noise, blur, lowres, smooth``;
-50 DDPM steps, guidance 5.5; the LQ image resized x4 (bicubic; short side at least
-``process_size / 4`` first), to multiples of 8; ``start_point="lr"``; latent tiles of 96 with
-overlap 4; AdaIN colour fix; resized back to 4x the LQ size. The UNet gets DAPE's image
-embeddings (``image_encoder_hidden_states``) in both CFPG passes.
+prompt, then ``clean, high-resolution, 8k`` (joined as upstream joins them); negative ``dotted,
+noise, blur, lowres, smooth``; 50 DDPM steps, guidance 5.5; the LQ image resized x4 (bicubic;
+short side at least ``process_size / 4`` first), to multiples of 8; ``start_point="lr"``; latent
+tiles of 96 with overlap 4; AdaIN colour fix; resized back to 4x the LQ size. The UNet gets
+DAPE's image embeddings (``image_encoder_hidden_states``) in both CFPG passes.
 """
 from __future__ import annotations
 
@@ -121,10 +121,15 @@ class SeeSRBackbone(Backbone):
 
     def compose_prompts(self, lq: np.ndarray | None = None, prompt: str = "",
                         negative_prompt: str | None = None) -> tuple[str, str]:
-        """``"<DAPE tags>, <prompt>, clean, high-resolution, 8k"`` (test_seesr.py's order)."""
-        tags = self.tags(lq) if lq is not None and self.defaults.extra["dape_tags"] else ""
+        """``"<DAPE tags>, <prompt>,<added prompt>"``, character for character as
+        test_seesr.py builds it (142, 185: ``f"{tags}, {prompt},"`` then the added prompt, so an
+        empty prompt gives ``"<tags>, ,clean, high-resolution, 8k"``). Without DAPE tags
+        (``dape_tags: false``, not an upstream option) the parts are comma-joined."""
         negative = self.defaults.negative_prompt if negative_prompt is None else negative_prompt
-        return join_prompt(tags, prompt, self.defaults.added_prompt), negative
+        added = self.defaults.added_prompt
+        if lq is not None and self.defaults.extra["dape_tags"]:
+            return f"{self.tags(lq)}, {prompt},{added}", negative
+        return join_prompt(prompt, added), negative
 
     # -- sampling
     def encode_prompt(self, texts: Sequence[str]) -> TextEmbeds:
