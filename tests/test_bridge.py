@@ -207,3 +207,24 @@ def test_embedding_bridge_negative_is_zero_for_a_clean_image_and_linear_in_prese
 def test_unknown_bridge(hd_text, tiny):
     with pytest.raises(ValueError, match="bridge: expected one of embedding, prompt"):
         Bridge("clip", tiny, hd_text)
+
+
+# --------------------------------------------------------------------------- a trained model
+
+def blur_series_distances(checkpoint, photo, levels, bridge_kind="embedding") -> list[float]:
+    """How far the HD conditioning of ``photo`` blurred at each 0..100 level is from the clean
+    photo's, through ``bridge_kind`` into the tiny backbone's text space (Frobenius norm of the
+    difference of the two ``[negative, positive]`` pairs). Used with the embedded default's
+    trained HD-CLIP (tests/test_workflow.py's end-to-end run)."""
+    from zephir.checkpoints import from_checkpoint
+    from zephir.degrade import levels as dlevels
+    from zephir.degrade import ops
+
+    hd_model, _ = from_checkpoint(checkpoint)
+    images = [photo] + [ops.gaussian_blur(photo, float(dlevels.denormalize("blur", lv)))
+                        for lv in levels]
+    conds = conditionings(hd_model, images)
+    bridge = Bridge(bridge_kind, load("tiny", {"steps": 1}),
+                    lambda texts: hdclip_text(hd_model, texts))
+    pairs = [bridge.pair(c, prompt="", negative_prompt="")[0].hidden.float() for c in conds]
+    return [float((p - pairs[0]).norm()) for p in pairs[1:]]
