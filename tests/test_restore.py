@@ -307,3 +307,40 @@ def test_folder_scope_draws_one_stream_and_resumes_it_exactly(folder_scope, embe
     assert done["restored"] == 1 and done["resumed"] == 2
     for stem in ("camera", "chelsea", "coffee"):
         assert (part / f"{stem}.png").read_bytes() == (full / f"{stem}.png").read_bytes()
+
+
+def test_the_restore_job_runs_without_hdclip_or_open_clip(embeddings, lq_dir, tmp_path):
+    """The workflow's restore job (`python -m zephir restore --embeddings`), in a process of its
+    own: it restores with HD-CLIP's conditioning but never imports open_clip, the HD-CLIP model
+    or the degradation operators (none of which the backbones' environments need)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    import zephir.config
+
+    cfg = tmp_path / "config.yaml"  # as rule restore_config writes it
+    full = zephir.config.load(REPO / "config" / "config.yaml")
+    zephir.config.dump(zephir.config.subset(full, "datasets", "blind_sets", "restoration",
+                                            "weights"), cfg)
+    out = tmp_path / "out"
+    script = (
+        "import sys\n"
+        "from zephir.cli import main\n"
+        f"code = main(['restore', '--config', {str(cfg)!r}, '--lq', {str(lq_dir)!r},"
+        f" '--embeddings', {str(embeddings)!r}, '--mode', 'cfpg', '--out', {str(out)!r},"
+        " '--quiet'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('open_clip', 'timm')"
+        " or m.startswith(('zephir.hdclip', 'zephir.degrade.ops', 'zephir.training'))))\n"
+        "sys.exit(code)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    done = json.loads(done_path(out, 0, 1).read_text())
+    assert done["restored"] == 3 and done["job"]["bridge"] == "embedding"
+    record = json.loads((out / "chelsea.json").read_text())
+    assert record["norms"]["hidden"]["added_negative"] > 0
+    assert record["hdclip"]["sha1"] == done["job"]["hdclip_sha1"]

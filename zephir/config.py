@@ -50,12 +50,16 @@ def check(config: dict, origin: str = "config") -> dict:
     if errors:
         lines = [f"  {_where(e)}: {e.message}" for e in errors]
         raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(lines))
+    given = set(config)
     _fill_defaults(config, schema())
-    _check_semantics(config, origin)
+    _check_semantics(config, origin, given)
     return config
 
 
-def _check_semantics(config: dict, origin: str) -> None:
+def _check_semantics(config: dict, origin: str, given: set[str]) -> None:
+    """The rules a schema cannot state. ``given``: the top-level keys the file itself has (a
+    section left to its defaults is valid by construction; the restore jobs' config, a subset,
+    then needs none of the synthesiser's code)."""
     datasets = config["datasets"]
     for name, ds in datasets.items():
         if ds["kind"] == "embedded" and "images" not in ds:
@@ -107,18 +111,24 @@ def _check_semantics(config: dict, origin: str) -> None:
         if value is not None and value not in pool:
             raise ConfigError(f"{origin}: restoration.sweep.{key}: {value!r} is not one of "
                               f"restoration.{key}s ({', '.join(pool)})")
-    from zephir.degrade.synth import SynthSpec
-
-    try:  # the synthesiser's own checks, so that the CLI and Snakemake agree
-        SynthSpec.from_config(config["synth"])
-    except ValueError as exc:
-        raise ConfigError(f"{origin}: {exc}") from None
+    if "synth" in given:
+        _check_synth(config, origin)
     gaps = [("hdclip.model.gap", config["hdclip"]["model"]["gap"])]
     gaps += [(f"estimation.gap[{i}]", g) for i, g in enumerate(config["estimation"]["gap"])]
     for key, gap in gaps:
         if 100 % gap:
             raise ConfigError(f"{origin}: {key}: {gap:g} does not divide 100 (eq. 3 puts a bin "
                               "centre every gap levels from 0 to 100)")
+
+
+def _check_synth(config: dict, origin: str) -> None:
+    """The synthesiser's own checks, so that the CLI and Snakemake agree."""
+    from zephir.degrade.synth import SynthSpec
+
+    try:
+        SynthSpec.from_config(config["synth"])
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
 
 
 def load(path: str | Path) -> dict:

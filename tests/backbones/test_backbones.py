@@ -389,3 +389,14 @@ def test_paper_config_states_each_backbones_repository_settings():
         assert {k: defaults[k] for k in given} == given, name
     assert settings["seesr"]["steps"] == 50 and settings["seesr"]["scale"] == 5.5
     assert settings["pasd"]["steps"] == 20 and settings["faithdiff"]["scale"] == 5.0
+
+
+def test_the_tiny_tokenizer_tables_are_open_clips_without_importing_it():
+    """The byte table in its order (the vocabulary's first 256 ids) and the BPE file equal
+    open_clip's own (the reference), and tokenising gives open_clip's ids."""
+    import open_clip.tokenizer as oc
+
+    assert list(tiny_mod.bytes_to_unicode().items()) == list(oc.bytes_to_unicode().items())
+    assert str(tiny_mod.bpe_file()) == oc.default_bpe()
+    ids = tiny_mod.clip_tokenizer()("a photo of a cat, heavy blur").input_ids
+    assert ids == oc.SimpleTokenizer()("a photo of a cat, heavy blur")[0][:len(ids)].tolist()

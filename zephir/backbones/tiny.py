@@ -38,6 +38,28 @@ DEFAULTS = Defaults(
     source="the SD x4 upscaler's diffusers defaults with 8 steps instead of 75 (CPU)")
 
 
+def bpe_file() -> Path:
+    """open_clip's bundled CLIP BPE merges (``bpe_simple_vocab_16e6.txt.gz``), found without
+    importing open_clip (the restore jobs of the backbones' environments do not load it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the tiny backbone's tokenizer reads open_clip's bundled BPE "
+                                "file: pip install open_clip_torch")
+    return Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's (and CLIP's) byte-to-symbol table, in its order (the vocabulary's first 256
+    entries): the printable Latin-1 bytes (``!``..``~``, ``\u00a1``..``\u00ac``,
+    ``\u00ae``..``\u00ff``) stand for themselves, then every other byte, in order, for
+    ``chr(256 + n)``."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    rest = [b for b in range(256) if b not in keep]
+    return {**{b: chr(b) for b in keep}, **{b: chr(256 + n) for n, b in enumerate(rest)}}
+
+
 def write_clip_tokenizer(folder: str | Path) -> Path:
     """Write the real CLIP tokenizer (``vocab.json``, ``merges.txt``) into ``folder``.
 
@@ -45,11 +67,9 @@ def write_clip_tokenizer(folder: str | Path) -> Path:
     with ``</w>``, one entry per merge of the BPE file, then ``<|startoftext|>`` (49406) and
     ``<|endoftext|>`` (49407).
     """
-    from open_clip.tokenizer import bytes_to_unicode, default_bpe
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with gzip.open(default_bpe(), "rt", encoding="utf-8") as f:
+    with gzip.open(bpe_file(), "rt", encoding="utf-8") as f:
         lines = f.read().split("\n")
     merges = lines[1:1 + VOCAB - 2 * 256 - 2]
     symbols = list(bytes_to_unicode().values())
