@@ -216,12 +216,14 @@ def blur_series_distances(checkpoint, photo, levels, bridge_kind="embedding") ->
     photo's, through ``bridge_kind`` into the tiny backbone's text space (Frobenius norm of the
     difference of the two ``[negative, positive]`` pairs). Used with the embedded default's
     trained HD-CLIP (tests/test_workflow.py's end-to-end run)."""
+    from zephir import io as zio
     from zephir.checkpoints import from_checkpoint
     from zephir.degrade import levels as dlevels
     from zephir.degrade import ops
 
     hd_model, _ = from_checkpoint(checkpoint)
-    images = [photo] + [ops.gaussian_blur(photo, float(dlevels.denormalize("blur", lv)))
+    x = zio.to_float(photo)
+    images = [photo] + [zio.to_uint8(ops.gaussian_blur(x, float(dlevels.denormalize("blur", lv))))
                         for lv in levels]
     conds = conditionings(hd_model, images)
     bridge = Bridge(bridge_kind, load("tiny", {"steps": 1}),

@@ -3,6 +3,7 @@ and (slow) the embedded default end to end."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import re
@@ -15,10 +16,12 @@ import pytest
 import yaml
 
 import zephir.config
+from zephir import data
 from zephir import io as zio
 from zephir.degrade import blind
 
 from .conftest import REPO
+from .test_bridge import blur_series_distances
 
 BIN = Path(sys.executable).parent
 
@@ -312,6 +315,17 @@ def test_embedded_default_end_to_end(workdir):
     assert [r["Mode"] for r in t1] == ["baseline", "CFG", "CFPG"]
     assert len(list(csv.DictReader((res / "tables/table5.csv").open(newline="")))) == 6
     assert "random-init" in (res / "tables/table1.md").read_text()
+    # the embedding bridge carries severity: one held-out photo blurred at rising levels moves
+    # the HD conditioning further and further from the clean photo's, continuously; the words
+    # of the prompt bridge move it in a few steps (docs/restoration.md, measured 2026-12-06)
+    photo = data.embedded_image("immunohistochemistry")
+    top, left = (photo.shape[0] - 128) // 2, (photo.shape[1] - 128) // 2
+    crop = photo[top:top + 128, left:left + 128]
+    series = list(range(10, 100, 10))
+    dist = blur_series_distances(hd / "checkpoint.pt", crop, series)
+    assert all(b > a for a, b in itertools.pairwise(dist)), dist
+    words = blur_series_distances(hd / "checkpoint.pt", crop, series, "prompt")
+    assert len({round(d, 4) for d in words}) <= 4, words  # 3 adjectives, or no phrase
     again = run_snakemake(["-c2"], cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
 

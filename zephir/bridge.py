@@ -184,7 +184,7 @@ def fit_linear(X: torch.Tensor, Y: torch.Tensor, ridge: float = 0.1) -> LinearMa
     the minimum-norm least-squares solution (``torch.linalg.lstsq``) when ``ridge`` is 0.
     ``r2`` is the fit's coefficient of determination on the data."""
     assert X.ndim == 2 and Y.ndim == 2 and X.shape[0] == Y.shape[0], (X.shape, Y.shape)
-    X, Y = X.double(), Y.double()
+    X, Y = X.detach().double(), Y.detach().double()
     x_mean, y_mean = X.mean(0), Y.mean(0)
     Xc, Yc = X - x_mean, Y - y_mean
     if ridge > 0:
