@@ -400,3 +400,24 @@ def test_the_tiny_tokenizer_tables_are_open_clips_without_importing_it():
     assert str(tiny_mod.bpe_file()) == oc.default_bpe()
     ids = tiny_mod.clip_tokenizer()("a photo of a cat, heavy blur").input_ids
     assert ids == oc.SimpleTokenizer()("a photo of a cat, heavy blur")[0][:len(ids)].tolist()
+
+
+def test_each_backbone_runs_in_an_environment_that_pins_what_its_adapter_requires():
+    """The environment each restore job runs in (Backbone.environment, the workflow's conda:)
+    exists, and for SeeSR and PASD pins the diffusers series the adapter checks for
+    (require_diffusers) and a torch of the release upstream names (SeeSR requirements: 2.0.1;
+    PASD: 2.3.1)."""
+    from zephir.backbones import pasd, seesr
+
+    for name, cls in BACKBONES.items():
+        assert (REPO / cls.environment).is_file(), (name, cls.environment)
+    for module, torch_pin in ((seesr, "2.0.1"), (pasd, "2.3.1")):
+        cls = BACKBONES[module.__name__.rsplit(".", 1)[1]]
+        assert cls.environment == module.ENV != "workflow/envs/zephir.yaml"
+        env = yaml.safe_load((REPO / cls.environment).read_text())
+        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+        diffusers = [p for p in pip if p.startswith("diffusers==")]
+        assert len(diffusers) == 1 and diffusers[0].removeprefix("diffusers==").startswith(
+            module.DIFFUSERS + "."), diffusers
+        assert f"torch=={torch_pin}" in pip
+    assert BACKBONES["tiny"].environment == "workflow/envs/zephir.yaml"

@@ -4,6 +4,7 @@
 import sys
 from pathlib import Path
 
+import zephir.backbones
 import zephir.config
 import zephir.report.registry
 import zephir.stages
@@ -267,16 +268,16 @@ def hdclip_embeddings(dataset):
     return RESULTS / "restore" / dataset / "hdclip-embeddings.safetensors"
 
 
-# The environment of each backbone's restore jobs with --software-deployment-method conda
-# (zephir.backbones: SeeSR and PASD need the diffusers releases their code was written for).
-BACKBONE_ENVS = {"seesr": "../envs/seesr.yaml", "pasd": "../envs/pasd.yaml"}
 # The package a restore job imports (by PYTHONPATH, since the backbone environments do not
 # install zephir): the checkout beside the Snakefile, else the installed package's parent.
 ZEPHIR_SOURCE = CODE_ROOT or Path(zephir.stages.__file__).resolve().parents[1]
 
 
 def backbone_env(wildcards):
-    return BACKBONE_ENVS.get(wildcards.backbone, "../envs/zephir.yaml")
+    """The environment of a backbone's restore jobs with --software-deployment-method conda
+    (the adapter's: SeeSR and PASD need the diffusers releases their code was written for)."""
+    env = zephir.backbones.BACKBONES[zephir.backbones.canonical(wildcards.backbone)].environment
+    return "../envs/" + Path(env).name
 
 
 def restore_inputs(wildcards):

@@ -232,6 +232,8 @@ class Backbone(ABC):
     """The repository's settings (:meth:`resolve_defaults` lays a config over them)."""
     LOAD_KEYS: ClassVar[tuple[str, ...]] = ("dtype", "variant")
     """Settings the loader reads (not sampling settings)."""
+    environment: ClassVar[str] = "workflow/envs/zephir.yaml"
+    """The conda environment its restore jobs run in (the workflow's ``conda:``)."""
     seed_scope: ClassVar[str] = "image"
     """How the upstream test script seeds a folder (zephir.restore): ``"image"``, the generator
     re-made from the seed for every image, or ``"folder"``, one generator for all."""

@@ -53,6 +53,7 @@ class PASDBackbone(Backbone):
 
     name = "pasd"
     DEFAULTS = DEFAULTS
+    environment = ENV
     seed_scope = "folder"  # one generator for the whole folder (test_pasd.py 203-205)
 
     def __init__(self, pipe, **kwargs) -> None:

@@ -50,6 +50,7 @@ class SeeSRBackbone(Backbone):
 
     name = "seesr"
     DEFAULTS = DEFAULTS
+    environment = ENV
     seed_scope = "folder"  # one generator for the whole folder (test_seesr.py 171-173)
 
     def __init__(self, pipe, *, tagger=None, **kwargs) -> None:
