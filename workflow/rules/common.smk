@@ -277,7 +277,7 @@ def backbone_env(wildcards):
     """The environment of a backbone's restore jobs with --software-deployment-method conda
     (the adapter's: SeeSR and PASD need the diffusers releases their code was written for)."""
     env = zephir.backbones.BACKBONES[zephir.backbones.canonical(wildcards.backbone)].environment
-    return "../envs/" + Path(env).name
+    return f"../envs/{Path(env).name}"
 
 
 def restore_inputs(wildcards):
