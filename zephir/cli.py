@@ -191,6 +191,14 @@ def _import_daclip(args: argparse.Namespace) -> int:
 def _table(args: argparse.Namespace) -> int:
     from zephir.report import registry
 
+    if args.name in registry.CONFIG_TABLES:  # from the config's architectures (table 6)
+        if args.config is None:
+            raise ValueError(f"{args.name} is computed from the config: pass --config FILE")
+        cfg = zconfig.load(args.config)
+        out = args.out / args.name if args.out.is_dir() else args.out
+        paths = registry.CONFIG_TABLES[args.name].make(cfg, zconfig.fingerprint(cfg), out)
+        print("wrote " + ", ".join(map(str, paths)))
+        return 0
     digest = args.config_hash or zconfig.fingerprint(zconfig.load(args.config))
     entry = registry.table(args.name)
     others = [f"--{flag}" for flag, source in registry.table_sources().items()
@@ -533,8 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("table", help="render a table of the paper from results files",
                         description="Build a table from results files and write it as CSV "
                         "(full precision), Markdown and LaTeX (formatted, best in bold). "
-                        + " ".join(f"{t.name}: {t.title}" for t in registry.TABLES.values()))
-    tb.add_argument("name", choices=list(registry.TABLES))
+                        + " ".join(f"{t.name}: {t.title}" for t in [
+                            *registry.TABLES.values(), *registry.CONFIG_TABLES.values()]))
+    tb.add_argument("name", choices=[*registry.TABLES, *registry.CONFIG_TABLES])
     for source in registry.table_sources().values():
         tb.add_argument(f"--{source.flag}", nargs="+", type=Path,
                         help=f"{source.help} (" + ", ".join(
@@ -544,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--config", type=Path,
                      help="the run's config file (its hash goes into the caption)")
     src.add_argument("--config-hash", help="the hash of the run's config, as given")
-    tb.add_argument("--out", required=True, type=Path, help="output path without suffix")
+    tb.add_argument("--out", required=True, type=Path,
+                    help="output path without suffix (an existing folder: <folder>/<name>)")
     tb.set_defaults(func=_table)
 
     fg = sub.add_parser("figure", help="draw a figure of the paper (or beside it) from results "

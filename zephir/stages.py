@@ -103,7 +103,7 @@ STAGES = (
                   "metrics"),
           reads=("blind", "restore"), outs=("scores",)),
     # the whole config: every table states the config's fingerprint
-    Stage("report", rules=("table", "figure3", "figure6", "figure7", "figure8", "figure9",
+    Stage("report", rules=("table", "table6_config", "table6", "figure1", "figure3", "figure6", "figure7", "figure8", "figure9",
                            "figure10", "figure11", "figure_transfer"),
           code=_COMMAND + ("zephir/degrade/blind.py", "zephir/metrics/__init__.py",
                            "zephir/metrics/estimation.py", "zephir/report"),

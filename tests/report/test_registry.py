@@ -66,7 +66,7 @@ def _choices(parser, command, dest):
 
 def test_cli_choices_are_the_registry():
     parser = cli.build_parser()
-    assert _choices(parser, "table", "name") == list(registry.TABLES)
+    assert _choices(parser, "table", "name") == [*registry.TABLES, *registry.CONFIG_TABLES]
     assert _choices(parser, "figure", "number") == list(registry.FIGURES)
 
 

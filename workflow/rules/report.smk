@@ -32,6 +32,61 @@ rule table:
         " --out {params.stem} > {log} 2>&1"
 
 
+# Table 6 reads no results: the config's architectures, built with random init (and timed on
+# report.table6.device). The config is written out for `zephir table table6 --config`.
+rule table6_config:
+    output:
+        table_file("table6", "config.yaml"),
+    params:
+        code=CODE["report"],
+        cfg=config,
+    log:
+        LOGS / "tables" / "table6-config.log",
+    run:
+        zephir.config.dump(params.cfg, output[0])
+
+
+rule table6:
+    input:
+        rules.table6_config.output[0],
+    output:
+        csv=report(table_file("table6", "csv"), caption="../report/table.rst",
+                   category="Tables", labels={"table": "table6"}),
+        md=table_file("table6", "md"),
+        tex=table_file("table6", "tex"),
+        json=table_file("table6", "json"),
+        paper=report(table_file("table6", "paper.csv"), caption="../report/paper.rst",
+                     category="Tables beside the paper", labels={"table": "table6"}),
+        paper_md=table_file("table6", "paper.md"),
+    params:
+        code=CODE["report"],
+        stem=RESULTS / "tables" / "table6",
+    log:
+        LOGS / "tables" / "table6.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir table table6 --config {input} --out {params.stem} > {log} 2>&1"
+
+
+rule figure1:
+    input:
+        checkpoint=hdclip_checkpoint(),
+    output:
+        report(figure_file(1), caption="../report/fig1.rst", category="Figures",
+               labels={"figure": "1"}),
+    params:
+        code=CODE["report"],
+        kind=EST["figure_type"],
+    log:
+        LOGS / "figures" / "fig1.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir figure 1 --checkpoint {input.checkpoint} --type {params.kind} --out {output}"
+        " > {log} 2>&1"
+
+
 rule figure3:
     input:
         arrays=evaluation(hdclip_checkpoint(), "arrays.npz"),
@@ -188,6 +243,9 @@ rule figure_transfer:
 # Tables and figures read results files in seconds: run where Snakemake runs, never queued.
 localrules:
     table,
+    table6_config,
+    table6,
+    figure1,
     figure3,
     figure6,
     figure7,

@@ -281,3 +281,64 @@ def figure10(arrays: Sequence[Path], metrics: Sequence[Path], out: Path, *, kind
     fig.suptitle(f"Fig. 10: similarity of the {kind} level anchors, loss ablations"
                  + figure_note(results))
     return _save(fig, out)
+
+
+#: Fig. 1's prompts, "<type> with <value>" as the paper's introduction writes them ("blur with
+#: sigma 2.0"); ``{v}`` is the native value the operator applies at the level.
+FIGURE1_PROMPTS = {
+    "blur": "blur with sigma {v:.1f}",
+    "noise": "noise with sigma {v:.0f}",
+    "jpeg": "JPEG with quality {v:.0f}",
+    "downsample": "downsample with scale {v:.1f}",
+}
+
+
+def figure1_matrices(model, kind: str) -> dict:
+    """Fig. 1's two J x J cosine-similarity matrices for degradation type ``kind`` of a trained
+    HD-CLIP ``model``: its frozen CLIP text tower on the prompts at the bin centres, and its
+    composition ordinal anchors (eq. 2-3, :meth:`zephir.hdclip.model.HDCLIP.anchors`).
+    Returns the levels, the prompts and both matrices (numpy)."""
+    import torch
+
+    types = list(model.cfg.types)
+    if kind not in types:
+        raise ValueError(f"figure 1: type {kind!r} is not one of the model's ({', '.join(types)})")
+    if kind not in FIGURE1_PROMPTS:
+        raise ValueError(f"figure 1: no prompt for type {kind!r} (FIGURE1_PROMPTS has "
+                         f"{', '.join(FIGURE1_PROMPTS)})")
+    levels = [float(b) for b in model.bins.tolist()]
+    prompts = [FIGURE1_PROMPTS[kind].format(v=dlevels.realizable(kind, lv)[0]) for lv in levels]
+    with torch.no_grad():
+        text = model.encode_text(prompts).double()
+        anchors = model.anchors()[types.index(kind)].double()
+    return {"levels": np.array(levels), "prompts": prompts,
+            "clip": (text @ text.T).cpu().numpy(), "anchors": (anchors @ anchors.T).cpu().numpy()}
+
+
+def figure1(checkpoint: Path, out: Path, *, kind: str = "blur") -> Path:
+    """Fig. 1: CLIP's text tower is blind to numbers. Cosine similarity between the CLIP text
+    embeddings of "<type> with <value>" prompts across levels (left), beside the same matrix
+    for the trained HD-CLIP's composition ordinal anchors of that type (right, eq. 2-3)."""
+    from zephir.checkpoints import from_checkpoint
+
+    model, ckpt = from_checkpoint(checkpoint)
+    if not hasattr(model, "anchors"):
+        raise ValueError(f"{checkpoint}: figure 1 needs an HD-CLIP checkpoint (method "
+                         f"{ckpt.get('method')!r} has no composition anchors)")
+    m = figure1_matrices(model, kind)
+    note = figure_note([{"hdclip": {"arch": model.cfg.arch,
+                                    "random_init": model.cfg.random_init}}])
+    low = min(float(m["clip"].min()), float(m["anchors"].min()))
+    lv = m["levels"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True, layout="constrained")
+    first, last = m["prompts"][0], m["prompts"][-1]
+    titles = (f"CLIP text: \"{first}\" ... \"{last}\"", "HD-CLIP composition anchors (eq. 2)")
+    for ax, key, title in zip(axes, ("clip", "anchors"), titles):
+        im = ax.imshow(m[key], cmap="viridis", vmin=low, vmax=1, origin="lower",
+                       extent=[lv[0], lv[-1], lv[0], lv[-1]])
+        ax.set(title=title, xlabel=f"{kind} level")
+        ax.title.set_fontsize(8)
+    axes[0].set_ylabel(f"{kind} level")
+    fig.colorbar(im, ax=axes, label="cosine similarity", shrink=0.85)
+    fig.suptitle("Fig. 1: similarity across levels, CLIP prompts vs HD-CLIP anchors" + note)
+    return _save(fig, out)

@@ -50,7 +50,11 @@ ROW_KEYS: dict[str, Callable[[dict], str | None]] = {
     "table4": lambda r: f"top-k={r['top-k']} gap={r['gap size']}",
     "table5": _sweep_row,
     "table7": lambda r: f"{BACKBONES.get(r['Backbone'], r['Backbone'])} {r['Mode']}",
+    "table6": lambda r: r["Model"],
 }
+#: A run's column under the paper's name where they differ: table 6's sizes are MiB, which
+#: is what the paper's "MB" are (151.28 M x 4 B / 2^20 = 577.08).
+COLUMN_KEYS: dict[str, dict[str, str]] = {"table6": {"Size (MiB)": "Size (MB)"}}
 
 
 def compare(name: str, df: pd.DataFrame, columns) -> pd.DataFrame:
@@ -64,7 +68,8 @@ def compare(name: str, df: pd.DataFrame, columns) -> pd.DataFrame:
         for row in df.to_dict("records"):
             paper_row = key(row)
             for column, value in row.items():
-                paper = printed.get((name, paper_row, column))
+                paper = printed.get((name, paper_row,
+                                     COLUMN_KEYS.get(name, {}).get(column, column)))
                 if paper is None or column not in columns:
                     continue
                 run = None if isinstance(value, str) else float(value)

@@ -171,6 +171,29 @@ class Figure:
         return Path(resolve(self.draw)(**kwargs, out=Path(out)))
 
 
+@dataclass(frozen=True)
+class ConfigTable:
+    """A table computed from the config's architectures rather than from results files
+    (table 6): ``build(config)`` returns the DataFrame and the facts that
+    ``caption(title, facts, config_hash)`` states."""
+
+    name: str
+    title: str
+    build: str | Callable
+    columns: Mapping[str, Column]
+    caption: str | Callable
+
+    def make(self, config: dict, config_hash: str, out: Path) -> list[Path]:
+        """Build the table from ``config`` and write ``out``.csv / .md / .tex / .json and
+        ``out``.paper.csv / .paper.md, as :meth:`Table.make`."""
+        df, facts = resolve(self.build)(config)
+        caption = resolve(self.caption)(self.title, facts, config_hash)
+        from zephir.report import paper
+
+        return (render.write(df, out, caption, self.columns, f"tab:{self.name}")
+                + paper.write(self.name, df, self.columns, out, self.title))
+
+
 def _index(entries, key: str) -> dict:
     out = {}
     for e in entries:
@@ -194,6 +217,7 @@ SCORES = Input("scores", "<run>.json score files of `zephir score`",
                read=lambda paths: resolve("zephir.report.restoration:read_scores")(paths))
 RESTORED = Input("restored", "shard-*.done.json of a `zephir restore` run (its folder holds "
                  "the images)")
+CHECKPOINT = Input("checkpoint", "checkpoint.pt of a trained HD-CLIP model")
 BLIND = Input("blind", "blind manifest.csv of the restored set (LQ and HQ images)")
 RESTORATION_COLUMNS = "zephir.report.restoration:MetricColumns"
 
@@ -241,9 +265,23 @@ TABLES: dict[str, Table] = _index([
           caption=captions.restoration),
 ], "name")
 
+#: Tables from the config alone (no results): ``zephir table NAME --config FILE``.
+CONFIG_TABLES: dict[str, ConfigTable] = _index([
+    ConfigTable("table6", "Table 6: encoder efficiency (parameters, size, context dimension, "
+                "inference time).", build="zephir.report.efficiency:table6",
+                columns={"Params (M)": Column(".2f"), "Size (MiB)": Column(".2f"),
+                         "Context dim.": Column(".0f"), "Inference Time (ms)": Column(".2f"),
+                         "Paper time, GPU (ms)": Column(".3f")},
+                caption="zephir.report.efficiency:caption"),
+], "name")
+
 # -------------------------------------------------------------------------- figures
 
 FIGURES: dict[int | str, Figure] = _index([
+    Figure(1, "CLIP text embeddings of numeric prompts vs HD-CLIP's composition anchors",
+           "zephir.report.figures:figure1", (CHECKPOINT,),
+           (Option("type", str, "blur", "degradation type whose anchors are shown",
+                   param="kind"),)),
     Figure(3, "PCA of the HD-CLIP degradation space", "zephir.report.figures:figure3",
            (ARRAYS, PREDICTIONS, METRICS)),
     Figure(7, "predicted vs true level: HD-CLIP's level, and the MM-RealSR-style degree x 100 "
