@@ -220,6 +220,16 @@ def _figure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _headline(args: argparse.Namespace) -> int:
+    from zephir.report import headline
+
+    if args.table1 is None and args.table2 is None:
+        raise ValueError("headline needs --table2 and/or --table1")
+    paths = headline.make(args.table2, args.table1, args.metrics, args.out)
+    print(f"wrote {len(paths)} file(s) in {args.out}")
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from zephir import checkpoints
     from zephir.evaluation import level_scale
@@ -571,6 +581,17 @@ def build_parser() -> argparse.ArgumentParser:
     for option in registry.figure_options().values():
         fg.add_argument(f"--{option.flag}", type=option.type, help=option.help)
     fg.set_defaults(func=_figure)
+
+    hl = sub.add_parser("headline", help="the few numbers `dvc metrics show` prints, from "
+                        "tables 2 and 1", description="HD-CLIP's type accuracy, MAE, SROCC and "
+                        "PCC (table 2) and table 1's mean of each --metrics per backbone and "
+                        "mode, as one small JSON file per row in the folder --out.")
+    hl.add_argument("--table2", type=Path, help="table2.json of `zephir table table2`")
+    hl.add_argument("--table1", type=Path, help="table1.json of `zephir table table1`")
+    hl.add_argument("--metrics", nargs="+", default=["psnr", "lpips"],
+                    help="table 1's metrics to average over its sets (report.headline.metrics)")
+    hl.add_argument("--out", required=True, type=Path, help="folder to write")
+    hl.set_defaults(func=_headline)
 
     pr = sub.add_parser("predict", help="estimate degradation types and levels of images",
                         description="Per image: the most confident type and, per type, the "

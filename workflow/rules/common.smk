@@ -441,11 +441,26 @@ def planned_figures():
             and (n != "transfer" or transfer_results())]
 
 
+def headline_dir():
+    """The headline numbers `dvc metrics show` prints (rule headline)."""
+    return RESULTS / "metrics"
+
+
+def headline_inputs(wildcards):
+    """The JSON of tables 2 and 1, those this config makes."""
+    return {t: table_file(t, "json") for t in ("table2", "table1") if t in planned_tables()}
+
+
+def headline_flags(wildcards, input):
+    return " ".join(f"--{t} {path}" for t, path in input.items())
+
+
 def report_targets():
-    """The estimation and restoration tables and figures this config has results for, and
-    the tables computed from the config alone (table 6)."""
+    """The estimation and restoration tables and figures this config has results for, the
+    tables computed from the config alone (table 6) and the headline numbers."""
+    headline = [headline_dir()] if headline_inputs(None) else []
     return ([table_file(t) for t in planned_tables()] + [table_file(t) for t in CONFIG_TABLES]
-            + [figure_file(n) for n in planned_figures()])
+            + [figure_file(n) for n in planned_figures()] + headline)
 
 
 def all_targets():

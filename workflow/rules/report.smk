@@ -69,6 +69,24 @@ rule table6:
         "zephir table table6 --config {input} --out {params.stem} > {log} 2>&1"
 
 
+# `dvc metrics show`: a few numbers of tables 2 and 1 (zephir.report.headline).
+rule headline:
+    input:
+        unpack(headline_inputs),
+    output:
+        directory(headline_dir()),
+    params:
+        code=CODE["report"],
+        flags=headline_flags,
+        metrics=" ".join(config["report"]["headline"]["metrics"]),
+    log:
+        LOGS / "tables" / "headline.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir headline {params.flags} --metrics {params.metrics} --out {output} > {log} 2>&1"
+
+
 rule figure1:
     input:
         checkpoint=hdclip_checkpoint(),
@@ -245,6 +263,7 @@ localrules:
     table,
     table6_config,
     table6,
+    headline,
     figure1,
     figure3,
     figure6,
