@@ -201,6 +201,7 @@ def test_every_figure_is_drawn(evaluated, transferred, labelled, photo_dir, tmp_
     data.index_folder(photo_dir, index)
     d, a, mm = evaluated["D"], evaluated["A"], evaluated["mm"]
     inputs = {
+        1: {"checkpoint": d.parent / "checkpoint.pt"},
         3: {"arrays": d / "arrays.npz", "predictions": d / "predictions.csv",
             "metrics": d / "metrics.json"},
         7: {"predictions": [d / "predictions.csv", mm / "predictions.csv"],
