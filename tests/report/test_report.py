@@ -190,7 +190,10 @@ def _restorations(hdclip, photo_dir, tmp_path) -> dict:
             and restore.done_path(tmp_path / name, 0, 1) for name, kw in runs.items()}
     return {6: {"restored": [done["baseline"], done["cfpg"]], "blind": lq / blind.MANIFEST,
                 "crop": 64},
-            11: {"restored": [done["w0"], done["cfpg"]], "blind": lq / blind.MANIFEST}}
+            11: {"restored": [done["w0"], done["cfpg"]], "blind": lq / blind.MANIFEST},
+            21: {"restored": [done["baseline"], done["cfpg"]], "lq": [lq / blind.MANIFEST]},
+            "comparison": {"restored": [done["baseline"], done["cfpg"]],
+                           "lq": [lq / blind.MANIFEST], "crop": 24}}
 
 
 def test_every_figure_is_drawn(evaluated, transferred, labelled, photo_dir, tmp_path):

@@ -326,11 +326,30 @@ def sweep():
             for wo in sw["w_orth"] for wp in sw["w_par"]]
 
 
-def figure_runs(number):
-    """The runs figures 6 (first set with HQ images, first backbone, every mode) and 11 (the
-    sweep) are drawn from, as (set, backbone, run)."""
+def figure21_backbone():
+    """Fig. 21's backbone: the paper's FaithDiff where it is restored, else the first."""
+    return "faithdiff" if "faithdiff" in RES["backbones"] else RES["backbones"][0]
+
+
+def comparisons():
+    """(set, backbone) of section 9.1's comparison figures: every restored set x backbone."""
+    return [(d, b) for d in RES["sets"] for b in RES["backbones"]] if RES["modes"] else []
+
+
+def comparison_file(dataset, backbone):
+    return RESULTS / "figures" / "comparison" / f"{dataset}-{backbone}.png"
+
+
+def figure_runs(number, dataset=None, backbone=None):
+    """The runs figures 6 (first set with HQ images, first backbone, every mode), 11 (the
+    sweep), 21 (the sets without HQ images, figure21_backbone, every mode, set by set) and
+    the comparison of (dataset, backbone) are drawn from, as (set, backbone, run)."""
     if number == 11:
         return sweep()
+    if number == 21:
+        return [r for r in main_runs(False) if r[1] == figure21_backbone()]
+    if number == "comparison":
+        return [(dataset, backbone, m) for m in RES["modes"]]
     main = main_runs(True)
     return [r for r in main if r[:2] == main[0][:2]] if main else []
 
@@ -348,6 +367,12 @@ def figure_shards(number):
 def figure_blind(number):
     runs = figure_runs(number)
     return blind_manifest(runs[0][0]) if runs else []
+
+
+def figure_lq(number, dataset=None, backbone=None):
+    """The LQ sources of a figure's sets, in the order of its runs."""
+    runs = figure_runs(number, dataset, backbone)
+    return [lq_input(d) for d in dict.fromkeys(r[0] for r in runs)]
 
 
 def score_inputs(wildcards):
@@ -437,8 +462,8 @@ def figure_file(n):
 def planned_figures():
     """The figures this config has results for (6 and 11 need restoration runs, "transfer" a
     transfer set)."""
-    return [n for n in FIGURES if (n not in (6, 11) or figure_runs(n))
-            and (n != "transfer" or transfer_results())]
+    return [n for n in FIGURES if (n not in (6, 11, 21) or figure_runs(n))
+            and (n != "transfer" or transfer_results()) and n != "comparison"]
 
 
 def headline_dir():
@@ -460,7 +485,8 @@ def report_targets():
     tables computed from the config alone (table 6) and the headline numbers."""
     headline = [headline_dir()] if headline_inputs(None) else []
     return ([table_file(t) for t in planned_tables()] + [table_file(t) for t in CONFIG_TABLES]
-            + [figure_file(n) for n in planned_figures()] + headline)
+            + [figure_file(n) for n in planned_figures()]
+            + [comparison_file(d, b) for d, b in comparisons()] + headline)
 
 
 def all_targets():

@@ -240,6 +240,51 @@ rule figure11:
         " --out {output} > {log} 2>&1"
 
 
+# Fig. 21 and section 9.1's comparisons: crops where the runs differ most
+# (zephir.report.restoration.disagreement_crop), never chosen by hand.
+rule figure21:
+    input:
+        restored=[restore_done(*r)[0] for r in figure_runs(21)],
+        shards=[f for r in figure_runs(21) for f in restore_done(*r)],
+        lq=figure_lq(21),
+    output:
+        report(figure_file(21), caption="../report/fig21.rst", category="Figures",
+               labels={"figure": "21"}),
+    params:
+        code=CODE["report"],
+        crop=RES["figure_crop"],
+    log:
+        LOGS / "figures" / "fig21.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir figure 21 --restored {input.restored} --lq {input.lq} --crop {params.crop}"
+        " --out {output} > {log} 2>&1"
+
+
+rule figure_comparison:
+    input:
+        restored=lambda w: [restore_done(*r)[0]
+                            for r in figure_runs("comparison", w.dataset, w.backbone)],
+        shards=lambda w: [f for r in figure_runs("comparison", w.dataset, w.backbone)
+                          for f in restore_done(*r)],
+        lq=lambda w: lq_input(w.dataset),
+    output:
+        report(comparison_file("{dataset}", "{backbone}"), caption="../report/comparison.rst",
+               category="Comparisons (section 9.1)",
+               labels={"set": "{dataset}", "backbone": "{backbone}"}),
+    params:
+        code=CODE["report"],
+        crop=RES["figure_crop"],
+    log:
+        LOGS / "figures" / "comparison-{dataset}-{backbone}.log",
+    conda:
+        "../envs/zephir.yaml"
+    shell:
+        "zephir figure comparison --restored {input.restored} --lq {input.lq}"
+        " --crop {params.crop} --out {output} > {log} 2>&1"
+
+
 rule figure_transfer:
     input:
         predictions=[Path(m).with_name("predictions.csv") for m in transfer_results()],
@@ -272,4 +317,6 @@ localrules:
     figure9,
     figure10,
     figure11,
+    figure21,
+    figure_comparison,
     figure_transfer,

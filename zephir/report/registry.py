@@ -219,6 +219,8 @@ RESTORED = Input("restored", "shard-*.done.json of a `zephir restore` run (its f
                  "the images)")
 CHECKPOINT = Input("checkpoint", "checkpoint.pt of a trained HD-CLIP model")
 BLIND = Input("blind", "blind manifest.csv of the restored set (LQ and HQ images)")
+LQ = Input("lq", "the LQ images a restoration read: the blind manifest.csv, or the image "
+           "index of an hq: false set")
 RESTORATION_COLUMNS = "zephir.report.restoration:MetricColumns"
 
 # -------------------------------------------------------------------------- tables
@@ -296,6 +298,12 @@ FIGURES: dict[int | str, Figure] = _index([
            "zephir.report.figures:figure10", (several(ARRAYS), several(METRICS)),
            (Option("type", str, "blur", "degradation type whose anchors are shown",
                    param="kind"),), paired=True),
+    Figure(21, "real-world sets: baseline, CFG, CFPG (one --lq per set; --restored the runs "
+           "of each set in turn)", "zephir.report.restoration:figure21",
+           (several(RESTORED), several(LQ)), (Option("crop", int, 96, "crop side in pixels"),)),
+    Figure("comparison", "section 9.1: one set and backbone in every mode",
+           "zephir.report.restoration:comparison", (several(RESTORED), LQ),
+           (Option("crop", int, 96, "crop side in pixels"),)),
     Figure("transfer", "beyond the paper: per-photo level curves of the transfer set (one "
            "--predictions / --metrics pair of `zephir evaluate --transfer` per model)",
            "zephir.report.figures:figure_transfer", (several(PREDICTIONS), several(METRICS)),

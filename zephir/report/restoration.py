@@ -230,3 +230,112 @@ def figure11(restored: Sequence[Path], blind: Path, out: Path, *, crop: int = 96
     rows = [[grid[o][p] for p in w_pars] for o in w_orths]
     return _grid(rows, [f"w_orth={o:g}" for o in w_orths], [f"w_par={p:g}" for p in w_pars],
                  f"Fig. 11: CFPG weights on {stem}" + _note(dones), out)
+
+
+# ----------------------------------------------------- figure 21 and section 9.1's comparisons
+
+def disagreement_crop(images: Sequence[np.ndarray], size: int) -> tuple[int, int]:
+    """The crop rule of the comparison figures (not chosen by hand): of the ``size`` x ``size``
+    windows on a grid of stride ``size // 2`` (plus the windows flush with the right and bottom
+    edges), the one where the runs' restorations of one image differ most, i.e. with the
+    largest mean over the window of the per-pixel standard deviation across the runs (ties:
+    the first in raster order). Returns its top-left corner (y, x)."""
+    stack = np.stack([np.asarray(im, dtype=np.float64) for im in images])
+    spread = stack.std(axis=0)
+    spread = spread.mean(axis=-1) if spread.ndim == 3 else spread
+    h, w = spread.shape
+    s = min(size, h, w)
+    integral = np.pad(spread.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def starts(n: int) -> list[int]:
+        out = list(range(0, n - s + 1, max(1, s // 2)))
+        return out if out[-1] == n - s else out + [n - s]
+
+    best, corner = -1.0, (0, 0)
+    for y in starts(h):
+        for x in starts(w):
+            total = (integral[y + s, x + s] - integral[y, x + s] - integral[y + s, x]
+                     + integral[y, x])
+            if total > best + 1e-12:
+                best, corner = total, (y, x)
+    return corner
+
+
+def _set_name(lq: Path) -> str:
+    """A set's name from its LQ source: results/<run>/{blind,data}/<set>/<file>."""
+    return Path(lq).parent.name
+
+
+def _hq_of(lq: Path) -> dict[str, Path]:
+    """{stem: HQ path} of a blind manifest; empty for an image index (an hq: false set)."""
+    import csv as _csv
+
+    lq = Path(lq)
+    with lq.open(newline="", encoding="utf-8") as fh:
+        rows = list(_csv.DictReader(fh))
+    if not rows or "hq" not in rows[0]:
+        return {}
+    return {Path(r["lq"]).stem: lq.parent / r["hq"] for r in rows}
+
+
+def _comparison_row(restored: Sequence[Path], stem: str, lq_path: Path, hq: Path | None,
+                    crop: int) -> list[np.ndarray]:
+    from zephir import io as zio
+
+    outs = [zio.load_image(Path(p).parent / f"{stem}.png").pixels for p in restored]
+    lq = _upscale_nearest(zio.load_image(lq_path).pixels, outs[0].shape[:2])
+    y, x = disagreement_crop(outs, crop)
+    s = min(crop, *outs[0].shape[:2])
+    panels = [lq, *outs] + ([zio.load_image(hq).pixels] if hq is not None else [])
+    return [p[y:y + s, x:x + s] for p in panels]
+
+
+def _restored_stems(restored: Sequence[Path], lq: Path) -> list[tuple[str, Path]]:
+    from zephir.data import lq_inputs
+
+    return [(stem, path) for stem, path in lq_inputs(lq).items()
+            if all((Path(p).parent / f"{stem}.png").is_file() for p in restored)]
+
+
+def comparison(restored: Sequence[Path], lq: Path, out: Path, *, crop: int = 96,
+               images: int = 3) -> Path:
+    """Section 9.1: one set restored by one backbone in every mode, the first ``images``
+    images (by stem) as rows: LQ (nearest-upscaled), each run, HQ where the set has it; each
+    row cropped where the runs differ most (:func:`disagreement_crop`)."""
+    dones = [_done(p) for p in restored]
+    stems = _restored_stems(restored, lq)[:images]
+    if not stems:
+        raise ValueError(f"comparison: no image of {lq} is restored by every run given")
+    hq = _hq_of(lq)
+    rows = [_comparison_row(restored, stem, path, hq.get(stem), crop) for stem, path in stems]
+    cols = ["LQ (nearest)"] + [_panel_label(d) for d in dones] + (["HQ"] if hq else [])
+    backbone = dones[0]["job"].get("backbone", "")
+    return _grid(rows, [s for s, _ in stems], cols,
+                 f"{_set_name(lq)}, {backbone}: crops where the runs differ most" + _note(dones),
+                 out)
+
+
+def figure21(restored: Sequence[Path], lq: Sequence[Path], out: Path, *, crop: int = 96
+             ) -> Path:
+    """Fig. 21: RealDeg's subsets (one ``lq`` source each) restored by one backbone in every
+    mode: ``restored`` holds the runs of the first set, then of the second, ... (the same
+    modes in the same order); a row per set, its first restored image, cropped where the runs
+    differ most (:func:`disagreement_crop`)."""
+    if not lq or len(restored) % len(lq):
+        raise ValueError(f"figure 21: {len(restored)} --restored records do not split into "
+                         f"{len(lq)} sets of the same runs")
+    per = len(restored) // len(lq)
+    dones = [_done(p) for p in restored]
+    rows, titles = [], []
+    for i, source in enumerate(lq):
+        runs = restored[i * per:(i + 1) * per]
+        stems = _restored_stems(runs, source)
+        if not stems:
+            raise ValueError(f"figure 21: no image of {source} is restored by its runs")
+        stem, path = stems[0]
+        rows.append(_comparison_row(runs, stem, path, None, crop))
+        titles.append(f"{_set_name(source)}: {stem}")
+    cols = ["LQ (nearest)"] + [_panel_label(d) for d in dones[:per]]
+    backbone = dones[0]["job"].get("backbone", "")
+    return _grid(rows, titles, cols, f"Fig. 21: real-world sets, {backbone}: crops where the "
+                 "runs differ most" + _note(dones), out)
