@@ -31,7 +31,8 @@ def test_defaults_are_filled():
     assert cfg["synth"]["level_range"] == [0, 100]
     assert cfg["blind"]["scale"] == 4
     assert cfg["blind_sets"] == []
-    assert cfg["estimation"]["transfer"] == {"set": None, "per_type": 20, "seed": 0}
+    assert cfg["estimation"]["transfer"] == {"set": None, "per_type": 20, "seed": 0,
+                                             "max_blur": None}
 
 
 def test_every_schema_key_is_described():

@@ -45,7 +45,7 @@ def _transfer_set(args: argparse.Namespace) -> int:
     manifest = transfer.make(image_list(args.images), args.out,
                              per_type=args.per_type or default("estimation.transfer.per_type"),
                              seed=args.seed, types=args.types or levels.LABEL_ORDER,
-                             crop_sizes=sizes)
+                             crop_sizes=sizes, max_blur=args.max_blur)
     print(f"manifest: {manifest}")
     return 0
 
@@ -389,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--per-type", type=int,
                     help="samples per photo and type (default: the config schema's)")
     ts.add_argument("--seed", type=int, default=0, help="base seed")
+    ts.add_argument("--max-blur", type=float,
+                    help="first reduce each photo (area) until its model-free blur measure is "
+                    "below this sigma in px (estimation.transfer.max_blur); the manifest "
+                    "records the factor")
     ts.add_argument("--types", nargs="+", choices=levels.LABEL_ORDER,
                     help="degradation types (default: all four)")
     sizes = ts.add_mutually_exclusive_group()

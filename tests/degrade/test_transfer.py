@@ -226,29 +226,7 @@ def test_make_writes_what_transfer_set_draws(photos, tmp_path):
 
 # --- the transfer photos' own sharpness -------------------------------------------------------
 
-def fine_to_coarse(img: np.ndarray) -> float:
-    """log10 of the mean power at 0.2-0.4 cycles/px over that at 0.04-0.08 (luminance, the
-    top-left 512 px square, Hann-windowed): how much fine detail a photo has for its coarse."""
-    g = np.asarray(img, np.float64).mean(axis=2)
-    s = min(*g.shape, 512)
-    g = g[:s, :s] - g[:s, :s].mean()
-    power = np.abs(np.fft.fft2(g * np.outer(np.hanning(s), np.hanning(s)))) ** 2
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(s), np.fft.fftfreq(s), indexing="ij"))
-    return float(np.log10(power[(f > 0.2) & (f < 0.4)].mean()
-                          / power[(f > 0.04) & (f < 0.08)].mean()))
-
-
-def own_blur(img: np.ndarray, sharp: np.ndarray) -> float:
-    """The Gaussian sigma (px) that brings the ``sharp`` photo to ``img``'s fine_to_coarse: 0
-    when ``img`` is the sharper (bisection; blurring lowers the ratio monotonically)."""
-    target, lo, hi = fine_to_coarse(img), 0.0, 4.0
-    sharp = sharp[:512 + 32, :512 + 32]  # what fine_to_coarse reads, and a 4-sigma margin
-    if fine_to_coarse(sharp) <= target:
-        return 0.0
-    for _ in range(12):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if fine_to_coarse(T.gaussian_blur(sharp, mid)) > target else (lo, mid)
-    return (lo + hi) / 2
+fine_to_coarse, own_blur = T.fine_to_coarse, T.own_blur  # the transfer protocol's measure
 
 
 def test_cell_is_blurred_at_native_resolution():

@@ -120,6 +120,7 @@ rule transfer_set:
         t=EST["transfer"],
         types=" ".join(config["synth"]["types"]),
         crop=config["synth"]["crop_size"],
+        max_blur=optional_flag("--max-blur", EST["transfer"]["max_blur"]),
     resources:
         mem_mb=2000,
         runtime=30,
@@ -130,7 +131,7 @@ rule transfer_set:
     shell:
         "zephir transfer-set --images {input.index} --out {params.out}"
         " --per-type {params.t[per_type]} --seed {params.t[seed]} --types {params.types}"
-        " --train-crop-size {params.crop} > {log} 2>&1"
+        " --train-crop-size {params.crop} {params.max_blur} > {log} 2>&1"
 
 
 rule transfer_eval:

@@ -292,26 +292,111 @@ def _write_images(samples: Sequence[TransferSample], out: Path, types: Sequence[
     return rows
 
 
+# --- the transfer protocol: every photo made sharp by the same rule before it is degraded ----
+
+#: Sharp photos the blur measure compares against (bundled with scikit-image, so that the
+#: measure needs no dataset): the median over them is a photo's own blur.
+SHARP_REFERENCES = ("astronaut", "coffee", "kodim03")
+#: The area reductions tried, smallest first: a photo is reduced by the first that makes it
+#: sharp enough.
+REDUCTIONS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+
+
+def fine_to_coarse(img: np.ndarray) -> float:
+    """log10 of the mean power at 0.2-0.4 cycles/px over that at 0.04-0.08 (luminance, the
+    top-left square of at most 512 px, Hann-windowed): how much fine detail a photo has for its
+    coarse. Blurring lowers it monotonically."""
+    g = np.asarray(img, np.float64).mean(axis=2)
+    s = min(*g.shape, 512)
+    g = g[:s, :s] - g[:s, :s].mean()
+    power = np.abs(fft.fft2(g * np.outer(np.hanning(s), np.hanning(s)))) ** 2
+    f = np.hypot(*np.meshgrid(fft.fftfreq(s), fft.fftfreq(s), indexing="ij"))
+    return float(np.log10(power[(f > 0.2) & (f < 0.4)].mean()
+                          / power[(f > 0.04) & (f < 0.08)].mean()))
+
+
+def own_blur(img: np.ndarray, sharp: np.ndarray, top: float = 4.0) -> float:
+    """The Gaussian sigma (px) that brings the ``sharp`` photo to ``img``'s
+    :func:`fine_to_coarse`: 0 when ``img`` is the sharper (bisection to 1/1000 of ``top``)."""
+    target, lo, hi = fine_to_coarse(img), 0.0, top
+    sharp = np.asarray(sharp, np.float32)[:512 + 32, :512 + 32]  # what is read, + 4 sigma
+    if fine_to_coarse(sharp) <= target:
+        return 0.0
+    for _ in range(10):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fine_to_coarse(gaussian_blur(sharp, mid)) > target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def blur_measure(img: np.ndarray, references: Sequence[np.ndarray]) -> float:
+    """A photo's own blur without any model: the median over the sharp ``references`` of
+    :func:`own_blur` (sigma in px)."""
+    return float(np.median([own_blur(img, r) for r in references]))
+
+
+def reduce_area(img: np.ndarray, factor: float) -> np.ndarray:
+    """``img`` shrunk by ``factor`` with area averaging (cv2 INTER_AREA); 1 leaves it as is."""
+    if factor == 1.0:
+        return img
+    import cv2
+
+    h, w = img.shape[:2]
+    size = (max(1, round(w / factor)), max(1, round(h / factor)))
+    return cv2.resize(np.asarray(img, np.float32), size, interpolation=cv2.INTER_AREA)
+
+
+def sharpen_by_reduction(name: str, img: np.ndarray, references: Sequence[np.ndarray],
+                         max_blur: float, smallest: int) -> tuple[np.ndarray, float, float]:
+    """The transfer protocol, one rule for every photo whatever its content: the first area
+    reduction of :data:`REDUCTIONS` after which :func:`blur_measure` is below ``max_blur`` px.
+    Returns the reduced photo, the factor and its measure. A photo that would have to shrink
+    below ``smallest`` px (the smallest crop) is an error naming it."""
+    for factor in REDUCTIONS:
+        small = reduce_area(img, factor)
+        if min(small.shape[:2]) < smallest:
+            break
+        measured = blur_measure(small, references)
+        if measured < max_blur:
+            return small, factor, measured
+    raise ValueError(f"{name}: no area reduction down to {smallest} px brings its blur below "
+                     f"{max_blur} px (estimation.transfer.max_blur); leave it out of the set")
+
+
 def make(images: Sequence[Path], out: Path, *, per_type: int = 10, seed: int = 0,
          types: Sequence[str] = levels.LABEL_ORDER,
-         crop_sizes: tuple[int, int] = CROP_SIZES) -> Path:
+         crop_sizes: tuple[int, int] = CROP_SIZES, max_blur: float | None = None) -> Path:
     """``zephir transfer-set``: the transfer set of the image files ``images`` (named by their
     stems, read by the one loader), written under ``out``; returns the manifest's path.
 
     One photo at a time (memory holds one photo and its samples, whatever the set's size); the
     manifest is written last, and images of an earlier set that this one does not have are
     removed, so the folder holds exactly what the manifest lists.
+
+    ``max_blur`` (px; ``estimation.transfer.max_blur``): first reduce every photo by
+    :func:`sharpen_by_reduction`, so that level 0 means a sharp photo; the manifest then
+    records each photo's factor and measured blur (columns ``source_reduction``,
+    ``source_blur``) and the crops are taken from the reduced photo.
     """
-    from zephir.data import by_stem
+    from zephir.data import by_stem, embedded_image
     from zephir.degrade.synth import MANIFEST, manifest_columns, rows_to_csv
 
     out = Path(out)
+    refs = ([zio.to_float(embedded_image(n)) for n in SHARP_REFERENCES]
+            if max_blur is not None else [])
     rows = []
     for name, path in sorted(by_stem(images).items()):
-        photo = {name: zio.to_float(zio.load_image(path).pixels)}
-        rows += _write_images(transfer_set(photo, per_type=per_type, seed=seed, types=types,
-                                           crop_sizes=crop_sizes), out, types)
-    zio.write_text(out / MANIFEST, rows_to_csv(rows, manifest_columns(types)))
+        pixels = zio.to_float(zio.load_image(path).pixels)
+        extra = {}
+        if max_blur is not None:
+            pixels, factor, measured = sharpen_by_reduction(name, pixels, refs, max_blur,
+                                                            crop_sizes[0])
+            extra = {"source_reduction": factor, "source_blur": round(measured, 4)}
+        photo_rows = _write_images(transfer_set({name: pixels}, per_type=per_type, seed=seed,
+                                                types=types, crop_sizes=crop_sizes), out, types)
+        rows += [{**r, **extra} for r in photo_rows]
+    columns = manifest_columns(types) + (["source_reduction", "source_blur"]
+                                         if max_blur is not None else [])
+    zio.write_text(out / MANIFEST, rows_to_csv(rows, columns))
     keep = {out / r["path"] for r in rows}
     for old in (out / "images").glob("*.png"):
         if old not in keep:
