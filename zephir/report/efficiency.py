@@ -26,18 +26,16 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from zephir.config import daclip_model
 from zephir.hdclip.model import HDCLIPConfig, register_architectures, tower_image_size
 
 #: The paper's encoders (table 6): label, method, architecture, QuickGELU (OpenAI's ViT-B/32
 #: weights need it, LAION's ViT-L/14 for DA-CLIP does not).
-PAPER_ENCODERS = (("CLIP", "clip", "ViT-B-32", True), ("DA-CLIP", "daclip_style", "ViT-L-14",
-                                                          False),
+PAPER_ENCODERS = (("CLIP", "clip", "ViT-B-32", True),
+                  ("DA-CLIP", "daclip_style", "ViT-L-14", False),
                   ("HD-CLIP", "hdclip", "ViT-B-32", True))
 #: The paper's inference times (ms), on its GPU.
 PAPER_MS = {"CLIP": 7.868, "DA-CLIP": 32.938, "HD-CLIP": 20.104}
-#: How each encoder is run for one image when timed: what it computes at inference.
-RUNS = {"clip": "encode_image", "daclip_style": "degradation and content embeddings",
-        "hdclip": "semantic and degradation embeddings, levels"}
 
 
 @dataclass(frozen=True)
@@ -58,21 +56,19 @@ def encoders(config: dict) -> list[Encoder]:
     types = tuple(config["synth"]["types"])
     base = HDCLIPConfig(arch=model["arch"], checkpoint=None, quick_gelu=model["quick_gelu"],
                         controller=model["controller"], types=types, gap=model["gap"])
-    from zephir.config import daclip_model
-
     da = daclip_model(config)
     own = {"clip": base, "hdclip": base,
            "daclip_style": replace(base, arch=da["arch"], quick_gelu=da["quick_gelu"])}
     paper = {m: replace(base, arch=arch, quick_gelu=q, controller=True, gap=5.0)
              for _, m, arch, q in PAPER_ENCODERS}
-    out = []
+    out, extra = [], []
     for label, method, _, _ in PAPER_ENCODERS:
-        same = (own[method].arch, own[method].controller) == (paper[method].arch, True)
-        out.append(Encoder(label, method, own[method] if same else paper[method], same))
-    for label, method, _, _ in PAPER_ENCODERS:
-        if not out[[e.method for e in out].index(method)].timed:
-            out.append(Encoder(f"{label} ({own[method].arch})", method, own[method], True))
-    return out
+        mine, theirs = own[method], paper[method]
+        same = (mine.arch, mine.controller) == (theirs.arch, True)
+        out.append(Encoder(label, method, mine if same else theirs, same))
+        if not same:
+            extra.append(Encoder(f"{label} ({mine.arch})", method, mine, True))
+    return out + extra
 
 
 def _tokens_on(tokenizer, device):
@@ -175,7 +171,7 @@ def measure(config: dict) -> tuple[list[dict], dict]:
     rows, parts, bins = [], {}, None
     for e in encoders(config):
         if e.label == "HD-CLIP":
-            bins = int(round(100 / float(e.cfg.gap))) + 1
+            bins = round(100 / float(e.cfg.gap)) + 1
         meta = build(e.method, e.cfg, "meta")
         n = parameters(meta)
         parts[e.label] = components(meta)
