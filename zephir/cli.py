@@ -251,9 +251,10 @@ def _restore(args: argparse.Namespace) -> int:
     r = cfg["restoration"]
     w_orth = r["w_orth"] if args.w_orth is None else args.w_orth
     w_par = r["w_par"] if args.w_par is None else args.w_par
+    settings = zconfig.backbone_settings(cfg, args.backbone, args.dataset)
     done = restore.restore_folder(
-        args.lq, args.out, backbone_name=args.backbone, settings=r["settings"].get(
-            args.backbone, {}), weights=cfg["weights"], hdclip_checkpoint=args.hdclip,
+        args.lq, args.out, backbone_name=args.backbone, settings=settings,
+        weights=cfg["weights"], hdclip_checkpoint=args.hdclip,
         mode=args.mode, bridge=r["bridge"], bridge_options=r["bridge_options"], w_par=w_par,
         w_orth=w_orth, cfg_ratio=r["cfg_ratio"], seed=r["seed"], steps=r["steps"],
         prompt=r["prompt"], shard=args.shard, shards=args.shards, device=args.device,
@@ -433,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="blind manifest.csv, image folder or index CSV of the LQ images")
     r.add_argument("--out", required=True, type=Path, help="output folder")
     r.add_argument("--backbone", default="tiny", help="tiny, sd-x4-upscaler, faithdiff, ...")
+    r.add_argument("--dataset", help="the set's key in datasets: an hq false set (RealDeg) takes "
+                   "restoration.realworld.settings over restoration.settings")
     r.add_argument("--mode", default="cfpg", choices=["baseline", "cfg", "cfpg"])
     r.add_argument("--hdclip", type=Path, help="HD-CLIP checkpoint (cfg and cfpg modes)")
     r.add_argument("--w-orth", type=float, help="override restoration.w_orth (eq. 14)")

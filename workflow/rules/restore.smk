@@ -5,7 +5,7 @@
 
 
 wildcard_constraints:
-    backbone="|".join(RES["backbones"]),
+    backbone="|".join(dict.fromkeys(RES["backbones"] + (RES["realworld"]["backbones"] or []))),
     run=r"baseline|cfg|cfpg|cfpg-wo[-0-9.e]+-wp[-0-9.e]+",
     shard=r"\d+",
     shards=r"\d+",
@@ -47,7 +47,8 @@ rule restore:
         "../envs/zephir.yaml"
     shell:
         "OMP_NUM_THREADS={threads} zephir restore --config {input.config} --lq {input.lq}"
-        " --hdclip {input.hdclip} --backbone {wildcards.backbone} {params.run}"
+        " --hdclip {input.hdclip} --backbone {wildcards.backbone} --dataset {wildcards.dataset}"
+        " {params.run}"
         " --shard {wildcards.shard} --shards {wildcards.shards} --out {params.out}"
         " --device {params.device} --quiet > {log} 2>&1"
 
