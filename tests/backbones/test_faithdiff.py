@@ -207,6 +207,9 @@ def test_the_empty_negative_prompt_is_encoded_not_zeroed(backbone, standin, lq):
     assert torch.allclose(pooled[0], empty_pooled[0])
     assert torch.allclose(pooled[1], text_pooled[0])
     assert first["add_sample"] is True and first["input_embedding"].shape[0] == 2
+    rows = backbone.encode_prompt(["", PROMPT])  # the bridge's route: the same encoders
+    assert torch.allclose(rows.hidden[0], empty[0]) and torch.allclose(rows.hidden[1], text[0])
+    assert torch.allclose(rows.pooled[1], text_pooled[0])
 
 
 def test_start_latent_encodes_the_image_once_in_minus_one_to_one(backbone, standin, lq):
@@ -297,6 +300,10 @@ def test_cfpg_wraps_the_unet_for_the_call_only(backbone, standin, lq):
     assert not np.array_equal(out, base)
     zero, _ = _run(backbone, lq, standin, mode="cfpg", hd_pair=hd, w_par=0.0, w_orth=0.0)
     assert np.array_equal(zero, base)
+    unmixed, _ = _run(backbone, lq, standin, mode="cfg", hd_pair=hd, cfg_ratio=0.0)
+    mixed, call = _run(backbone, lq, standin, mode="cfg", hd_pair=hd, cfg_ratio=0.5)
+    assert np.array_equal(unmixed, base) and not np.array_equal(mixed, base)
+    assert call["unet"] is unet
 
 
 # --------------------------------------------------------------------------- load's checks
