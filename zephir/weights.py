@@ -140,7 +140,7 @@ def _entries(p: dict) -> list[tuple]:
          "SDXL VAE fp16-fix (diffusers folder)", "backbone faithdiff (VAE)",
          _hf("madebyollin/sdxl-vae-fp16-fix", dest=p["sdxl_vae_fp16"])),
         ("faithdiff", p["faithdiff"], "file",
-         "FaithDiff's extra UNet layers (unet.load_additional_layers)", "backbone faithdiff",
+         "FaithDiff's extra UNet layers (a state dict, read as data)", "backbone faithdiff",
          _hf("jychen9811/FaithDiff", "FaithDiff.bin", dest=str(Path(p["faithdiff"]).parent))),
         ("faithdiff_repo", p["faithdiff_repo"], "folder",
          ("git checkout of FaithDiff's code (pipeline, UNet, test-script helpers), at or after "
