@@ -185,6 +185,30 @@ def daclip_model(config: dict) -> dict:
                                                                      "quick_gelu")}
 
 
+def restoration_backbones(config: dict, dataset: str) -> list[str]:
+    """The backbones that restore ``dataset``: for an hq false set (table 7)
+    restoration.realworld.backbones (null = restoration.backbones), else restoration.backbones.
+    """
+    rest = config["restoration"]
+    if config["datasets"][dataset]["hq"] or rest["realworld"]["backbones"] is None:
+        return list(rest["backbones"])
+    return list(rest["realworld"]["backbones"])
+
+
+def backbone_settings(config: dict, backbone: str, dataset: str | None = None) -> dict:
+    """restoration.settings.<backbone>, with restoration.realworld.settings.<backbone> laid
+    over it when ``dataset`` is an hq false set (FaithDiff restores RealDeg at x2)."""
+    rest = config["restoration"]
+    out = dict(rest["settings"].get(backbone, {}))
+    if dataset is not None:
+        if dataset not in config["datasets"]:
+            raise ConfigError(f"dataset {dataset!r} is not a key of datasets "
+                              f"({', '.join(config['datasets'])})")
+        if not config["datasets"][dataset]["hq"]:
+            out.update(rest["realworld"]["settings"].get(backbone, {}))
+    return out
+
+
 def subset(config: dict, *sections: str) -> dict:
     """A valid config holding only ``sections`` (plus name, train_set, eval_set and their
     datasets).

@@ -91,7 +91,7 @@ STAGES = (
                            "zephir/hdclip", "zephir/methods.py", "zephir/restore.py",
                            "zephir/weights.py"),
           smk=("workflow/rules/restore.smk", "workflow/envs/seesr.yaml",
-               "workflow/envs/pasd.yaml"),
+               "workflow/envs/pasd.yaml", "workflow/envs/faithdiff.yaml"),
           params=("datasets", "train_set", "eval_set", "blind_sets", "restoration", "weights"),
           reads=("data", "blind", "hdclip/checkpoint.pt"), outs=("restore",)),
     # restore.smk: its wildcard constraints (backbone, run) apply to the score rule too

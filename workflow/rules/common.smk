@@ -310,9 +310,10 @@ def score_metrics(dataset):
 
 
 def main_runs(with_reference):
-    """(set, backbone, mode) of tables 1 (sets with HQ images) and 7 (without)."""
+    """(set, backbone, mode) of tables 1 (sets with HQ images) and 7 (without; its backbones
+    are restoration.realworld.backbones, FaithDiff in the paper)."""
     return [(d, b, m) for d in RES["sets"] if has_reference(d) == with_reference
-            for b in RES["backbones"] for m in RES["modes"]]
+            for b in zephir.config.restoration_backbones(config, d) for m in RES["modes"]]
 
 
 def sweep():
