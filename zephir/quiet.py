@@ -13,21 +13,23 @@ import sys
 #: Installed packages zephir never uses and keeps from importing, with why.
 BLOCKED = {
     # bitsandbytes >= 0.49 ("Hf kernel", bitsandbytes PR 1814; 0.50.2's backends/cpu/ops.py
-    # lines 242-255), on any CPU with AVX512-BF16, calls `kernels.get_kernel(
-    # "kernels-community/quantization-bitsandbytes")` at import: the Hub is asked for the
-    # publisher, then for code to download and load; where that fails (no internet, or the
-    # publisher check) it logs "Failed to load CPU gemm_4bit_forward from kernels-community" and
-    # falls back to its own CPU kernel. It has no switch for this (the only variables it reads
-    # are BNB_CUDA_VERSION / BNB_ROCM_VERSION); HF_HUB_OFFLINE stops the request but not the
-    # line, and would also stop downloads the user asks for. pyiqa requires it on Linux
-    # (Requires-Dist, so the install cannot leave it out) but imports it only for Q-Align /
-    # Compare2Score in 4 or 8 bits (pyiqa/archs/qalign_arch.py 70-86); zephir runs Q-Align in
-    # fp16. What imports it here is diffusers: diffusers/quantizers/bitsandbytes/utils.py
-    # imports it whenever it is installed, at the first model built. A `None` in sys.modules
-    # makes `import bitsandbytes` raise ImportError and `importlib.util.find_spec` return None,
-    # which is how diffusers and transformers test for it: both then take it as not installed.
-    # To use it in the same process, import it before zephir.
-    "bitsandbytes": "asks the Hugging Face Hub for a kernel at import (zephir never uses it)",
+    # 242-255), on a CPU with AVX512-BF16, calls `kernels.get_kernel("kernels-community/
+    # quantization-bitsandbytes")` at import: it asks the Hub for the publisher, then for code to
+    # download and load; where that fails (no internet, or the publisher check) it logs "Failed
+    # to load CPU gemm_4bit_forward from kernels-community" and uses its own CPU kernel. Its
+    # import also costs ~5 s on 2 CPU cores: its default backend wraps functions in
+    # torch.compile at import (backends/default/ops.py 12-19), which loads torch._dynamo and
+    # torch._inductor (docs/benchmarks.md, "Import cost"). It has no switch for either (the only
+    # variables it reads are BNB_CUDA_VERSION / BNB_ROCM_VERSION); HF_HUB_OFFLINE=1 stops the
+    # request but still prints two lines, and would stop the downloads a user asks for too.
+    # pyiqa requires it on Linux (Requires-Dist, so an install cannot leave it out) and imports
+    # it only for Q-Align / Compare2Score in 4 or 8 bits (pyiqa/archs/qalign_arch.py 70-86);
+    # zephir runs Q-Align in fp16. What imported it is diffusers, whenever it is installed, as
+    # soon as a model class is imported (models/modeling_utils.py 41 -> quantizers/bitsandbytes/
+    # utils.py 30-31). A None in sys.modules makes `import bitsandbytes` raise ImportError and
+    # `importlib.util.find_spec` return None, which is how diffusers and transformers test for
+    # it: both then take it as not installed. To use it in a process, import it before zephir.
+    "bitsandbytes": "asks the Hugging Face Hub for a kernel at import; zephir never uses it",
 }
 
 
