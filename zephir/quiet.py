@@ -22,7 +22,7 @@ BLOCKED = {
     # torch._inductor (docs/benchmarks.md, "Import cost"). It has no switch for either (the only
     # variables it reads are BNB_CUDA_VERSION / BNB_ROCM_VERSION); HF_HUB_OFFLINE=1 stops the
     # request but still prints two lines, and would stop the downloads a user asks for too.
-    # pyiqa requires it on Linux (Requires-Dist, so an install cannot leave it out) and imports
+    # pyiqa requires it but on macOS (Requires-Dist: an install cannot leave it out) and imports
     # it only for Q-Align / Compare2Score in 4 or 8 bits (pyiqa/archs/qalign_arch.py 70-86);
     # zephir runs Q-Align in fp16. What imported it is diffusers, whenever it is installed, as
     # soon as a model class is imported (models/modeling_utils.py 41 -> quantizers/bitsandbytes/
