@@ -435,3 +435,26 @@ def test_attributes_fall_through_to_the_wrapped_unet(unet):
 def test_the_hd_pair_must_be_a_pair(unet):
     with pytest.raises(AssertionError):
         CFPGDenoiser(unet, hd_encoder_hidden_states=torch.zeros(4, 3, 32))
+
+
+def test_the_backbones_guided_block_hooks_the_controlnet_as_asked(tokenizer):
+    from zephir.backbones.base import Backbone, Defaults, TextEmbeds
+
+    class ControlNetBackbone(Backbone):
+        name, DEFAULTS = "controlnet-test", Defaults(steps=STEPS, scale=5.0)
+
+        def encode_prompt(self, texts):
+            raise NotImplementedError
+
+        def _sample(self, lq, cond, *, steps, scale, generator):
+            raise NotImplementedError
+
+    pipe = tiny.sd_controlnet_img2img(tokenizer)
+    unet, backbone = pipe.unet, ControlNetBackbone(pipe, defaults=ControlNetBackbone.DEFAULTS,
+                                                   random_init=True)
+    hd = TextEmbeds(_other(_encode(pipe)))
+    for mode, hooked in (("rerun", True), ("reuse", False)):
+        with backbone._guided(hd, w_par=1.0, w_orth=0.6, scale=5.0, controlnet=mode):
+            assert isinstance(pipe.unet, CFPGDenoiser) and pipe.unet.controlnet == mode
+            assert bool(pipe.controlnet._forward_pre_hooks) == hooked
+        assert pipe.unet is unet and not pipe.controlnet._forward_pre_hooks
