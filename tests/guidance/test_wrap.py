@@ -288,8 +288,8 @@ def test_without_cfg_the_rows_are_the_positive_text_and_hd_rows(tokenizer):
 
 def _seesr_step(unet, controlnet, latents, t, prompt_embeds, image, ram, *, tile=12,
                 stride=4, scale=5.5) -> torch.Tensor:
-    """One step of SeeSR's tiled loop (``pipelines/pipeline_seesr.py`` 1017-1178; PASD's
-    ``pipeline_pasd.py`` 1051-1171 is the same without RAM): per tile the ControlNet on the
+    """One step of SeeSR's tiled loop (``pipelines/pipeline_seesr.py`` 1017-1183; PASD's
+    ``pipeline_pasd.py`` 1051-1168 is the same without RAM): per tile the ControlNet on the
     CFG batch, then the UNet with its residuals, both given RAM's embeddings by keyword; the
     tiles' predictions averaged where they overlap, then eq. 15."""
     x = torch.cat([latents] * 2)

@@ -4,7 +4,7 @@ A diffusers pipeline with classifier-free guidance calls its denoiser once per s
 batch ``[negative rows; positive rows]`` and then computes eq. 15, ``eps- + s (eps+ - eps-)``,
 itself; a ControlNet pipeline first runs the ControlNet on that batch and hands its residuals
 to the UNet (diffusers' ``pipeline_controlnet*.py``, SeeSR ``pipelines/pipeline_seesr.py``
-1030-1061 and, per tile, 1114-1135; PASD ``pasd/pipelines/pipeline_pasd.py`` 1018-1049 and
+1030-1061 and, per tile, 1114-1143; PASD ``pasd/pipelines/pipeline_pasd.py`` 1018-1049 and
 1101-1129). A prediction "conditioned on X" is the ControlNet and the UNet both conditioned on
 X. ``CFPGDenoiser`` takes the UNet's place and makes the four predictions in one pass:
 
