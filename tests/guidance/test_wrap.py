@@ -212,7 +212,10 @@ def test_other_hd_embeddings_change_the_output_and_the_networks_come_back(case):
 
 
 CN_CASES = {"controlnet_img2img": CASES["controlnet_img2img"],
-            "controlnet": CASES["controlnet"]}
+            "controlnet": CASES["controlnet"],
+            "multi_controlnet_img2img": (tiny.sd_multi_controlnet_img2img,
+                                         {"image": IMG, "control_image": [IMG, IMG * 0.5],
+                                          "strength": 1.0})}
 
 
 @pytest.fixture(scope="module", params=list(CN_CASES))

@@ -102,6 +102,14 @@ def sd_controlnet_img2img(tokenizer: CLIPTokenizer, *, seed: int = 0
     return _sd(StableDiffusionControlNetImg2ImgPipeline, tokenizer, seed, controlnet=controlnet)
 
 
+def sd_multi_controlnet_img2img(tokenizer: CLIPTokenizer, *, seed: int = 0
+                                ) -> StableDiffusionControlNetImg2ImgPipeline:
+    """SD 1.5 ControlNet img2img with two ControlNets (diffusers wraps the list in a
+    ``MultiControlNetModel``, which sums their residuals)."""
+    return _sd(StableDiffusionControlNetImg2ImgPipeline, tokenizer, seed,
+               controlnet=lambda: [controlnet(), controlnet()])
+
+
 def sd_controlnet(tokenizer: CLIPTokenizer, *, seed: int = 0
                   ) -> StableDiffusionControlNetPipeline:
     """SD 1.5 ControlNet text-to-image (see ``controlnet`` for the ControlNet's weights)."""
