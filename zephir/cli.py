@@ -257,7 +257,8 @@ def _restore(args: argparse.Namespace) -> int:
         weights=cfg["weights"], embeddings=args.embeddings,
         mode=args.mode, bridge=r["bridge"], bridge_options=r["bridge_options"], w_par=w_par,
         w_orth=w_orth, cfg_ratio=r["cfg_ratio"], seed=r["seed"], steps=r["steps"],
-        prompt=r["prompt"], shard=args.shard, shards=args.shards, device=args.device,
+        prompt=r["prompt"], controlnet=r["controlnet"], shard=args.shard, shards=args.shards,
+        device=args.device,
         progress=not args.quiet)
     kept = sum(i["resumed"] for i in done["images"])
     print(f"restored {len(done['images']) - kept} image(s), kept {kept} finished under the same "

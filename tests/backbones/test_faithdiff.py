@@ -284,9 +284,9 @@ def test_adain_colour_fix_against_the_lanczos_input(backbone, standin, lq, paths
 
 
 def test_cfpg_wraps_the_unet_for_the_call_only(backbone, standin, lq):
-    """CFPG: the pipeline calls a CFPGDenoiser (text pass and HD pass, both with FaithDiff's
-    input embedding), the plain UNet is back afterwards, and w = 0 is the baseline bit for
-    bit."""
+    """CFPG: the pipeline calls a CFPGDenoiser (one UNet call a step on the rows
+    [t-; t+; h-; h+], FaithDiff's input embedding repeated for the HD rows), the plain UNet is
+    back afterwards, and w = 0 is the baseline bit for bit."""
     unet = backbone.pipe.unet
     hd = backbone.encode_pair("heavy blur, heavy noise", "astronaut, space suit")
     base, _ = _run(backbone, lq, standin, mode="baseline")
@@ -294,9 +294,11 @@ def test_cfpg_wraps_the_unet_for_the_call_only(backbone, standin, lq):
     assert isinstance(call["unet"], CFPGDenoiser) and call["unet"].unet is unet
     assert backbone.pipe.unet is unet
     forwards = standin["unet"]["forward"]
-    assert len(forwards) == 2 * STEPS
-    assert torch.allclose(forwards[1]["encoder_hidden_states"], hd.hidden)
-    assert all(f["input_embedding"] is forwards[0]["input_embedding"] for f in forwards[:2])
+    assert len(forwards) == STEPS
+    rows = forwards[0]["encoder_hidden_states"]
+    assert rows.shape[0] == 4 and torch.allclose(rows[2:], hd.hidden)
+    emb = forwards[0]["input_embedding"]
+    assert emb.shape[0] == 4 and torch.equal(emb[2:], emb[:2])
     assert not np.array_equal(out, base)
     zero, _ = _run(backbone, lq, standin, mode="cfpg", hd_pair=hd, w_par=0.0, w_orth=0.0)
     assert np.array_equal(zero, base)

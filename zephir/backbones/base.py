@@ -306,7 +306,8 @@ class Backbone(ABC):
                 w_par: float = W_PAR, w_orth: float = W_ORTH,
                 cfg_ratio: float | Sequence[float] = CFG_RATIO, steps: int | None = None,
                 scale: float | None = None, seed: int = 0,
-                generator: torch.Generator | None = None) -> np.ndarray:
+                generator: torch.Generator | None = None, controlnet: str = "rerun"
+                ) -> np.ndarray:
         """The upscaled image (RGB uint8, ``scale_factor`` times the LQ's size).
 
         Args:
@@ -323,6 +324,9 @@ class Backbone(ABC):
                 equal on every device; advanced by the call) or one made from ``seed``. The
                 pipeline's global-RNG draws (SeeSR's and the FaithDiff community file's
                 ``latent_dist.sample()``) are seeded from it too (:func:`global_rng_from`).
+            controlnet: ``cfpg`` on ControlNet backbones: ``"rerun"`` (the HD rows' ControlNet
+                residuals from the HD pair) or ``"reuse"`` (the text rows'); see
+                zephir.guidance.wrap.
         """
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
@@ -339,7 +343,8 @@ class Backbone(ABC):
                 cond = text.mix(hd_pair, as_ratio(cfg_ratio))
                 return self._sample(lq, cond, steps=steps, scale=scale, generator=generator)
             if mode == "cfpg":
-                with self._guided(hd_pair, w_par=w_par, w_orth=w_orth, scale=scale):
+                with self._guided(hd_pair, w_par=w_par, w_orth=w_orth, scale=scale,
+                              controlnet=controlnet):
                     return self._sample(lq, text, steps=steps, scale=scale,
                                         generator=generator)
             return self._sample(lq, text, steps=steps, scale=scale, generator=generator)
