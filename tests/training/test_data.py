@@ -174,3 +174,11 @@ def test_ranks_split_each_composed_batch_as_one_process_sees_it():
         assert np.array_equal(one[s], composed_indices(3 + s, comp, 2))
     with pytest.raises(ValueError, match="batch 12 is not the composition's 16"):
         StepBatches(33, 12, seed=2, start=0, steps=1, composition=comp)
+
+
+def test_a_missing_captions_file_is_named_with_how_to_make_one(tmp_path):
+    missing = tmp_path / "daclip_train.csv"
+    with pytest.raises(FileNotFoundError) as info:
+        read_captions(missing)
+    assert str(missing) in str(info.value)
+    assert "'filepath<TAB>title'" in str(info.value) and "generate_captions.py" in str(info.value)
