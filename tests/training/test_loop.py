@@ -283,6 +283,12 @@ def test_semantic_losses_train_the_controller(labelled, photo_dir, tmp_path):
     assert json.loads((tmp_path / "captioned/metrics.json").read_text())[
         "semantic_target"] == "captions"
     assert "loss_clip" in _log(tmp_path / "captioned")[0]
+    # a captions file that is named but not there stops the run before any step
+    with pytest.raises(FileNotFoundError, match="missing.tsv: no such captions file.*"
+                                                "'filepath<TAB>title'"):
+        train(labelled, tmp_path / "nocaps", model_cfg, cfg, sources=index,
+              captions=tmp_path / "missing.tsv", progress=False)
+    assert not (tmp_path / "nocaps" / LAST).exists()
     with pytest.raises(ValueError, match="need hdclip.model.controller: true"):
         train(labelled, tmp_path / "bad", HDCLIPConfig(arch="zephir-tiny-vit"), cfg,
               sources=index, progress=False)
