@@ -3,7 +3,10 @@
 ``zephir train --config FILE --out DIR [--resume]``, or under ``torchrun`` / ``srun`` for data
 parallelism. Deterministic by construction: the batch of step ``s`` and its augmentation are
 functions of (seed, s) only, so a run killed and resumed from its last checkpoint ends with the
-same weights as an uninterrupted one (on CPU, where kernels are deterministic).
+same weights as an uninterrupted one (on CPU, where kernels are deterministic). The batch is
+drawn without regard to type (``batch_size``) or type-balanced (``batch_per_type``, paper,
+section 4.1), and the budget is ``steps`` or ``epochs`` of the train split
+(:meth:`TrainConfig.schedule` derives the other; the checkpoint records both).
 
 Files under ``out/``: ``last.pt`` (the training state: weights, optimiser, step, the run's
 identity and its whole log), and, written whole at the end from that state, ``checkpoint.pt``
@@ -30,9 +33,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from zephir import checkpoints, evaluation, methods
-from zephir.config import train_budget_problem
 from zephir import io as zio
 from zephir import seed as zseed
+from zephir.config import train_budget_problem
 from zephir.degrade.synth import read_manifest
 from zephir.hdclip.model import HDCLIPConfig
 from zephir.metrics import estimation
@@ -285,7 +288,7 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     if cfg.batch_size % world.size:
         raise ValueError(f"hdclip.train: the global batch of {cfg.batch_size} is not divisible "
                          f"by the {world.size} processes")
-    if world.main and progress:
+    if world.main:  # the derived batch and budget, in the job's log
         print(f"{len(train_set)} training samples, batches of {cfg.batch_size}"
               + (f" ({composition.describe()})" if composition else "")
               + f", {cfg.steps} steps"
