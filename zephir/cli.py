@@ -78,6 +78,8 @@ def _data_check(args: argparse.Namespace) -> int:
                     f"{r['path']}")
             if r["status"] != "found" and r["url"]:
                 line += f"  (get it from {r['url']}, see README 'Datasets')"
+            if r["status"] != "found" and r.get("hint"):
+                line += f"\n  {r['hint']}"
             print(line)
     return 0 if all(r["status"] == "found" for r in rows) else 1
 
@@ -133,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
                                 "types": tuple(cfg["synth"]["types"])})
     train_cfg = TrainConfig.from_dict(h["train"])
     if args.steps:
-        train_cfg.steps = args.steps
+        train_cfg = train_cfg.with_steps(args.steps)
         train_cfg.eval_every = min(train_cfg.eval_every, args.steps)
         train_cfg.checkpoint_every = min(train_cfg.checkpoint_every, args.steps)
         train_cfg.warmup = min(train_cfg.warmup, args.steps // 10)  # a short run stays short

@@ -113,6 +113,9 @@ def _check_semantics(config: dict, origin: str, given: set[str]) -> None:
                               f"restoration.{key}s ({', '.join(pool)})")
     if "synth" in given:
         _check_synth(config, origin)
+    problem = train_budget_problem(config["hdclip"]["train"])
+    if problem:
+        raise ConfigError(f"{origin}: {problem}")
     gaps = [("hdclip.model.gap", config["hdclip"]["model"]["gap"])]
     gaps += [(f"estimation.gap[{i}]", g) for i, g in enumerate(config["estimation"]["gap"])]
     for key, gap in gaps:
@@ -129,6 +132,20 @@ def _check_synth(config: dict, origin: str) -> None:
         SynthSpec.from_config(config["synth"])
     except ValueError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
+
+
+#: hdclip.train's pairs of which exactly one is set: the budget, and the batch.
+ONE_OF = (("steps", "epochs"), ("batch_size", "batch_per_type"))
+
+
+def train_budget_problem(train: dict) -> str | None:
+    """What is wrong with an ``hdclip.train`` section's budget and batch, or None: each of
+    :data:`ONE_OF` needs one key set and the other null."""
+    for a, b in ONE_OF:
+        if (train.get(a) is None) == (train.get(b) is None):
+            return (f"hdclip.train: set one of {a} and {b}, the other null (got {a}: "
+                    f"{train.get(a)}, {b}: {train.get(b)})")
+    return None
 
 
 def load(path: str | Path) -> dict:
