@@ -254,8 +254,10 @@ def test_the_upstream_adapter_runs_three_modes_through_the_cli(env, lq_dir, embe
 
 def test_the_adapter_plumbing_against_the_stand_in(env, lq_dir):
     """``Backbone.restore`` in the environment (tests/backbones/standins/check_adapter.py):
-    rows, tiles, the wrapper installed for cfpg and removed after, w = 0 and ratio 0 equal to
-    the baseline bit for bit, the seeds."""
+    rows, tiles, the wrapper installed for cfpg and removed after (UNet back, ControlNet hooks
+    gone), CFPG's four predictions as one call of the ControlNet and one of the UNet per step
+    and tile on ``[t-; t+; h-; h+]`` (issue 23, item 4), w = 0 and ratio 0 equal to the
+    baseline bit for bit, the seeds."""
     weights = env["tmp"] / "weights.json"
     weights.write_text(json.dumps(env["weights"]))
     proc = subprocess.run([str(env["python"]), str(STANDINS / "check_adapter.py"), env["name"],
@@ -267,7 +269,8 @@ def test_the_adapter_plumbing_against_the_stand_in(env, lq_dir):
     assert got["output_shape"] == [128, 128, 3] and got["lq_shape"] == [32, 32, 3]
     for key in ("prompt_embeds_is_positive_row", "negative_prompt_embeds_is_negative_row",
                 "rows_differ", "nets_see_the_text_pair", "unet_restored",
-                "cfpg_unet_sees_hd_rows", "cfpg_differs", "cfpg_w0_is_baseline",
+                "cfpg_unet_sees_hd_rows", "cfpg_controlnet_sees_hd_rows",
+                "cfpg_one_batched_call", "controlnet_hooks_removed", "cfpg_differs", "cfpg_w0_is_baseline",
                 "cfg_prompt_embeds_are_mixed", "cfg_ratio0_is_baseline", "cfg_differs",
                 "modes_share_generator", "modes_share_start_latents", "posterior",
                 "same_seed_same_bytes", "other_seed_other_noise"):

@@ -63,7 +63,18 @@ def main(name: str, weights_file: str, lq_file: str) -> dict:
     nets = [e for e in ev_base if e["event"] in ("unet", "controlnet")]
     pair = sc.digest(text.hidden)
     hd_rows = sc.digest(hd.hidden)
-    cfpg_unet_rows = {tuple(e["encoder_hidden_states"]) for e in ev_cfpg if e["event"] == "unet"}
+
+    def sees_hd(net):  # some call of ``net`` in the cfpg run had both HD rows in its batch
+        return any(set(hd_rows) <= set(e["encoder_hidden_states"])
+                   for e in ev_cfpg if e["event"] == net)
+
+    def batched(net):  # per step and tile one call of ``net`` on [t-; t+; h-; h+] (item 4)
+        calls = [e for e in ev_cfpg if e["event"] == net]
+        plain = [e for e in ev_base if e["event"] == net]
+        return len(calls) == len(plain) and all(
+            e["encoder_hidden_states"] == pair + hd_rows for e in calls)
+
+    hooks = backbone.pipe.controlnet
     latent = [s // 8 for s in call(ev_base)["image_size"][::-1]]
     return {
         "random_init": backbone.random_init and backbone.record()["random_init"],
@@ -82,7 +93,10 @@ def main(name: str, weights_file: str, lq_file: str) -> dict:
         "unet_during_baseline": call(ev_base)["unet"],
         "unet_during_cfpg": call(ev_cfpg)["unet"],
         "unet_restored": backbone.pipe.unet is unet,
-        "cfpg_unet_sees_hd_rows": tuple(hd_rows) in cfpg_unet_rows,
+        "cfpg_unet_sees_hd_rows": sees_hd("unet"),
+        "cfpg_controlnet_sees_hd_rows": sees_hd("controlnet"),
+        "cfpg_one_batched_call": batched("unet") and batched("controlnet"),
+        "controlnet_hooks_removed": not (hooks._forward_hooks or hooks._forward_pre_hooks),
         "cfpg_differs": not np.array_equal(cfpg, base),
         "cfpg_w0_is_baseline": np.array_equal(cfpg0, base),
         "cfg_prompt_embeds_are_mixed": call(ev_cfg)["prompt_embeds"]
