@@ -32,8 +32,8 @@ other jobs sharing the cores):
     wheels of these releases. So the full lists are installed.
   * pip's HTTP cache kept nothing of these downloads here (1.8 MB after a build), so no cache
     folder is set up; a CI run on a fresh clone builds both (about 7 min), a rerun reuses them.
-  * The whole module: 363 s with the PASD build and the SeeSR environment reused
-    (``pytest tests/test_backbone_envs.py -m slow``: 12 passed).
+  * The whole module (``pytest tests/test_backbone_envs.py -m slow``, 12 passed): 363 s with
+    the PASD build and the SeeSR environment reused; 115 s with both reused.
 """
 from __future__ import annotations
 
