@@ -67,7 +67,7 @@ ACCEPTED = {
               r"scored \d+ image\(s\) -> .+\.csv, .+\.json"],
     "train": [(r"validation \(random-init CLIP\): type accuracy \d\.\d{3}, level MAE [\d.]+, "
                r"SROCC (-?\d\.\d{3}|nan), PCC (-?\d\.\d{3}|nan)"), r"checkpoint: .+checkpoint\.pt",
-              r"\d+ training samples, batches of \d+, \d+ steps( \(.+\))?",
+              r"\d+ training samples, batches of \d+( \(.+?\))?, \d+ steps( \(.+\))?",
               OPEN_CLIP_RANDOM_INIT],
     "predict": [r"image +type( +blur| +noise| +jpeg| +downsample){4}",
                 r" +(p +level +value +){3}p +level +value",
