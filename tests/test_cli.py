@@ -72,8 +72,13 @@ def test_data_check_paper_config_reports_missing(tmp_path, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 1
     assert {r["dataset"] for r in rows} == {"div2k_train", "div2k_val", "realsr", "drealsr",
-                                            "realdeg_film", "realdeg_social", "realdeg_old"}
+                                            "realdeg_film", "realdeg_social", "realdeg_old",
+                                            "div2k_train captions"}
     assert all(r["status"] == "missing" for r in rows)
+    # the CLIP loss's captions: named, with how to make them in DA-CLIP's layout
+    (caps,) = [r for r in rows if r["kind"] == "captions"]
+    assert caps["path"] == "data/DIV2K/daclip_train.csv"
+    assert "'filepath<TAB>title'" in caps["hint"] and "generate_captions.py" in caps["hint"]
 
 
 def test_data_check_embedded_config_is_found(capsys):

@@ -199,3 +199,33 @@ def test_every_schema_key_is_read_by_the_code():
         if not re.search(pattern, code):
             unread.append(path)
     assert not unread, f"schema keys read by nothing: {unread}"
+
+
+def test_paper_config_trains_the_papers_recipe():
+    """Section 4.1: 512 per degradation type, 400 epochs; section 3.1: the CLIP loss and the
+    GT semantic loss, the CLIP loss against DIV2K captions in DA-CLIP's layout."""
+    paper = zconfig.load(REPO / "config" / "paper.yaml")
+    train = paper["hdclip"]["train"]
+    assert (train["batch_per_type"], train["epochs"]) == (512, 400)
+    assert train["steps"] is None and train["batch_size"] is None
+    assert train["lambda_clip"] > 0 and train["lambda_semantic"] > 0
+    assert paper["datasets"][paper["train_set"]]["captions"].endswith(".csv")
+    assert (paper["hdclip"]["model"]["shift"], paper["hdclip"]["model"]["slerp_negatives"]) \
+        == ("bin", "bins")
+    # 4 GPUs of 512 a step: the global batch splits evenly over the job's processes
+    types = len(paper["synth"]["types"])
+    assert types * train["batch_per_type"] % paper["hdclip"]["resources"]["gpu"] == 0
+
+
+def test_a_budget_and_a_batch_are_each_given_one_way(raw):
+    both = copy.deepcopy(raw)
+    both.setdefault("hdclip", {}).setdefault("train", {})["epochs"] = 3
+    with pytest.raises(zconfig.ConfigError, match="hdclip.train: set one of steps and epochs"):
+        zconfig.check(both)
+    neither = copy.deepcopy(raw)
+    neither["hdclip"]["train"].update(batch_size=None)
+    with pytest.raises(zconfig.ConfigError, match="set one of batch_size and batch_per_type"):
+        zconfig.check(neither)
+    fine = copy.deepcopy(raw)
+    fine["hdclip"]["train"].update(steps=None, epochs=3, batch_size=None, batch_per_type=4)
+    assert zconfig.check(fine)["hdclip"]["train"]["epochs"] == 3

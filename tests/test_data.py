@@ -70,3 +70,27 @@ def test_missing_dataset_folder_names_it_and_the_source(tmp_path):
                                                 r"from https://example\.org"):
         data.index_folder(tmp_path / "data" / "DIV2K", tmp_path / "i.csv",
                           url="https://example.org")
+
+
+def test_check_reports_the_captions_file_found_incomplete_missing_or_invalid(tmp_path, astronaut):
+    """The paper config's DIV2K captions (the CLIP loss's texts): a row of their own, found
+    when every image has a caption in DA-CLIP's layout, else what is wrong or how to make it."""
+    cfg = zconfig.load(REPO / "config" / "paper.yaml")
+    path = cfg["datasets"]["div2k_train"]["captions"]
+    folder = tmp_path / "data" / "DIV2K" / "DIV2K_train_HR"
+    for i in range(1, 4):
+        zio.write_png(folder / f"{i:04d}.png", astronaut[:8, :8])
+
+    def row():
+        return {r["dataset"]: r for r in data.check(cfg, root=tmp_path)}["div2k_train captions"]
+
+    assert row()["status"] == "missing" and "filepath<TAB>title" in row()["hint"]
+    caps = tmp_path / path
+    caps.write_text("filepath\ttitle\n/x/LQ/0001.png\ta boat\n0002.png\ttwo cats\n")
+    got = row()
+    assert (got["status"], got["files"], got["expected"]) == ("incomplete", 2, 3)
+    assert "0003.png" in got["hint"]
+    caps.write_text(caps.read_text() + "0003.png\ta bridge\n")
+    assert row()["status"] == "found" and row()["files"] == 3
+    caps.write_text("path\tcaption\n0001.png\ta boat\n")
+    assert row()["status"] == "invalid" and "'filepath' and 'title'" in row()["hint"]

@@ -133,6 +133,7 @@ def test_restore_folder_resumes_and_redoes_what_changed(embeddings, lq_dir, tmp_
     record = json.loads((out / "chelsea.json").read_text())
     assert record["png_sha1"] == zio.file_sha1(out / "chelsea.png")
     assert record["job"]["w_orth"] == 0.6 and record["job"]["bridge"] == "prompt"
+    assert record["job"]["controlnet"] == record["controlnet"] == "rerun"
     assert zio.load_image(out / "chelsea.png").pixels.shape == (128, 128, 3)
     before = _mtimes(out)
 
@@ -150,6 +151,7 @@ def test_restore_folder_resumes_and_redoes_what_changed(embeddings, lq_dir, tmp_
 
     changed = _run(lq_dir, out, embeddings, w_orth=0.3)
     assert changed["restored"] == 3
+    assert _run(lq_dir, out, embeddings, w_orth=0.3, controlnet="reuse")["restored"] == 3
     assert json.loads((out / "chelsea.json").read_text())["w_orth"] == 0.3
 
 
@@ -233,6 +235,8 @@ def test_restore_folder_checks_its_arguments(lq_dir, embeddings, tmp_path):
         _run(lq_dir, tmp_path / "o", embeddings, bridge="clip")
     with pytest.raises(ValueError, match="unknown setting"):
         _run(lq_dir, tmp_path / "o", None, mode="baseline", settings={"stepz": 1})
+    with pytest.raises(ValueError, match="controlnet: expected one of rerun, reuse"):
+        _run(lq_dir, tmp_path / "o", embeddings, controlnet="again")
 
 
 def test_an_image_missing_from_the_embeddings_is_refused_by_name(embeddings, lq_dir,

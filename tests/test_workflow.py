@@ -106,21 +106,24 @@ def test_paper_config_plans_every_restoration_with_gpus(workdir):
     out = run_snakemake(["-n", "-p", "--configfile", "config/paper.yaml"], cwd=workdir).stdout
     cfg = zephir.config.load(workdir / "config" / "paper.yaml")
     r = cfg["restoration"]
-    main = len(r["sets"]) * len(r["backbones"]) * len(r["modes"])
+    runs = [(d, b) for d in r["sets"] for b in zephir.config.restoration_backbones(cfg, d)]
+    main = len(runs) * len(r["modes"])
     sweep = len(r["sweep"]["w_orth"]) * len(r["sweep"]["w_par"])
     jobs = _jobs(out)
     assert jobs["restore"] == (main + sweep) * r["shards"]
     assert jobs["score"] == main + sweep
     blocks = [b for b in out.split("\n\n") if "rule restore:" in b]
     assert blocks and all("gpu=1" in b and "runtime=240" in b for b in blocks)
-    for d in r["sets"]:
-        for b in r["backbones"]:
-            for m in r["modes"]:
-                assert f"results/paper/restore/{d}/{b}/{m}/shard-3-of-4.done.json" in out
+    for d, b in runs:
+        for m in r["modes"]:
+            assert f"results/paper/restore/{d}/{b}/{m}/shard-3-of-4.done.json" in out
+    # table 7: RealDeg with FaithDiff only, told its set (restoration.realworld: x2)
+    assert "results/paper/restore/realdeg_film/seesr/" not in out
     assert "results/paper/restore/div2k_val/faithdiff/cfpg-wo0.3-wp0.9/" in out
     # an hq: false set is restored from its images as they are, not from a blind manifest
     real = [b for b in blocks if "/realdeg_film/" in b]
     assert real and all("results/paper/data/realdeg_film/index.csv" in b for b in real)
+    assert all("--backbone faithdiff --dataset realdeg_film" in b for b in real)
     assert "--reference" not in "".join(b for b in out.split("\n\n")
                                         if "rule score:" in b and "realdeg" in b)
 

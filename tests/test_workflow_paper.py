@@ -54,13 +54,19 @@ def _standin_config(folder: Path) -> dict:
     (folder / "weights").mkdir()
     _clip_standin(folder / "weights" / "clip.pt")
     _daclip_standin(folder / "weights" / "daclip.pt")
-    cfg["datasets"][cfg["train_set"]] = {"kind": "embedded", "images": TRAIN_PHOTOS}
+    # the CLIP loss's captions in DA-CLIP's layout, as the paper config expects for DIV2K
+    (folder / "captions.tsv").write_text("filepath\ttitle\n" + "".join(
+        f"/hq/{name}.png\ta photo of {name}\n" for name in TRAIN_PHOTOS))
+    cfg["datasets"][cfg["train_set"]] = {"kind": "embedded", "images": TRAIN_PHOTOS,
+                                         "captions": "captions.tsv"}
     cfg["datasets"]["div2k_val"] = {"kind": "embedded", "label": "DIV2K-Val",
                                     "images": EVAL_PHOTOS}
     cfg["synth"].update(levels_per_type=1, crop_size=128, workers=1)
     cfg["hdclip"]["model"].update(arch=ARCH, checkpoint="weights/clip.pt")
-    # two steps of 4; one loader process (the paper's 8 per GPU would crowd 2 cores)
-    cfg["hdclip"]["train"].update(steps=2, batch_size=4, loader_workers=1)
+    # the paper's type-balanced batches and budget in epochs, scaled: 1 per type (4 a step)
+    # and half an epoch of the 12 samples, 2 steps; one loader process (the paper's 8 per GPU
+    # would crowd 2 cores)
+    cfg["hdclip"]["train"].update(batch_per_type=1, epochs=0.5, loader_workers=1)
     cfg["hdclip"]["resources"].update(gpu=0, threads=1)
     cfg["estimation"]["resources"].update(gpu=0, threads=1)
     cfg["estimation"]["daclip_weights"] = "weights/daclip.pt"
@@ -112,9 +118,14 @@ def test_every_training_job_of_the_paper_config_runs(workdir):  # noqa: F811
     hd = json.loads((res / "hdclip" / "metrics.json").read_text())
     assert hd["step"] == 2 and hd["arch"] == ARCH
     for out in [res / "hdclip", *(res / "ablation" / a for a in ablations)]:
-        # two steps, each with the ground-truth semantic loss (the controller is on)
+        # two steps derived from the epochs, each with the GT semantic loss and the CLIP loss
+        # against the captions (the controller is on)
         log = _csv(out / "train_log.csv")
-        assert [int(r["step"]) for r in log] == [1, 2] and "loss_semantic" in log[0], out
+        assert [int(r["step"]) for r in log] == [1, 2], out
+        assert {"loss_semantic", "loss_clip"} <= set(log[0]), out
+        ev = json.loads((out / "eval" / "metrics.json").read_text())
+        assert ev["semantic_target"] == "captions", out
+        assert (ev["train"]["steps"], ev["train"]["batch_size"]) == (2, 4), out
     # the paper's protocol: training on every training photo, single types only
     train = _csv(res / "synth" / cfg["train_set"] / "manifest.csv")
     assert {r["split"] for r in train} == {"train"} and all("+" not in r["types"] for r in train)

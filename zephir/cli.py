@@ -78,6 +78,8 @@ def _data_check(args: argparse.Namespace) -> int:
                     f"{r['path']}")
             if r["status"] != "found" and r["url"]:
                 line += f"  (get it from {r['url']}, see README 'Datasets')"
+            if r["status"] != "found" and r.get("hint"):
+                line += f"\n  {r['hint']}"
             print(line)
     return 0 if all(r["status"] == "found" for r in rows) else 1
 
@@ -133,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
                                 "types": tuple(cfg["synth"]["types"])})
     train_cfg = TrainConfig.from_dict(h["train"])
     if args.steps:
-        train_cfg.steps = args.steps
+        train_cfg = train_cfg.with_steps(args.steps)
         train_cfg.eval_every = min(train_cfg.eval_every, args.steps)
         train_cfg.checkpoint_every = min(train_cfg.checkpoint_every, args.steps)
         train_cfg.warmup = min(train_cfg.warmup, args.steps // 10)  # a short run stays short
@@ -269,12 +271,14 @@ def _restore(args: argparse.Namespace) -> int:
     r = cfg["restoration"]
     w_orth = r["w_orth"] if args.w_orth is None else args.w_orth
     w_par = r["w_par"] if args.w_par is None else args.w_par
+    settings = zconfig.backbone_settings(cfg, args.backbone, args.dataset)
     done = restore.restore_folder(
-        args.lq, args.out, backbone_name=args.backbone, settings=r["settings"].get(
-            args.backbone, {}), weights=cfg["weights"], embeddings=args.embeddings,
+        args.lq, args.out, backbone_name=args.backbone, settings=settings,
+        weights=cfg["weights"], embeddings=args.embeddings,
         mode=args.mode, bridge=r["bridge"], bridge_options=r["bridge_options"], w_par=w_par,
         w_orth=w_orth, cfg_ratio=r["cfg_ratio"], seed=r["seed"], steps=r["steps"],
-        prompt=r["prompt"], shard=args.shard, shards=args.shards, device=args.device,
+        prompt=r["prompt"], controlnet=r["controlnet"], shard=args.shard, shards=args.shards,
+        device=args.device,
         progress=not args.quiet)
     kept = sum(i["resumed"] for i in done["images"])
     print(f"restored {len(done['images']) - kept} image(s), kept {kept} finished under the same "
@@ -465,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="blind manifest.csv, image folder or index CSV of the LQ images")
     r.add_argument("--out", required=True, type=Path, help="output folder")
     r.add_argument("--backbone", default="tiny", help="tiny, sd-x4-upscaler, faithdiff, ...")
+    r.add_argument("--dataset", help="the set's key in datasets: an hq false set (RealDeg) takes "
+                   "restoration.realworld.settings over restoration.settings")
     r.add_argument("--mode", default="cfpg", choices=["baseline", "cfg", "cfpg"])
     r.add_argument("--embeddings", type=Path,
                    help="the set's HD-CLIP embeddings, written by `zephir embed` (cfg, cfpg)")

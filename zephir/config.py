@@ -113,6 +113,9 @@ def _check_semantics(config: dict, origin: str, given: set[str]) -> None:
                               f"restoration.{key}s ({', '.join(pool)})")
     if "synth" in given:
         _check_synth(config, origin)
+    problem = train_budget_problem(config["hdclip"]["train"])
+    if problem:
+        raise ConfigError(f"{origin}: {problem}")
     gaps = [("hdclip.model.gap", config["hdclip"]["model"]["gap"])]
     gaps += [(f"estimation.gap[{i}]", g) for i, g in enumerate(config["estimation"]["gap"])]
     for key, gap in gaps:
@@ -129,6 +132,20 @@ def _check_synth(config: dict, origin: str) -> None:
         SynthSpec.from_config(config["synth"])
     except ValueError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
+
+
+#: hdclip.train's pairs of which exactly one is set: the budget, and the batch.
+ONE_OF = (("steps", "epochs"), ("batch_size", "batch_per_type"))
+
+
+def train_budget_problem(train: dict) -> str | None:
+    """What is wrong with an ``hdclip.train`` section's budget and batch, or None: each of
+    :data:`ONE_OF` needs one key set and the other null."""
+    for a, b in ONE_OF:
+        if (train.get(a) is None) == (train.get(b) is None):
+            return (f"hdclip.train: set one of {a} and {b}, the other null (got {a}: "
+                    f"{train.get(a)}, {b}: {train.get(b)})")
+    return None
 
 
 def load(path: str | Path) -> dict:
@@ -183,6 +200,30 @@ def daclip_model(config: dict) -> dict:
     model = config["hdclip"]["model"]
     return dict(own) if own is not None else {k: model[k] for k in ("arch", "checkpoint",
                                                                      "quick_gelu")}
+
+
+def restoration_backbones(config: dict, dataset: str) -> list[str]:
+    """The backbones that restore ``dataset``: for an hq false set (table 7)
+    restoration.realworld.backbones (null = restoration.backbones), else restoration.backbones.
+    """
+    rest = config["restoration"]
+    if config["datasets"][dataset]["hq"] or rest["realworld"]["backbones"] is None:
+        return list(rest["backbones"])
+    return list(rest["realworld"]["backbones"])
+
+
+def backbone_settings(config: dict, backbone: str, dataset: str | None = None) -> dict:
+    """restoration.settings.<backbone>, with restoration.realworld.settings.<backbone> laid
+    over it when ``dataset`` is an hq false set (FaithDiff restores RealDeg at x2)."""
+    rest = config["restoration"]
+    out = dict(rest["settings"].get(backbone, {}))
+    if dataset is not None:
+        if dataset not in config["datasets"]:
+            raise ConfigError(f"dataset {dataset!r} is not a key of datasets "
+                              f"({', '.join(config['datasets'])})")
+        if not config["datasets"][dataset]["hq"]:
+            out.update(rest["realworld"]["settings"].get(backbone, {}))
+    return out
 
 
 def subset(config: dict, *sections: str) -> dict:

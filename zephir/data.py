@@ -144,10 +144,71 @@ def count_images(folder: Path) -> int:
                if p.is_file() and p.suffix.lower() in zio.IMAGE_SUFFIXES)
 
 
+#: How to make a captions file (``datasets.<name>.captions``), for messages and `data check`.
+CAPTIONS_HOWTO = (
+    "make it in DA-CLIP's layout: one row per image, tab-separated, the header "
+    "'filepath<TAB>title', filepath the image file (matched by file name), title its caption; "
+    "DA-CLIP's scripts/generate_captions.py captions each image with clip-interrogator "
+    "(Config(clip_model_name='ViT-L-14/openai'), generate_caption) and writes such a file "
+    "with pandas' to_csv(sep='\\t', index=False); without the key the CLIP loss falls back to "
+    "the clean crops (docs/method.md)")
+
+
+def read_captions(path: str | Path) -> dict[str, str]:
+    """Captions by image name from a DA-CLIP-style CSV (tab-separated, columns ``filepath``
+    and ``title``, as DA-CLIP's ``scripts/generate_captions.py`` writes it and its
+    ``CsvDataset`` reads it with ``sep='\\t'``; a comma-separated file with the same columns
+    is read too). Keys are the file names and stems of ``filepath``. A missing file is an
+    error that names it and says how to make one (:data:`CAPTIONS_HOWTO`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such captions file (datasets.<name>.captions); "
+                                f"{CAPTIONS_HOWTO}")
+    text = path.read_text()
+    lines = text.splitlines()
+    dialect = "excel-tab" if lines and "\t" in lines[0] else "excel"
+    rows = list(csv.DictReader(lines, dialect=dialect))
+    if not rows or not {"filepath", "title"} <= set(rows[0]):
+        raise ValueError(f"{path}: a captions file needs the columns 'filepath' and 'title' "
+                         "(DA-CLIP's layout)")
+    out = {}
+    for r in rows:
+        name = Path(r["filepath"]).name
+        out[name] = out[Path(name).stem] = r["title"]
+    return out
+
+
+def _captions_row(name: str, path: str, images: list[str], root: Path) -> dict:
+    """`check`'s row of a dataset's captions file: found when every image has a caption."""
+    row = {"dataset": f"{name} captions", "kind": "captions", "path": path, "files": 0,
+           "expected": len(images) or "", "url": "", "hint": ""}
+    try:
+        caps = read_captions(root / path)
+    except (FileNotFoundError, ValueError) as exc:
+        missing = isinstance(exc, FileNotFoundError)
+        return {**row, "status": "missing" if missing else "invalid",
+                "hint": CAPTIONS_HOWTO if missing else str(exc)}
+    have = [i for i in images if Path(i).name in caps or Path(i).stem in caps]
+    row["files"] = len(have) if images else len(caps) // 2
+    if images and len(have) < len(images):
+        lacking = sorted(set(images) - set(have))
+        return {**row, "status": "incomplete",
+                "hint": f"no caption for {len(lacking)} image(s), e.g. {', '.join(lacking[:3])}"}
+    return {**row, "status": "found"}
+
+
 def check(config: dict, root: str | Path = ".") -> list[dict]:
-    """Per dataset of ``config``: kind, path, status (found / incomplete / missing), counts."""
-    rows = []
+    """Per dataset of ``config``: kind, path, status (found / incomplete / missing), counts;
+    and for a dataset with ``captions`` a row for that file (found / incomplete / missing /
+    invalid; ``hint`` says how to make it or what is wrong)."""
+    rows, captions = [], []
     for name, ds in config["datasets"].items():
+        if ds.get("captions"):
+            folder = Path(root) / ds.get("path", "")
+            images = (list(ds["images"]) if ds["kind"] == "embedded" else
+                      [p.name for p in folder.rglob("*") if p.suffix.lower()
+                       in zio.IMAGE_SUFFIXES] if folder.is_dir() else [])
+            captions.append(_captions_row(name, ds["captions"], images, Path(root)))
         if ds["kind"] == "embedded":
             missing = [n for n in ds["images"] if n not in EMBEDDED]
             rows.append({"dataset": name, "kind": "embedded", "path": "(bundled)",
@@ -166,7 +227,7 @@ def check(config: dict, root: str | Path = ".") -> list[dict]:
             status = "found"
         rows.append({"dataset": name, "kind": "folder", "path": ds["path"], "status": status,
                      "files": count, "expected": expected or "", "url": ds.get("url", "")})
-    return rows
+    return rows + captions
 
 
 # --------------------------------------------------------------------------- dataset index

@@ -119,6 +119,7 @@ def write_evaluation(model: Estimator, ckpt: dict, checkpoint: Path, manifest: P
     result = {"method": ckpt.get("method", "hdclip"), "arch": ckpt["hdclip"]["arch"],
               "random_init": bool(ckpt.get("random_init", True)), "hdclip": ckpt["hdclip"],
               "train": ckpt.get("train", {}), "checkpoint": str(checkpoint), "split": split,
+              "semantic_target": ckpt.get("semantic_target", "none"),
               "samples": "transfer" if transfer else "validation",
               "metrics": evaluate_table(table, model.cfg.types, report_gap,
                                         level_scale=level_scale(model))}

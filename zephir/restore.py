@@ -61,6 +61,7 @@ from zephir.backbones.base import as_ratio, check_lq
 from zephir.backbones.registry import WEIGHT_KEYS
 from zephir.bridge import BRIDGES, Bridge, BridgeOptions
 from zephir.guidance import W_ORTH, W_PAR
+from zephir.guidance.wrap import CONTROLNET_MODES
 
 FORMAT_VERSION = 2
 """Part of every fingerprint: bump it when what a restoration writes or computes changes."""
@@ -98,8 +99,8 @@ def restore_image(lq: np.ndarray, *, backbone: Backbone,
                   cfg_ratio: float | Sequence[float] = CFG_RATIO, seed: int = 0,
                   generator: torch.Generator | None = None, steps: int | None = None,
                   scale: float | None = None, prompt: str = "",
-                  negative_prompt: str | None = None, hdclip: dict | None = None
-                  ) -> tuple[np.ndarray, dict]:
+                  negative_prompt: str | None = None, hdclip: dict | None = None,
+                  controlnet: str = "rerun") -> tuple[np.ndarray, dict]:
     """Restore one LQ image (RGB uint8) with ``backbone``; the output and its record.
 
     Args:
@@ -117,6 +118,8 @@ def restore_image(lq: np.ndarray, *, backbone: Backbone,
         prompt, negative_prompt: the user's prompt (the backbone adds its own words) and a
             negative prompt replacing the backbone's.
         hdclip: what the record says of the HD-CLIP model (the conditioning file's).
+        controlnet: ``cfpg`` on ControlNet backbones: ``rerun`` (default: the ControlNet runs
+            on the HD pair too) or ``reuse`` (the HD pass reuses the text pass's residuals).
 
     Returns:
         ``(image, record)``: the upscaled image (RGB uint8) and a JSON-ready dict of what
@@ -137,7 +140,7 @@ def restore_image(lq: np.ndarray, *, backbone: Backbone,
                     "noise_state_sha1": hashlib.sha1(generator.get_state().numpy().tobytes())
                     .hexdigest(), **backbone.record()}
     if mode == "cfpg":
-        record.update(w_par=float(w_par), w_orth=float(w_orth))
+        record.update(w_par=float(w_par), w_orth=float(w_orth), controlnet=controlnet)
     if mode == "cfg":
         record["cfg_ratio"] = list(as_ratio(cfg_ratio))
     hd_pair = None
@@ -151,7 +154,8 @@ def restore_image(lq: np.ndarray, *, backbone: Backbone,
                       **bridge_record)
     out = backbone.restore(lq, prompt=positive, negative_prompt=negative, hd_pair=hd_pair,
                            mode=mode, w_par=w_par, w_orth=w_orth, cfg_ratio=cfg_ratio,
-                           steps=steps, scale=scale, generator=generator)
+                           steps=steps, scale=scale, generator=generator,
+                           controlnet=controlnet)
     record["size"] = {"lq": list(lq.shape[:2]), "output": list(out.shape[:2])}
     return out, record
 
@@ -170,7 +174,8 @@ def job_settings(*, backbone_name: str, settings: dict | None, weights: dict | N
                  hdclip_sha1: str | None, mode: str, bridge: str,
                  bridge_options: BridgeOptions, w_par: float, w_orth: float,
                  cfg_ratio: float | Sequence[float], seed: int, steps: int | None,
-                 scale: float | None, prompt: str, negative_prompt: str | None) -> dict:
+                 scale: float | None, prompt: str, negative_prompt: str | None,
+                 controlnet: str = "rerun") -> dict:
     """Everything a restored image depends on besides its LQ file (and, in modes with HD-CLIP,
     its conditioning), as a JSON-ready dict.
 
@@ -194,7 +199,7 @@ def job_settings(*, backbone_name: str, settings: dict | None, weights: dict | N
         out.update(hdclip_sha1=hdclip_sha1, bridge=bridge,
                    bridge_options=bridge_options.to_dict())
     if mode == "cfpg":
-        out.update(w_par=float(w_par), w_orth=float(w_orth))
+        out.update(w_par=float(w_par), w_orth=float(w_orth), controlnet=controlnet)
     if mode == "cfg":
         out["cfg_ratio"] = list(as_ratio(cfg_ratio))
     return out
@@ -248,7 +253,7 @@ def restore_folder(manifest_or_folder: str | Path, out_dir: str | Path, *,
                    scale: float | None = None, prompt: str = "",
                    negative_prompt: str | None = None,
                    bridge_options: BridgeOptions | dict | None = None,
-                   progress: bool = False) -> dict:
+                   controlnet: str = "rerun", progress: bool = False) -> dict:
     """Restore the images of one shard of a set into ``out_dir``; returns the done record.
 
     Input: a blind manifest (``zephir blind``; its ``lq`` images), or a folder / index CSV of
@@ -266,6 +271,9 @@ def restore_folder(manifest_or_folder: str | Path, out_dir: str | Path, *,
     """
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    if controlnet not in CONTROLNET_MODES:
+        raise ValueError(f"controlnet: expected one of {', '.join(CONTROLNET_MODES)}, got "
+                         f"{controlnet!r}")
     emb = None
     if mode != "baseline":
         if bridge not in BRIDGES:
@@ -283,7 +291,7 @@ def restore_folder(manifest_or_folder: str | Path, out_dir: str | Path, *,
                        hdclip_sha1=None if emb is None else emb.hdclip.get("sha1"), mode=mode,
                        bridge=bridge, bridge_options=options, w_par=w_par, w_orth=w_orth,
                        cfg_ratio=cfg_ratio, seed=seed, steps=steps, scale=scale, prompt=prompt,
-                       negative_prompt=negative_prompt)
+                       negative_prompt=negative_prompt, controlnet=controlnet)
     folder_scope = BACKBONES[canonical(backbone_name)].seed_scope == "folder"
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     loaded: dict = {}
@@ -330,7 +338,8 @@ def restore_folder(manifest_or_folder: str | Path, out_dir: str | Path, *,
                 lq, backbone=m["backbone"], conditioning=cond, bridge=m["bridge"], mode=mode,
                 w_par=w_par, w_orth=w_orth, cfg_ratio=cfg_ratio, seed=seed,
                 generator=generator, steps=steps, scale=scale, prompt=prompt,
-                negative_prompt=negative_prompt, hdclip=None if emb is None else emb.hdclip)
+                negative_prompt=negative_prompt, hdclip=None if emb is None else emb.hdclip,
+                controlnet=controlnet)
             png = zio.encode_png(out)
             zio.write_bytes(out_dir / f"{stem}.png", png)
             record = {**record, "stem": stem, "lq": str(path), "lq_sha1": lq_sha1,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 #: Package code every ``zephir`` command runs: the command line, the config loader and its
 #: schema (which runs the synthesiser's own checks), image I/O, the degradation model.
-_COMMAND = ("zephir/__init__.py", "zephir/__main__.py", "zephir/cli.py", "zephir/config.py",
-            "zephir/schema.py", "zephir/schemas", "zephir/io.py", "zephir/data.py",
+_COMMAND = ("zephir/__init__.py", "zephir/__main__.py", "zephir/quiet.py", "zephir/cli.py",
+            "zephir/config.py", "zephir/schema.py", "zephir/schemas", "zephir/io.py", "zephir/data.py",
             "zephir/parallel.py", "zephir/seed.py", "zephir/degrade/__init__.py",
             "zephir/degrade/levels.py", "zephir/degrade/ops.py", "zephir/degrade/synth.py")
 #: The one trainer of HD-CLIP, the baselines and the ablations, and its evaluation (crops, or
@@ -91,7 +91,7 @@ STAGES = (
                            "zephir/hdclip", "zephir/methods.py", "zephir/restore.py",
                            "zephir/weights.py"),
           smk=("workflow/rules/restore.smk", "workflow/envs/seesr.yaml",
-               "workflow/envs/pasd.yaml"),
+               "workflow/envs/pasd.yaml", "workflow/envs/faithdiff.yaml"),
           params=("datasets", "train_set", "eval_set", "blind_sets", "restoration", "weights"),
           reads=("data", "blind", "hdclip/checkpoint.pt"), outs=("restore",)),
     # restore.smk: its wildcard constraints (backbone, run) apply to the score rule too

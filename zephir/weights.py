@@ -17,7 +17,7 @@ value replaces the default shown (paths are relative to the working directory)::
       sdxl: data/weights/faithdiff/RealVisXL_V4.0          # FaithDiff's SDXL base
       sdxl_vae_fp16: data/weights/faithdiff/sdxl-vae-fp16-fix  # FaithDiff's fp16-safe VAE
       faithdiff: data/weights/faithdiff/FaithDiff.bin      # FaithDiff's extra UNet layers
-      faithdiff_pipeline: data/weights/faithdiff/pipeline_faithdiff_stable_diffusion_xl.py
+      faithdiff_repo: data/repos/FaithDiff                  # git checkout of FaithDiff's code
       sd2_base: data/weights/seesr/stable-diffusion-2-base  # SeeSR's SD-2 base
       seesr_repo: data/repos/SeeSR                          # git checkout of SeeSR's code
       seesr: data/weights/seesr/seesr                       # SeeSR's unet/ + controlnet/
@@ -140,14 +140,13 @@ def _entries(p: dict) -> list[tuple]:
          "SDXL VAE fp16-fix (diffusers folder)", "backbone faithdiff (VAE)",
          _hf("madebyollin/sdxl-vae-fp16-fix", dest=p["sdxl_vae_fp16"])),
         ("faithdiff", p["faithdiff"], "file",
-         "FaithDiff's extra UNet layers (unet.load_additional_layers)", "backbone faithdiff",
+         "FaithDiff's extra UNet layers (a state dict, read as data)", "backbone faithdiff",
          _hf("jychen9811/FaithDiff", "FaithDiff.bin", dest=str(Path(p["faithdiff"]).parent))),
-        ("faithdiff_pipeline", p["faithdiff_pipeline"], "file",
-         "diffusers community pipeline file of FaithDiff (custom_pipeline=<file>)",
-         "backbone faithdiff",
-         ("https://raw.githubusercontent.com/huggingface/diffusers/v<installed diffusers version>/"
-          "examples/community/pipeline_faithdiff_stable_diffusion_xl.py (the file is not in "
-          "the diffusers wheel)")),
+        ("faithdiff_repo", p["faithdiff_repo"], "folder",
+         ("git checkout of FaithDiff's code (pipeline, UNet, test-script helpers), at or after "
+          "commit ade5713"),
+         "backbone faithdiff (own environment: diffusers 0.28)",
+         f"git clone https://github.com/JyChen9811/FaithDiff {p['faithdiff_repo']}"),
         ("sd2_base", p["sd2_base"], "folder",
          "Stable Diffusion 2 base (diffusers folder) that SeeSR's UNet and ControlNet extend",
          "backbone seesr (VAE, text encoder, tokenizer, scheduler)",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -217,103 +216,7 @@ def test_sd_x4_upscaler_missing_folder_names_key_and_path(tmp_path):
     assert "hf download stabilityai/stable-diffusion-x4-upscaler" in str(err.value)
 
 
-# --------------------------------------------------------------------------- faithdiff
-
-def _fake_weights(tmp_path: Path, files: dict[str, str]) -> dict[str, str]:
-    """Placeholders: ``key -> relative path``, a file (.py, .bin) or a folder with one file."""
-    out = {}
-    for key, rel in files.items():
-        path = tmp_path / rel
-        if path.suffix in (".py", ".bin"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("placeholder\n")
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-            (path / "placeholder.txt").write_text("placeholder\n")
-        out[key] = str(path)
-    return out
-
-
-FAITHDIFF_FILES = {"faithdiff_pipeline": "pipeline_faithdiff_stable_diffusion_xl.py",
-                   "sdxl": "RealVisXL_V4.0", "sdxl_vae_fp16": "sdxl-vae-fp16-fix",
-                   "faithdiff": "FaithDiff.bin"}
-
-
-@pytest.mark.parametrize("missing", list(FAITHDIFF_FILES))
-def test_faithdiff_names_the_missing_file(tmp_path, missing):
-    present = {k: v for k, v in FAITHDIFF_FILES.items() if k != missing}
-    weights = _fake_weights(tmp_path, present)
-    weights[missing] = str(tmp_path / "absent" / FAITHDIFF_FILES[missing])
-    with pytest.raises(FileNotFoundError) as err:
-        load("faithdiff", {}, weights, device="cuda")
-    assert f"weights.{missing}" in str(err.value) and weights[missing] in str(err.value)
-
-
-def test_faithdiff_needs_cuda(tmp_path):
-    weights = _fake_weights(tmp_path, FAITHDIFF_FILES)
-    with pytest.raises(RuntimeError, match="hard-codes device 'cuda'"):
-        load("faithdiff", {}, weights, device="cpu")
-
-
-def test_faithdiff_loads_as_the_community_example_does(tmp_path, monkeypatch):
-    """The loading calls, recorded on stand-ins for diffusers' loaders (the community file
-    is not here): local files, the custom pipeline file, trust_remote_code, the fp16-fix VAE,
-    the pipeline's own UNet class and FaithDiff.bin through load_additional_layers."""
-    import diffusers
-
-    weights = _fake_weights(tmp_path, FAITHDIFF_FILES)
-    calls = []
-
-    class FakeUNet:
-        dtype = torch.float16
-
-        @classmethod
-        def from_pretrained(cls, *args, **kwargs):
-            calls.append(("unet", args, kwargs))
-            return cls()
-
-        def load_additional_layers(self, **kwargs):
-            calls.append(("layers", (), kwargs))
-
-    class FakePipe:
-        unet_model = FakeUNet
-        vae = type("V", (), {"enable_tiling": lambda self: calls.append(("tiling", (), {}))})()
-        scheduler = type("S", (), {"config": {}})()
-
-        def set_encoder_tile_settings(self):
-            calls.append(("encoder_tiles", (), {}))
-
-        def set_progress_bar_config(self, **kw):
-            pass
-
-        def to(self, device):
-            return self
-
-    def vae_loader(*args, **kwargs):
-        calls.append(("vae", args, kwargs))
-        return "the fp16-fix vae"
-
-    def pipe_loader(*args, **kwargs):
-        calls.append(("pipe", args, kwargs))
-        return FakePipe()
-
-    monkeypatch.setattr(diffusers.AutoencoderKL, "from_pretrained", vae_loader)
-    monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", pipe_loader)
-    monkeypatch.setattr(diffusers.UniPCMultistepScheduler, "from_config",
-                        lambda config: "unipc")
-    backbone = load("faithdiff", {}, weights, device="cuda")
-    got = {name: (args, kwargs) for name, args, kwargs in calls}
-    assert got["vae"][0] == (weights["sdxl_vae_fp16"],)
-    args, kwargs = got["pipe"]
-    assert args == (weights["sdxl"],) and kwargs["vae"] == "the fp16-fix vae"
-    assert kwargs["custom_pipeline"] == weights["faithdiff_pipeline"]
-    assert kwargs["trust_remote_code"] is True and kwargs["unet"] is None
-    assert kwargs["local_files_only"] is True
-    assert kwargs.get("dtype", kwargs.get("torch_dtype")) == torch.float16
-    assert got["unet"][0] == (weights["sdxl"],) and got["unet"][1]["subfolder"] == "unet"
-    assert got["layers"][1]["weight_path"] == weights["faithdiff"]
-    assert "encoder_tiles" in got and "tiling" in got and backbone.pipe.scheduler == "unipc"
-    assert backbone.scale_factor == 4 and not backbone.random_init
+# FaithDiff: tests/backbones/test_faithdiff.py
 
 
 # --------------------------------------------------------------------------- seesr, pasd
@@ -406,12 +309,12 @@ def test_each_backbone_runs_in_an_environment_that_pins_what_its_adapter_require
     """The environment each restore job runs in (Backbone.environment, the workflow's conda:)
     exists, and for SeeSR and PASD pins the diffusers series the adapter checks for
     (require_diffusers) and a torch of the release upstream names (SeeSR requirements: 2.0.1;
-    PASD: 2.3.1)."""
-    from zephir.backbones import pasd, seesr
+    PASD: 2.3.1; FaithDiff: 2.4.0)."""
+    from zephir.backbones import faithdiff, pasd, seesr
 
     for name, cls in BACKBONES.items():
         assert (REPO / cls.environment).is_file(), (name, cls.environment)
-    for module, torch_pin in ((seesr, "2.0.1"), (pasd, "2.3.1")):
+    for module, torch_pin in ((seesr, "2.0.1"), (pasd, "2.3.1"), (faithdiff, "2.4.0")):
         cls = BACKBONES[module.__name__.rsplit(".", 1)[1]]
         assert cls.environment == module.ENV != "workflow/envs/zephir.yaml"
         env = yaml.safe_load((REPO / cls.environment).read_text())

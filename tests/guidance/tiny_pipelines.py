@@ -16,6 +16,8 @@ from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
     StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetPipeline,
+    StableDiffusionImg2ImgPipeline,
     StableDiffusionUpscalePipeline,
     StableDiffusionXLImg2ImgPipeline,
     UNet2DConditionModel,
@@ -61,26 +63,57 @@ def sd_unet(*, in_channels: int = 4, num_class_embeds: int | None = None,
         cross_attention_dim=TEXT_WIDTH, num_class_embeds=num_class_embeds)
 
 
-def sd_controlnet_img2img(tokenizer: CLIPTokenizer, *, seed: int = 0
-                          ) -> StableDiffusionControlNetImg2ImgPipeline:
-    """SD 1.5 ControlNet img2img. The ControlNet's zero convolutions get random weights, so that
-    its residuals are not zero and show in the output."""
-    torch.manual_seed(seed)
-    unet = sd_unet()
-    controlnet = ControlNetModel(
-        block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, in_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), attention_head_dim=2,
-        cross_attention_dim=TEXT_WIDTH, conditioning_embedding_out_channels=(8, 16))
-    for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+def _scheduler() -> DDIMScheduler:
+    return DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                         steps_offset=1)
+
+
+def controlnet(*, cls: type[ControlNetModel] = ControlNetModel) -> ControlNetModel:
+    """A ControlNet of ``sd_unet``'s layout. Its zero convolutions get random weights, so that
+    its residuals are not zero and depend on the prompt (a fresh ControlNet's are all zero)."""
+    net = cls(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, in_channels=4,
+              down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), attention_head_dim=2,
+              cross_attention_dim=TEXT_WIDTH, conditioning_embedding_out_channels=(8, 16))
+    for conv in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
         torch.nn.init.normal_(conv.weight, std=0.1)
-    pipe = StableDiffusionControlNetImg2ImgPipeline(
-        vae=_vae(), text_encoder=CLIPTextModel(_text_config()), tokenizer=tokenizer, unet=unet,
-        controlnet=controlnet,
-        scheduler=DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False,
-                                set_alpha_to_one=False),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return net
+
+
+def _sd(cls: type, tokenizer: CLIPTokenizer, seed: int, **extra):
+    """An SD 1.5 pipeline of class ``cls`` from tiny random-init parts (and ``extra`` ones)."""
+    torch.manual_seed(seed)
+    parts = {"vae": _vae(), "text_encoder": CLIPTextModel(_text_config()),
+             "tokenizer": tokenizer, "unet": sd_unet(), "scheduler": _scheduler(),
+             "safety_checker": None, "feature_extractor": None,
+             "requires_safety_checker": False}
+    pipe = cls(**parts, **{name: make() for name, make in extra.items()})
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def sd_img2img(tokenizer: CLIPTokenizer, *, seed: int = 0) -> StableDiffusionImg2ImgPipeline:
+    """SD 1.5 img2img."""
+    return _sd(StableDiffusionImg2ImgPipeline, tokenizer, seed)
+
+
+def sd_controlnet_img2img(tokenizer: CLIPTokenizer, *, seed: int = 0
+                          ) -> StableDiffusionControlNetImg2ImgPipeline:
+    """SD 1.5 ControlNet img2img (see ``controlnet`` for the ControlNet's weights)."""
+    return _sd(StableDiffusionControlNetImg2ImgPipeline, tokenizer, seed, controlnet=controlnet)
+
+
+def sd_multi_controlnet_img2img(tokenizer: CLIPTokenizer, *, seed: int = 0
+                                ) -> StableDiffusionControlNetImg2ImgPipeline:
+    """SD 1.5 ControlNet img2img with two ControlNets (diffusers wraps the list in a
+    ``MultiControlNetModel``, which sums their residuals)."""
+    return _sd(StableDiffusionControlNetImg2ImgPipeline, tokenizer, seed,
+               controlnet=lambda: [controlnet(), controlnet()])
+
+
+def sd_controlnet(tokenizer: CLIPTokenizer, *, seed: int = 0
+                  ) -> StableDiffusionControlNetPipeline:
+    """SD 1.5 ControlNet text-to-image (see ``controlnet`` for the ControlNet's weights)."""
+    return _sd(StableDiffusionControlNetPipeline, tokenizer, seed, controlnet=controlnet)
 
 
 def sd_upscale(tokenizer: CLIPTokenizer, *, seed: int = 0) -> StableDiffusionUpscalePipeline:
@@ -117,3 +150,35 @@ def sdxl_img2img(tokenizer: CLIPTokenizer, *, seed: int = 0
         requires_aesthetics_score=False, force_zeros_for_empty_prompt=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+class RamUNet(UNet2DConditionModel):
+    """SeeSR's UNet call: one more keyword, ``image_encoder_hidden_states`` (RAM's image
+    embeddings, a row per batch row; SeeSR ``models/unet_2d_condition.py`` 715-730), here
+    appended to the text tokens so that the prediction depends on it."""
+
+    def forward(self, sample, timestep, encoder_hidden_states, *, image_encoder_hidden_states,
+                **kwargs):
+        tokens = torch.cat([encoder_hidden_states, image_encoder_hidden_states], dim=1)
+        return super().forward(sample, timestep, tokens, **kwargs)
+
+
+class RamControlNet(ControlNetModel):
+    """SeeSR's and PASD's ControlNet calls in one: SeeSR's ``image_encoder_hidden_states``
+    (``models/controlnet.py`` 630-645, appended to the text tokens as in ``RamUNet``) and
+    PASD's output ``(rgbs, down residuals, mid residual)`` with ``return_dict=False``
+    (``pasd/models/pasd/controlnet.py`` 860; the "rgbs" here: a channel of the condition)."""
+
+    def forward(self, sample, timestep, encoder_hidden_states, controlnet_cond, *,
+                image_encoder_hidden_states, return_dict=True, **kwargs):
+        tokens = torch.cat([encoder_hidden_states, image_encoder_hidden_states], dim=1)
+        down, mid = super().forward(sample, timestep, tokens, controlnet_cond,
+                                    return_dict=False, **kwargs)
+        return [controlnet_cond[:, :1]], down, mid
+
+
+def ram_networks(*, seed: int = 0) -> tuple[RamUNet, RamControlNet]:
+    """A ``RamUNet`` and a ``RamControlNet`` of ``sd_unet``'s layout, random weights."""
+    torch.manual_seed(seed)
+    unet = RamUNet(**{k: v for k, v in sd_unet().config.items() if not k.startswith("_")})
+    return unet, controlnet(cls=RamControlNet)

@@ -171,3 +171,38 @@ def test_clip_loss_does_not_count_same_photo_pairs_as_negatives():
     got = losses.clip_loss(img, txt, scale, same=same)
     assert got.item() == pytest.approx(want, rel=1e-5)
     assert got.item() < losses.clip_loss(img, txt, scale).item()
+
+
+def test_eq9_with_numclips_batch_negatives_against_a_plain_loop():
+    """slerp_negatives "batch": row n's negatives are the slerp targets of the other rows of
+    its type, weighted by |l_m - l_n| / mean over those rows (eq. 10); written out per row
+    with Python sums of exponentials, float64."""
+    torch.manual_seed(3)
+    bins = bin_centres(5)
+    anchors2 = F.normalize(torch.randn(2, 21, 16), dim=-1)
+    kind = torch.tensor([0, 0, 1, 0, 1, 1, 0])
+    level = torch.tensor([12.0, 40.0, 7.5, 40.0, 93.0, 55.0, 81.0])
+    emb = F.normalize(torch.randn(7, 16), dim=-1)
+    tau = 0.1
+    got = losses.slerp_loss_batch(emb, anchors2[kind], level, bins, kind, tau=tau)
+
+    def target(i):
+        a, b, alpha = neighbour_bins(level[i:i + 1], bins)
+        k = int(kind[i])
+        return slerp(anchors2[k, a], anchors2[k, b], alpha)[0].double()
+
+    total = 0.0
+    for n in range(7):
+        e = emb[n].double()
+        pos = float(torch.exp(e @ target(n) / tau))
+        others = [m for m in range(7) if m != n and kind[m] == kind[n]]
+        dist = [abs(float(level[m] - level[n])) for m in others]
+        mean = sum(dist) / len(dist)
+        neg = sum(d / mean * float(torch.exp(e @ target(m) / tau))
+                  for m, d in zip(others, dist))
+        total += -float(torch.log(torch.tensor(pos / (pos + neg), dtype=torch.float64)))
+    assert got.item() == pytest.approx(total / 7, rel=1e-5)
+    # rows 1 and 3 share level 40: each weighs 0 as the other's negative
+    alone = losses.slerp_loss_batch(emb[[1, 3]], anchors2[kind[[1, 3]]], level[[1, 3]], bins,
+                                    kind[[1, 3]], tau=tau)
+    assert alone.item() == pytest.approx(0.0, abs=1e-6)

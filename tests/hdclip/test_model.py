@@ -242,3 +242,41 @@ def test_a_local_file_wins_over_a_tag_of_the_same_name(tmp_path, monkeypatch):
     again, _ = M.load_clip("zephir-tiny-rn", "openai")
     for (k, a), b in zip(clip.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_the_shift_of_eq2_is_per_bin_or_per_type_and_the_negatives_switch_eq9():
+    """hdclip.model.shift "type": one vector per type moves every bin of its type alike
+    (anchors = normalise(word + PE + delta_k)); "bin" keeps one per (type, bin).
+    slerp_negatives picks the loss eq. 9 is trained with."""
+    from zephir.hdclip import losses
+    from zephir.hdclip.ordinal import composition_anchors
+
+    torch.manual_seed(0)
+    per_bin = M.build(M.HDCLIPConfig(arch="zephir-tiny-vit"))
+    per_type = M.build(M.HDCLIPConfig(arch="zephir-tiny-vit", shift="type"))
+    assert per_bin.shift.shape == (4, 21, 64) and per_type.shift.shape == (4, 1, 64)
+    with torch.no_grad():
+        per_type.shift[2, 0] = torch.linspace(-1, 1, 64)
+    ref = composition_anchors(per_type.words, per_type.bins,
+                              per_type.shift.detach().repeat(1, 21, 1))
+    assert torch.allclose(per_type.anchors(), ref, atol=1e-6)
+    zero = composition_anchors(per_type.words, per_type.bins, torch.zeros(4, 21, 64))
+    moved = (per_type.anchors() - zero).norm(dim=-1) > 1e-4
+    assert moved[2].all() and not moved[[0, 1, 3]].any()
+    with pytest.raises(ValueError, match="hdclip.model.shift: 'bins' is not bin or type"):
+        M.build(M.HDCLIPConfig(arch="zephir-tiny-vit", shift="bins"))
+
+    batch = M.build(M.HDCLIPConfig(arch="zephir-tiny-vit", slerp_negatives="batch"))
+    batch.load_state_dict(per_bin.state_dict())
+    images = torch.rand(6, 3, 128, 128)
+    present = torch.zeros(6, 4)
+    present[torch.arange(6), torch.tensor([0, 0, 1, 1, 0, 2])] = 1
+    level = torch.rand(6, 4) * 100
+    with torch.no_grad():
+        out = batch(images, semantic=False)
+        got = batch.loss_terms(out, present, level, terms=["slerp"])["slerp"]
+        b, k = present.nonzero(as_tuple=True)
+        ref = losses.slerp_loss_batch(out.embeddings[b, k], out.anchors[k], level[b, k],
+                                      batch.bins, k, tau=batch.cfg.tau)
+        bins = per_bin.loss_terms(out, present, level, terms=["slerp"])["slerp"]
+    assert got.item() == pytest.approx(ref.item()) and got.item() != pytest.approx(bins.item())

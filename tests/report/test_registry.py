@@ -324,3 +324,22 @@ def test_cli_flags_are_derived_from_the_declarations():
     help_text = cli.build_parser()._actions[1].choices["figure"].format_help()
     for flag in [*inputs, *options]:
         assert f"--{flag}" in help_text
+
+
+def test_table2_caption_names_hdclips_choices_and_the_captions_fallback(tmp_path):
+    """The readings of eq. 2 and 9 and the learning rate at its batch, from the results; the
+    CLIP loss without captions (semantic_target "hq image") is said to be the fallback."""
+    hd = _result("hdclip", (0.6, 7.0, 0.8, 0.8))
+    hd["hdclip"].update(shift="type", slerp_negatives="batch")
+    hd["train"].update(lr=3e-5, batch_size=2048, batch_per_type=512, lambda_clip=1.0)
+    hd["semantic_target"] = "hq image"
+    caption = captions.table2("Table 2.", [hd], "h")
+    assert ("eq. 2's shift one vector per type; eq. 9's negatives the batch's other texts of "
+            "the type (NumCLIP); learning rate 3e-05 at a batch of 2048 (512 per type)."
+            ) in caption
+    assert "had no captions file (fallback)" in caption
+    hd["semantic_target"] = "captions"
+    assert "fallback" not in captions.table2("Table 2.", [hd], "h")
+    plain = _result("hdclip", (0.6, 7.0, 0.8, 0.8))  # older results: the readings of then
+    assert "shift one vector per (type, bin); eq. 9's negatives the type's bin anchors" in \
+        captions.table2("Table 2.", [plain], "h")

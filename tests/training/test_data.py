@@ -8,8 +8,8 @@ import torch
 from zephir import io as zio
 from zephir.degrade.synth import read_manifest
 from zephir.training.data import (FLIP_STATES, LabelledSet, SemanticTable, StepBatches,
-                                  batches, caption_of, flip, flip_states, hq_targets,
-                                  read_captions)
+                                  batches, caption_of, compose, composed_indices, flip,
+                                  flip_states, hq_targets, read_captions)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 TYPES = ("blur", "noise", "jpeg", "downsample")
@@ -113,3 +113,72 @@ def test_captions_are_read_in_dacips_layout_and_missing_ones_are_named(tmp_path)
     bad.write_text("path\tcaption\nx.png\ty\n")
     with pytest.raises(ValueError, match="bad.csv: .*'filepath' and 'title'"):
         read_captions(bad)
+
+
+# ------------------------------------------------------------------ type-balanced batches
+
+def _presence(singles: dict[int, int], mixtures: int) -> torch.Tensor:
+    """Presence labels: ``singles[k]`` samples of type k alone, then ``mixtures`` of types
+    0 and 2, in a shuffled order (so that pools are not contiguous ranges)."""
+    rows = [k for k, n in singles.items() for _ in range(n)] + [-1] * mixtures
+    order = np.random.default_rng(0).permutation(len(rows))
+    present = torch.zeros(len(rows), len(TYPES))
+    for i, j in enumerate(order):
+        if rows[j] == -1:
+            present[i, [0, 2]] = 1
+        else:
+            present[i, rows[j]] = 1
+    return present
+
+
+def test_every_composed_batch_holds_batch_per_type_of_each_type_in_turn():
+    """Pools of unequal sizes (7, 9, 5, 12 singles, 11 mixtures), 3 per type: every step's
+    batch has exactly 3 of each type, in turn, then the mixtures' share of the set
+    (3 * 4 * 11 / 33 = 4); within a group no sample repeats before its pool is used up."""
+    present = _presence({0: 7, 1: 9, 2: 5, 3: 12}, 11)
+    comp = compose(present, TYPES, 3)
+    assert comp.mixtures == 4 and comp.batch == 16
+    kind = [int(r.argmax()) if r.sum() == 1 else -1 for r in present]
+    seen = {k: [] for k in (0, 1, 2, 3, -1)}
+    for step in range(12):
+        idx = composed_indices(step, comp, seed=5)
+        assert len(idx) == 16
+        assert [kind[i] for i in idx] == [0, 1, 2, 3] * 3 + [-1] * 4
+        for i in idx:
+            seen[kind[i]].append(int(i))
+    for k, size in {0: 7, 1: 9, 2: 5, 3: 12, -1: 11}.items():
+        pool = set(np.flatnonzero([x == k for x in kind]).tolist())
+        drawn = seen[k]
+        assert set(drawn) == pool  # 36 or 48 draws cover every sample of the pool
+        for start in range(0, len(drawn) - size + 1, size):  # one pass = a permutation
+            assert sorted(drawn[start:start + size]) == sorted(pool), k
+    # a function of (seed, step) only
+    assert np.array_equal(composed_indices(7, comp, 5), composed_indices(7, comp, 5))
+    assert not np.array_equal(composed_indices(7, comp, 5), composed_indices(7, comp, 6))
+
+
+def test_a_set_of_single_types_only_has_no_mixtures_and_a_missing_type_is_named():
+    assert compose(_presence({0: 4, 1: 4, 2: 4, 3: 4}, 0), TYPES, 2).batch == 8
+    with pytest.raises(ValueError, match="no single-type sample of jpeg"):
+        compose(_presence({0: 4, 1: 4, 3: 4}, 2), TYPES, 2)
+
+
+def test_ranks_split_each_composed_batch_as_one_process_sees_it():
+    comp = compose(_presence({0: 7, 1: 9, 2: 5, 3: 12}, 0), TYPES, 4)
+    one = list(StepBatches(33, 16, seed=2, start=3, steps=9, composition=comp))
+    two = [list(StepBatches(33, 16, seed=2, start=3, steps=9, rank=r, world=2,
+                            composition=comp)) for r in range(2)]
+    assert len(one) == 6
+    for s in range(6):
+        assert np.array_equal(np.concatenate([two[0][s], two[1][s]]), one[s])
+        assert np.array_equal(one[s], composed_indices(3 + s, comp, 2))
+    with pytest.raises(ValueError, match="batch 12 is not the composition's 16"):
+        StepBatches(33, 12, seed=2, start=0, steps=1, composition=comp)
+
+
+def test_a_missing_captions_file_is_named_with_how_to_make_one(tmp_path):
+    missing = tmp_path / "daclip_train.csv"
+    with pytest.raises(FileNotFoundError) as info:
+        read_captions(missing)
+    assert str(missing) in str(info.value)
+    assert "'filepath<TAB>title'" in str(info.value) and "generate_captions.py" in str(info.value)

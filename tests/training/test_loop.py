@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import torch
 import yaml
 
 from zephir.checkpoints import load as load_checkpoint
+from zephir.degrade.synth import read_manifest
 from zephir.hdclip.model import HDCLIPConfig, build
 from zephir.seed import seed_everything
 from zephir.training.data import batch_indices
@@ -72,30 +75,100 @@ def test_ablation_switches_remove_terms(labelled, tmp_path):
     assert TrainConfig(use_level=True).terms(False) == ["conf", "level", "slerp"]
 
 
+def _killed_after(step: int, labelled: Path, out: Path, model_cfg, cfg) -> int:
+    """Train into ``out`` and SIGTERM the run once its last.pt has ``step`` steps (what Slurm
+    sends before preemption); returns the step it stopped at."""
+    def kill():
+        while not (out / LAST).exists() or load_checkpoint(out / LAST)["step"] < step:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=kill, daemon=True).start()
+    with pytest.raises(SystemExit) as info:  # a checkpoint every step, to see the progress
+        train(labelled, out, model_cfg, replace(cfg, checkpoint_every=1), progress=False)
+    assert info.value.code == 128 + signal.SIGTERM
+    assert not (out / "checkpoint.pt").exists() and not (out / LOG).exists()
+    return load_checkpoint(out / LAST)["step"]
+
+
 def test_killed_and_resumed_run_equals_uninterrupted(labelled, tmp_path):
     model_cfg = HDCLIPConfig(arch="zephir-tiny-vit")
     cfg = TrainConfig(steps=14, batch_size=8, warmup=3, eval_every=100, checkpoint_every=100)
     train(labelled, tmp_path / "full", model_cfg, cfg, progress=False)
 
     out = tmp_path / "killed"
-
-    def kill_after_five_steps():
-        while not (out / LAST).exists() or load_checkpoint(out / LAST)["step"] < 5:
-            time.sleep(0.005)
-        os.kill(os.getpid(), signal.SIGTERM)  # what Slurm sends before preemption
-
-    threading.Thread(target=kill_after_five_steps, daemon=True).start()
-    with pytest.raises(SystemExit) as info:  # a checkpoint every step, to see the progress
-        train(labelled, out, model_cfg, replace(cfg, checkpoint_every=1), progress=False)
-    assert info.value.code == 128 + signal.SIGTERM
-    stopped = load_checkpoint(out / LAST)["step"]
+    stopped = _killed_after(5, labelled, out, model_cfg, cfg)
     assert 5 <= stopped < cfg.steps
-    assert not (out / "checkpoint.pt").exists() and not (out / LOG).exists()
     train(labelled, out, model_cfg, cfg, resume=True, progress=False)
     full, resumed = _weights(tmp_path / "full/checkpoint.pt"), _weights(out / "checkpoint.pt")
     for key in full:
         assert torch.equal(full[key], resumed[key]), key
     assert [r["step"] for r in _log(out)] == [str(s) for s in range(1, cfg.steps + 1)]
+
+
+def _record_batches(monkeypatch) -> list[np.ndarray]:
+    """The sample indices of every step the trainer runs (the loop's own batches)."""
+    from zephir.training import loop
+
+    seen, real = [], loop.batches
+
+    def recording(*args, **kwargs):
+        for batch in real(*args, **kwargs):
+            seen.append(batch[3].numpy().copy())
+            yield batch
+
+    monkeypatch.setattr(loop, "batches", recording)
+    return seen
+
+
+def test_type_balanced_run_in_epochs_has_the_per_type_counts_and_resumes_bit_exactly(
+        labelled, tmp_path, monkeypatch):
+    """batch_per_type 2 on the fixture's train split (3 photos x (4 types x 6 singles + 2
+    mixtures) = 78 samples): every step holds 2 samples of each type alone and the mixtures'
+    share, round(8 x 6 / 72) = 1; 2 epochs are ceil(2 x 78 / 9) = 18 steps, recorded in the
+    checkpoint; killed and resumed, the run ends with the uninterrupted one's weights."""
+    rows = read_manifest(labelled, "train")
+    kinds = [r["types"] if "+" not in r["types"] else "mixture" for r in rows]
+    n_mix = kinds.count("mixture")
+    mixtures = round(8 * n_mix / (len(rows) - n_mix))
+    assert (len(rows), n_mix, mixtures) == (78, 6, 1)
+    steps = math.ceil(2 * len(rows) / (8 + mixtures))
+    model_cfg = HDCLIPConfig(arch="zephir-tiny-vit")
+    cfg = TrainConfig(steps=None, epochs=2, batch_size=None, batch_per_type=2, warmup=2,
+                      eval_every=100, checkpoint_every=100)
+    seen = _record_batches(monkeypatch)
+    train(labelled, tmp_path / "full", model_cfg, cfg, progress=False)
+    assert len(seen) == steps == 18
+    want = {"blur": 2, "noise": 2, "jpeg": 2, "downsample": 2, "mixture": mixtures}
+    for idx in seen:
+        assert Counter(kinds[i] for i in idx) == want
+    ckpt = load_checkpoint(tmp_path / "full/checkpoint.pt")
+    assert (ckpt["train"]["steps"], ckpt["train"]["batch_size"]) == (steps, 9)
+    assert (ckpt["train"]["epochs"], ckpt["train"]["batch_per_type"]) == (2, 2)
+    assert len(_log(tmp_path / "full")) == steps
+
+    out, uninterrupted = tmp_path / "killed", list(seen)
+    seen.clear()
+    stopped = _killed_after(6, labelled, out, model_cfg, cfg)
+    assert 6 <= stopped < steps
+    seen.clear()
+    train(labelled, out, model_cfg, cfg, resume=True, progress=False)
+    # the resumed run starts where the killed one stopped, with the same batches
+    assert len(seen) == steps - stopped
+    assert all(np.array_equal(a, b) for a, b in zip(seen, uninterrupted[stopped:]))
+    full = _weights(tmp_path / "full/checkpoint.pt")
+    resumed = _weights(out / "checkpoint.pt")
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+
+
+def test_budget_and_batch_need_one_of_each():
+    with pytest.raises(ValueError, match="set one of steps and epochs"):
+        TrainConfig(epochs=3).check()
+    with pytest.raises(ValueError, match="set one of batch_size and batch_per_type"):
+        TrainConfig(batch_per_type=4).check()
+    assert TrainConfig().with_steps(7).epochs is None
+    assert TrainConfig(steps=None, epochs=2).with_steps(7).check().steps == 7
 
 
 def test_resume_ignores_a_last_checkpoint_of_another_run(labelled, tmp_path, capsys):
@@ -146,7 +219,10 @@ def test_train_command_runs_an_ablation_and_evaluates_it(labelled, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_one_process(labelled, tmp_path):
+@pytest.mark.parametrize("batch", [{"batch_size": 16},
+                                   {"batch_size": None, "batch_per_type": 6}],
+                         ids=["any-type", "type-balanced"])
+def test_two_process_ddp_matches_one_process(labelled, tmp_path, batch):
     """gloo DDP over 2 processes, each with half of the global batch of 16, against 1 process,
     on a set with mixtures: the ranks hold different numbers of present types, and the level
     and slerp losses still weight every term as one process does (``global_share``).
@@ -157,9 +233,10 @@ def test_two_process_ddp_matches_one_process(labelled, tmp_path):
     +-lr on either run; a max-abs comparison would measure that noise. The test therefore
     compares the whole update: ||update_1 - update_2|| must be under 1 % of ||update_1||.
     A wrong split (a different batch, a doubled or unaveraged gradient) moves it by O(1).
+    Type-balanced: 6 per type and 2 mixtures, 26 a step, 13 a rank.
     """
-    cfg_file = _config_file(tmp_path, labelled, steps=6, batch_size=16, warmup=2,
-                            eval_every=100, checkpoint_every=100)
+    cfg_file = _config_file(tmp_path, labelled, steps=6, warmup=2, eval_every=100,
+                            checkpoint_every=100, **batch)
     args = ["train", "--config", str(cfg_file), "--manifest", str(labelled), "--quiet",
             "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -206,6 +283,12 @@ def test_semantic_losses_train_the_controller(labelled, photo_dir, tmp_path):
     assert json.loads((tmp_path / "captioned/metrics.json").read_text())[
         "semantic_target"] == "captions"
     assert "loss_clip" in _log(tmp_path / "captioned")[0]
+    # a captions file that is named but not there stops the run before any step
+    with pytest.raises(FileNotFoundError, match="missing.tsv: no such captions file.*"
+                                                "'filepath<TAB>title'"):
+        train(labelled, tmp_path / "nocaps", model_cfg, cfg, sources=index,
+              captions=tmp_path / "missing.tsv", progress=False)
+    assert not (tmp_path / "nocaps" / LAST).exists()
     with pytest.raises(ValueError, match="need hdclip.model.controller: true"):
         train(labelled, tmp_path / "bad", HDCLIPConfig(arch="zephir-tiny-vit"), cfg,
               sources=index, progress=False)

@@ -63,13 +63,17 @@ def synth_flags():
 
 
 def train_captions():
-    """The training set's captions file (datasets.<train_set>.captions), or None."""
-    return config["datasets"][config["train_set"]].get("captions")
+    """The training set's captions file (datasets.<train_set>.captions) when it is there, an
+    input of the training jobs (so that a new file retrains), else None: a configured file
+    that is missing reaches the job through captions_flag, which then stops at its start
+    with a message that names the file and how to make it (`zephir data check` says so too)."""
+    path = config["datasets"][config["train_set"]].get("captions")
+    return path if path and Path(path).is_file() else None
 
 
 def captions_flag():
-    """`--captions FILE` for the HD-CLIP training jobs when the training set has captions."""
-    return optional_flag("--captions", train_captions())
+    """`--captions FILE` for the HD-CLIP training jobs when the training set names captions."""
+    return optional_flag("--captions", config["datasets"][config["train_set"]].get("captions"))
 
 
 def blind_manifest(name):
@@ -310,9 +314,10 @@ def score_metrics(dataset):
 
 
 def main_runs(with_reference):
-    """(set, backbone, mode) of tables 1 (sets with HQ images) and 7 (without)."""
+    """(set, backbone, mode) of tables 1 (sets with HQ images) and 7 (without; its backbones
+    are restoration.realworld.backbones, FaithDiff in the paper)."""
     return [(d, b, m) for d in RES["sets"] if has_reference(d) == with_reference
-            for b in RES["backbones"] for m in RES["modes"]]
+            for b in zephir.config.restoration_backbones(config, d) for m in RES["modes"]]
 
 
 def sweep():

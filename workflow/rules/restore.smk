@@ -1,13 +1,13 @@
 # CFG / CFPG restoration (paper, section 3.2). HD-CLIP runs once per set (rule hdclip_embed, in
 # the main environment); then every set x backbone x run x shard is a job of its own, in the
-# backbone's environment (SeeSR and PASD pin old torch and diffusers: workflow/envs/). A run is a
-# mode (baseline, cfg, cfpg) or, for table 5's sweep, CFPG at given weights
-# (cfpg-wo<w_orth>-wp<w_par>). A job keeps the images it finished under the same settings, so a
+# backbone's environment (SeeSR, PASD and FaithDiff pin their torch and diffusers:
+# workflow/envs/). A run is a mode (baseline, cfg, cfpg) or, for table 5's sweep, CFPG at given
+# weights (cfpg-wo<w_orth>-wp<w_par>). A job keeps the images it finished under the same settings, so a
 # killed or preempted job resumes; its output is the shard's record, written last.
 
 
 wildcard_constraints:
-    backbone="|".join(RES["backbones"]),
+    backbone="|".join(dict.fromkeys(RES["backbones"] + (RES["realworld"]["backbones"] or []))),
     run=r"baseline|cfg|cfpg|cfpg-wo[-0-9.e]+-wp[-0-9.e]+",
     shard=r"\d+",
     shards=r"\d+",
@@ -74,11 +74,12 @@ rule restore:
     conda:
         backbone_env
     shell:
-        # zephir is not installed in the SeeSR and PASD environments: the job runs it from
+        # zephir is not installed in the SeeSR, PASD and FaithDiff environments: the job runs it from
         # this checkout (params.source); where it is installed, the same source is imported
         "OMP_NUM_THREADS={threads} PYTHONPATH={params.source}${{PYTHONPATH:+:$PYTHONPATH}}"
         " python -m zephir restore --config {input.config} --lq {input.lq}"
-        " {params.embeddings} --backbone {wildcards.backbone} {params.run}"
+        " {params.embeddings} --backbone {wildcards.backbone} --dataset {wildcards.dataset}"
+        " {params.run}"
         " --shard {wildcards.shard} --shards {wildcards.shards} --out {params.out}"
         " --device {params.device} --quiet > {log} 2>&1"
 

@@ -4,7 +4,7 @@
   ``cfg``, ``cfpg``);
 * ``registry``: :data:`BACKBONES` and :func:`load`;
 * one adapter per backbone: ``tiny`` (random-init x4 upscaler built in code), ``sd_x4_upscaler``,
-  ``faithdiff`` (diffusers community file), ``seesr`` and ``pasd`` (upstream checkouts, in
+  ``faithdiff``, ``seesr`` and ``pasd`` (upstream checkouts, in
   their own environments).
 """
 from __future__ import annotations

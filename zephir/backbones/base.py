@@ -17,7 +17,8 @@ three modes (paper, section 4.1 and eq. 12-15):
     only says "predefined ratios"; default 0.5 for both)**.
 ``cfpg``
     classifier-free projection guidance: the pipeline's UNet is replaced, for the call only,
-    by ``zephir.guidance.CFPGDenoiser``, which runs the text pass and the HD pass and hands the
+    by ``zephir.guidance.CFPGDenoiser``, which runs the UNet (and the ControlNet, on ControlNet
+    backbones) on the text rows and the HD rows in one batched call per step and hands the
     rectified pair of eq. 12-14 to the pipeline's own CFG line (eq. 15).
 
 With ``w_par = w_orth = 0`` the ``cfpg`` mode reproduces ``baseline`` bit for bit; the
@@ -285,16 +286,18 @@ class Backbone(ABC):
         conditioning ``cond``; the upscaled image as RGB uint8."""
 
     @contextlib.contextmanager
-    def _guided(self, hd: TextEmbeds, *, w_par: float, w_orth: float, scale: float
-                ) -> Iterator[None]:
-        """CFPG for the ``with`` block: the pipeline's UNet is wrapped, then restored."""
+    def _guided(self, hd: TextEmbeds, *, w_par: float, w_orth: float, scale: float,
+                controlnet: str = "rerun") -> Iterator[None]:
+        """CFPG for the ``with`` block: the pipeline's UNet is wrapped and its ControlNet, if it
+        has one, hooked (``controlnet="rerun"``: the HD rows' residuals come from the
+        ControlNet conditioned on the HD pair; ``"reuse"``: the text rows'), then restored."""
         unet = self.pipe.unet
         ref = next(unet.parameters())
         hd = hd.to(device=ref.device, dtype=ref.dtype)
         extra = {"text_embeds": hd.pooled} if hd.pooled is not None else None
         with wrap_pipeline(self.pipe, hd_encoder_hidden_states=hd.hidden, w_par=w_par,
                            w_orth=w_orth, guidance=self.cfg_enabled(scale),
-                           hd_added_cond_kwargs=extra):
+                           hd_added_cond_kwargs=extra, controlnet=controlnet):
             yield
 
     @torch.no_grad()
@@ -303,7 +306,8 @@ class Backbone(ABC):
                 w_par: float = W_PAR, w_orth: float = W_ORTH,
                 cfg_ratio: float | Sequence[float] = CFG_RATIO, steps: int | None = None,
                 scale: float | None = None, seed: int = 0,
-                generator: torch.Generator | None = None) -> np.ndarray:
+                generator: torch.Generator | None = None, controlnet: str = "rerun"
+                ) -> np.ndarray:
         """The upscaled image (RGB uint8, ``scale_factor`` times the LQ's size).
 
         Args:
@@ -320,6 +324,9 @@ class Backbone(ABC):
                 equal on every device; advanced by the call) or one made from ``seed``. The
                 pipeline's global-RNG draws (SeeSR's and the FaithDiff community file's
                 ``latent_dist.sample()``) are seeded from it too (:func:`global_rng_from`).
+            controlnet: ``cfpg`` on ControlNet backbones: ``"rerun"`` (the HD rows' ControlNet
+                residuals from the HD pair) or ``"reuse"`` (the text rows'); see
+                zephir.guidance.wrap.
         """
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
@@ -336,7 +343,8 @@ class Backbone(ABC):
                 cond = text.mix(hd_pair, as_ratio(cfg_ratio))
                 return self._sample(lq, cond, steps=steps, scale=scale, generator=generator)
             if mode == "cfpg":
-                with self._guided(hd_pair, w_par=w_par, w_orth=w_orth, scale=scale):
+                with self._guided(hd_pair, w_par=w_par, w_orth=w_orth, scale=scale,
+                              controlnet=controlnet):
                     return self._sample(lq, text, steps=steps, scale=scale,
                                         generator=generator)
             return self._sample(lq, text, steps=steps, scale=scale, generator=generator)

@@ -32,6 +32,7 @@ from zephir.backbones.base import (
     require_diffusers,
     torch_dtype,
 )
+from zephir.backbones.sd_x4_upscaler import is_standin
 
 ENV = "workflow/envs/pasd.yaml"
 DIFFUSERS = "0.29"
@@ -103,7 +104,7 @@ class PASDBackbone(Backbone):
         for part in (pipe.text_encoder, pipe.vae, pipe.unet, pipe.controlnet):
             part.requires_grad_(False).to(device, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
-        return cls(pipe, defaults=defaults, random_init=False,
+        return cls(pipe, defaults=defaults, random_init=is_standin(paths["pasd"]),
                    weights={k: str(v) for k, v in paths.items()}, device=device)
 
     def encode_prompt(self, texts: Sequence[str]) -> TextEmbeds:

@@ -27,7 +27,7 @@ BACKBONES: dict[str, type[Backbone]] = {
 WEIGHT_KEYS: dict[str, tuple[str, ...]] = {
     "tiny": (),
     "sd-x4-upscaler": ("sd_x4_upscaler",),
-    "faithdiff": ("faithdiff_pipeline", "sdxl", "sdxl_vae_fp16", "faithdiff"),
+    "faithdiff": ("faithdiff_repo", "sdxl", "sdxl_vae_fp16", "faithdiff"),
     "seesr": ("seesr_repo", "sd2_base", "seesr", "seesr_dape", "seesr_ram", "seesr_bert"),
     "pasd": ("pasd_repo", "sd15", "pasd"),
 }

@@ -32,6 +32,7 @@ from zephir.backbones.base import (
     require_diffusers,
     torch_dtype,
 )
+from zephir.backbones.sd_x4_upscaler import is_standin
 
 ENV = "workflow/envs/seesr.yaml"
 DIFFUSERS = "0.21"
@@ -101,7 +102,7 @@ class SeeSRBackbone(Backbone):
         tagger = ram(pretrained=str(paths["seesr_ram"]),
                      pretrained_condition=str(paths["seesr_dape"]), image_size=384,
                      vit="swin_l").eval().to(device)
-        return cls(pipe, tagger=tagger, defaults=defaults, random_init=False,
+        return cls(pipe, tagger=tagger, defaults=defaults, random_init=is_standin(paths["seesr"]),
                    weights={k: str(v) for k, v in paths.items()}, device=device)
 
     # -- DAPE: tags for the prompt, image embeddings for the UNet

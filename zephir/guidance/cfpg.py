@@ -145,15 +145,18 @@ def cfpg(eps_text_neg: torch.Tensor, eps_text_pos: torch.Tensor, eps_hd_neg: tor
 
 def add_embeddings(text_embeds: torch.Tensor, hd_embeds: torch.Tensor,
                    ratio: float) -> torch.Tensor:
-    r"""The paper's "CFG" variant: HD-CLIP embeddings added to the text embeddings.
+    r"""The paper's "CFG" variant: an HD-CLIP term added to the text embeddings.
 
-        c = c_text + ratio * c_hd
+        c = c_text + ratio * hd_embeds
 
     Applied once per branch before the backbone's ordinary CFG: semantic HD-CLIP embeddings to
     the prompt's embeddings, degradation embeddings to the negative prompt's, each with its own
-    fixed ratio. ``hd_embeds`` are already in the backbone's text space (the training-free
-    bridge of docs/method.md) and must broadcast to ``text_embeds``' shape: ``(B, L, D)`` token
-    for token, or ``(B, 1, D)`` added to every token.
+    fixed ratio. Its caller (``TextEmbeds.mix`` in :mod:`zephir.backbones.base`) passes the
+    difference, ``hd_embeds = r (c_hd - c_text)`` with ``ratio`` 1, so that the conditioning is
+    ``c_text + r (c_hd - c_text)`` (docs/method.md, "Restoration": the paper's "CFG" variant), not
+    ``c_text + r c_hd``. ``hd_embeds`` are already in the backbone's text space (the
+    training-free bridge of docs/method.md) and must broadcast to ``text_embeds``' shape:
+    ``(B, L, D)`` token for token, or ``(B, 1, D)`` added to every token.
 
     Returns:
         The conditioning, in ``text_embeds``' dtype and shape.

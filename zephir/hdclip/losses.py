@@ -52,6 +52,34 @@ def slerp_loss(emb: torch.Tensor, anchors: torch.Tensor, level: torch.Tensor,
 
 
 @float32_math
+def slerp_loss_batch(emb: torch.Tensor, anchors: torch.Tensor, level: torch.Tensor,
+                     bins: torch.Tensor, kind: torch.Tensor, *, tau: float = 0.03
+                     ) -> torch.Tensor:
+    """Eq. 8-9 with NumCLIP's negatives **(choice: hdclip.model.slerp_negatives batch)**: the
+    positive of row n is its slerp target, as in :func:`slerp_loss`; its negatives are the
+    slerp targets of the batch's other rows of the same type (``kind``, (N,)), weighted by
+    eq. 10 over them: ``v_m = |l_m - l_n| / mean_m' |l_m' - l_n|`` (a target at the same level
+    weighs 0). A row with no such other row has only its positive (loss 0). Other shapes as in
+    :func:`slerp_loss`; a mean over the rows. Under data parallelism "the batch" is a rank's.
+    """
+    if emb.shape[0] == 0:
+        return emb.sum() * 0.0
+    ia, ib, alpha = neighbour_bins(level, bins)
+    rows = torch.arange(emb.shape[0], device=emb.device)
+    target = slerp(anchors[rows, ia], anchors[rows, ib], alpha)          # (N, d)
+    sim = emb @ target.t() / tau                                        # (N, N)
+    s_pos = sim.diagonal()
+    negative = (kind[:, None] == kind[None, :]) & ~torch.eye(len(kind), dtype=torch.bool,
+                                                             device=kind.device)
+    dist = (level[None, :] - level[:, None]).abs() * negative
+    mean = dist.sum(-1, keepdim=True) / negative.sum(-1, keepdim=True).clamp_min(1)
+    v = dist / mean.clamp_min(1e-6)
+    log_v = torch.where(v > 0, v.clamp_min(1e-12).log(), torch.full_like(v, float("-inf")))
+    denom = torch.logsumexp(torch.cat([s_pos[:, None], sim + log_v], dim=-1), dim=-1)
+    return (denom - s_pos).mean()
+
+
+@float32_math
 def alignment_loss(emb: torch.Tensor, anchors: torch.Tensor, level: torch.Tensor,
                    bins: torch.Tensor, *, tau: float = 0.03) -> torch.Tensor:
     """Ablation A's alignment (table 3): CLIP-style InfoNCE of each embedding against its

@@ -59,6 +59,9 @@ class HDCLIPConfig:
     pe_scale: float = default("hdclip.model.pe_scale")     # eq. 2 (choice): PE against word
     topk: int | None = default("hdclip.model.topk")        # eq. 6: bins used (None = all)
     tau: float = default("hdclip.model.tau")               # eq. 6 and 9 temperature
+    shift: str = default("hdclip.model.shift")             # eq. 2 (choice): per "bin" | "type"
+    slerp_negatives: str = default("hdclip.model.slerp_negatives")  # eq. 9 (choice): "bins" |
+    #                                                        "batch" (NumCLIP's)
 
     @property
     def random_init(self) -> bool:
@@ -213,7 +216,14 @@ class HDCLIP(nn.Module):
             word_emb = clip.encode_text(tokenizer(words)).float()
         self.register_buffer("words", word_emb)
         self.register_buffer("bins", bin_centres(cfg.gap))
-        self.shift = nn.Parameter(torch.zeros(k, self.bins.numel(), d))  # delta (eq. 2)
+        if cfg.shift not in ("bin", "type"):
+            raise ValueError(f"hdclip.model.shift: {cfg.shift!r} is not bin or type")
+        if cfg.slerp_negatives not in ("bins", "batch"):
+            raise ValueError(f"hdclip.model.slerp_negatives: {cfg.slerp_negatives!r} is not "
+                             "bins or batch")
+        # delta of eq. 2: one vector per (type, bin), or one per type shared by its bins
+        per_bin = self.bins.numel() if cfg.shift == "bin" else 1
+        self.shift = nn.Parameter(torch.zeros(k, per_bin, d))
         # Convolutional towers run about 20 % faster in channels-last layout (CPU and GPU).
         self.channels_last = not hasattr(clip.visual, "transformer")
         if self.channels_last:
@@ -260,7 +270,8 @@ class HDCLIP(nn.Module):
 
     def anchors(self) -> torch.Tensor:
         """Eq. 2-3: the (K, J, d) unit composition anchors at the bin centres (float32)."""
-        return float32_math(composition_anchors)(self.words, self.bins, self.shift,
+        shift = self.shift.expand(-1, self.bins.numel(), -1)  # a per-type shift: every bin
+        return float32_math(composition_anchors)(self.words, self.bins, shift,
                                                  base=self.cfg.freq_base,
                                                  pe_scale=self.cfg.pe_scale)
 
@@ -318,7 +329,8 @@ class HDCLIP(nn.Module):
                    terms: Collection[str], targets: SemanticTargets | None = None
                    ) -> dict[str, torch.Tensor]:
         """The unweighted terms of eq. 11 named in ``terms``: ``conf`` (eq. 5), ``level``
-        (eq. 7), ``slerp`` (eq. 9), ``align`` (ablation A's alignment,
+        (eq. 7), ``slerp`` (eq. 9, with the negatives ``hdclip.model.slerp_negatives`` names),
+        ``align`` (ablation A's alignment,
         :func:`losses.alignment_loss`) and, given the semantic ``targets``, ``semantic`` (toward
         the clean crop's embedding) and ``clip`` (against the captions, else the clean crops;
         same-photo pairs are not negatives). The trainer weights them with the lambdas of
@@ -332,7 +344,9 @@ class HDCLIP(nn.Module):
             out_terms["level"] = losses.level_loss(out.levels, level, present)
         b, k = present.nonzero(as_tuple=True)
         pairs = (out.embeddings[b, k], out.anchors[k], level[b, k], self.bins)
-        if "slerp" in terms:
+        if "slerp" in terms and self.cfg.slerp_negatives == "batch":
+            out_terms["slerp"] = losses.slerp_loss_batch(*pairs, k, tau=self.cfg.tau)
+        elif "slerp" in terms:
             out_terms["slerp"] = losses.slerp_loss(*pairs, tau=self.cfg.tau)
         if "align" in terms:
             out_terms["align"] = losses.alignment_loss(*pairs, tau=self.cfg.tau)

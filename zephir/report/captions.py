@@ -125,11 +125,40 @@ def modelled_notes(results: Sequence[dict], *, mixtures: bool = False) -> list[s
     return notes
 
 
+#: How a caption names the readings of hdclip.model.shift and slerp_negatives (eq. 2, 9).
+SHIFT_READINGS = {"bin": "one vector per (type, bin)", "type": "one vector per type"}
+NEGATIVE_READINGS = {"bins": "the type's bin anchors weighted by eq. 10",
+                     "batch": "the batch's other texts of the type (NumCLIP)"}
+
+
+def hdclip_choices_note(results: Sequence[dict]) -> str:
+    """Table 2: the choices where the paper allows two readings and the recipe it lost, as
+    HD-CLIP's rows were trained (docs/method.md, "Training recipe"), and whether the CLIP loss
+    ran on the captions or on the fallback (clean crops). Empty without an HD-CLIP row."""
+    notes = []
+    for r in (r for r in results if r["method"] == "hdclip"):
+        model, train = r.get("hdclip", {}), r.get("train", {})
+        said = [f"eq. 2's shift {SHIFT_READINGS.get(model.get('shift', 'bin'))}",
+                f"eq. 9's negatives {NEGATIVE_READINGS.get(model.get('slerp_negatives', 'bins'))}"]
+        if "lr" in train:
+            batch = (f"{train['batch_per_type']} per type" if train.get("batch_per_type")
+                     else "any type")
+            said.append(f"learning rate {train['lr']:g} at a batch of {train.get('batch_size')} "
+                        f"({batch})")
+        note = "HD-CLIP's choices (the paper is silent): " + "; ".join(said) + "."
+        if train.get("lambda_clip", 0) > 0 and r.get("semantic_target") == "hq image":
+            note += (" Its CLIP loss had no captions file (fallback): the clean crops' CLIP "
+                     "embeddings were its positives, not the paper's image-caption pairs.")
+        notes.append(note)
+    return " ".join(dict.fromkeys(notes))
+
+
 def table2(title: str, results: Sequence[dict], config_hash: str) -> str:
     """Table 2: provenance, the DA-CLIP rows' architecture, the cells an estimator does not
-    fill, the training steps."""
+    fill, HD-CLIP's choices and its CLIP loss's texts, the training steps."""
     return _join([provenance(title, results, config_hash), daclip_arch_note(results),
-                  *modelled_notes(results), steps_note(results)])
+                  *modelled_notes(results), hdclip_choices_note(results),
+                  steps_note(results)])
 
 
 def _number(x) -> str:

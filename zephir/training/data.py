@@ -10,8 +10,8 @@ Flips are applied on the device to the whole batch (:func:`flip`).
 """
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from zephir import data as zdata
 from zephir import estimators
 from zephir import io as zio
 from zephir import seed as zseed
+from zephir.data import read_captions  # noqa: F401 - the trainer reads it from here
 from zephir.degrade import synth
 
 #: The flip states of a sample: index ``2 * horizontal + vertical``.
@@ -70,33 +71,105 @@ class LabelledSet(torch.utils.data.Dataset):
         return imgs, self.present[idx], self.level[idx], idx
 
 
-def batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
-    """The global batch of ``step``: consecutive slices of per-epoch permutations (stateless)."""
+def batch_indices(step: int, n: int, batch: int, seed: int, *stream: object) -> np.ndarray:
+    """The global batch of ``step``: consecutive slices of per-epoch permutations (stateless).
+
+    ``stream`` names an independent sequence of permutations (one per group of a composed
+    batch, :func:`composed_indices`); without it, the trainer's plain shuffled batches."""
     start = step * batch
     out = []
     while len(out) < batch:
         epoch, pos = divmod(start + len(out), n)
-        perm = zseed.rng(seed, "epoch", epoch).permutation(n)
+        perm = zseed.rng(seed, "epoch", *stream, epoch).permutation(n)
         out.extend(perm[pos: pos + batch - len(out)].tolist())
     return np.asarray(out)
 
 
+@dataclass(frozen=True)
+class Composition:
+    """Type-balanced batches (``hdclip.train.batch_per_type``; paper, section 4.1: "a batch size
+    of 512 per degradation type").
+
+    Every global batch holds ``per_type`` single-type samples of each of the K types, taken in
+    turn (type 1, type 2, ..., type K, type 1, ...), so that any slice of a multiple of K
+    samples (a rank's share when ``per_type`` is a multiple of the processes) is balanced too;
+    then ``mixtures`` samples of several types. **(choice)** Mixtures keep the share of the
+    batch they have in the labelled set (at least one a batch when the set has any): the
+    paper trains on single types only and says nothing of mixtures. Each group draws from its
+    own stream of per-epoch permutations, a function of (seed, step): see
+    :func:`composed_indices`."""
+
+    types: tuple[str, ...]
+    pools: tuple[np.ndarray, ...]   # sample indices: K single-type pools, then the mixtures
+    per_type: int
+    mixtures: int
+
+    @property
+    def batch(self) -> int:
+        return len(self.types) * self.per_type + self.mixtures
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{t} {len(p)}" for t, p in zip(self.types, self.pools))
+        return (f"{self.per_type} per type ({sizes} samples)"
+                + (f" + {self.mixtures} mixtures of {len(self.pools[-1])}" if self.mixtures
+                   else ""))
+
+
+def compose(present: torch.Tensor, types, per_type: int) -> Composition:
+    """The :class:`Composition` of a labelled set with presence labels ``present`` (N, K)."""
+    present = present.bool()
+    single = present.sum(1) == 1
+    pools = [np.flatnonzero((single & present[:, k]).numpy()) for k in range(len(types))]
+    empty = [t for t, p in zip(types, pools) if len(p) == 0]
+    if empty:
+        raise ValueError(f"hdclip.train.batch_per_type: the train split has no single-type "
+                         f"sample of {', '.join(empty)}; a type-balanced batch needs every type")
+    mixed = np.flatnonzero((~single).numpy())
+    mixtures = 0
+    if len(mixed):
+        mixtures = max(1, round(len(types) * per_type * len(mixed) / int(single.sum())))
+    return Composition(tuple(types), (*pools, mixed), per_type, mixtures)
+
+
+def composed_indices(step: int, comp: Composition, seed: int) -> np.ndarray:
+    """The global batch of ``step`` under ``comp``: each type's ``per_type`` samples from its
+    own permutations of its pool (stream named by the type), interleaved by type, then the
+    mixtures' (stream "mixtures")."""
+    singles = [pool[batch_indices(step, len(pool), comp.per_type, seed, name)]
+               for name, pool in zip(comp.types, comp.pools)]
+    out = np.stack(singles, axis=1).reshape(-1)
+    if comp.mixtures:
+        mixed = comp.pools[-1]
+        out = np.concatenate([out, mixed[batch_indices(step, len(mixed), comp.mixtures, seed,
+                                                       "mixtures")]])
+    return out
+
+
 class StepBatches:
-    """This rank's share of the global batch of each step in ``range(start, steps)``."""
+    """This rank's share of the global batch of each step in ``range(start, steps)``: shuffled
+    batches of ``batch`` samples, or with ``composition`` its type-balanced ones (``batch``
+    must then be its size)."""
 
     def __init__(self, n: int, batch: int, seed: int, start: int, steps: int, *,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, composition: Composition | None = None):
+        if composition is not None and composition.batch != batch:
+            raise ValueError(f"batch {batch} is not the composition's {composition.batch}")
         self.n, self.batch, self.seed, self.start, self.steps = n, batch, seed, start, steps
+        self.composition = composition
         self.local = batch // world
         self.offset = rank * self.local
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start)
 
+    def global_batch(self, step: int) -> np.ndarray:
+        if self.composition is not None:
+            return composed_indices(step, self.composition, self.seed)
+        return batch_indices(step, self.n, self.batch, self.seed)
+
     def __iter__(self) -> Iterator[np.ndarray]:
         for step in range(self.start, self.steps):
-            idx = batch_indices(step, self.n, self.batch, self.seed)
-            yield idx[self.offset:self.offset + self.local]
+            yield self.global_batch(step)[self.offset:self.offset + self.local]
 
 
 def flip_states(step: int, seed: int, offset: int, n: int) -> torch.Tensor:
@@ -143,26 +216,6 @@ def batches(dataset: LabelledSet, order: StepBatches, *, workers: int, device: t
     for imgs, present, level, idx in loader:
         yield (imgs.to(device, non_blocking=True), present.to(device, non_blocking=True),
                level.to(device, non_blocking=True), idx)
-
-
-def read_captions(path: Path) -> dict[str, str]:
-    """Captions by image name from a DA-CLIP-style CSV (tab-separated, columns ``filepath``
-    and ``title``; a comma-separated file with the same columns is read too). Keys are the
-    file names and stems of ``filepath``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such captions file (datasets.<name>.captions)")
-    text = path.read_text()
-    dialect = "excel-tab" if "\t" in text.splitlines()[0] else "excel"
-    rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
-    if not rows or not {"filepath", "title"} <= set(rows[0]):
-        raise ValueError(f"{path}: a captions file needs the columns 'filepath' and 'title' "
-                         "(DA-CLIP's layout)")
-    out = {}
-    for r in rows:
-        name = Path(r["filepath"]).name
-        out[name] = out[Path(name).stem] = r["title"]
-    return out
 
 
 def caption_of(rows: Sequence[dict], captions: dict[str, str], path: Path) -> list[str]:

@@ -3,7 +3,10 @@
 ``zephir train --config FILE --out DIR [--resume]``, or under ``torchrun`` / ``srun`` for data
 parallelism. Deterministic by construction: the batch of step ``s`` and its augmentation are
 functions of (seed, s) only, so a run killed and resumed from its last checkpoint ends with the
-same weights as an uninterrupted one (on CPU, where kernels are deterministic).
+same weights as an uninterrupted one (on CPU, where kernels are deterministic). The batch is
+drawn without regard to type (``batch_size``) or type-balanced (``batch_per_type``, paper,
+section 4.1), and the budget is ``steps`` or ``epochs`` of the train split
+(:meth:`TrainConfig.schedule` derives the other; the checkpoint records both).
 
 Files under ``out/``: ``last.pt`` (the training state: weights, optimiser, step, the run's
 identity and its whole log), and, written whole at the end from that state, ``checkpoint.pt``
@@ -32,13 +35,15 @@ from tqdm import tqdm
 from zephir import checkpoints, evaluation, methods
 from zephir import io as zio
 from zephir import seed as zseed
+from zephir.config import train_budget_problem
 from zephir.degrade.synth import read_manifest
 from zephir.hdclip.model import HDCLIPConfig
 from zephir.metrics import estimation
 from zephir.schema import default
 from zephir.training import distributed
-from zephir.training.data import (LabelledSet, SemanticTable, StepBatches, batches,
-                                  caption_of, flip, flip_states, hq_targets, read_captions)
+from zephir.training.data import (Composition, LabelledSet, SemanticTable, StepBatches,
+                                  batches, caption_of, compose, flip, flip_states, hq_targets,
+                                  read_captions)
 
 LAST = "last.pt"          # full training state, for --resume
 FINAL = "checkpoint.pt"   # the trained model, for predict and evaluation
@@ -54,8 +59,10 @@ def _d(key: str):
 class TrainConfig:
     """Optimisation settings: the ``hdclip.train`` config section (defaults from the schema)."""
 
-    steps: int = _d("steps")
-    batch_size: int = _d("batch_size")            # global, over all processes
+    steps: int | None = _d("steps")               # the budget: steps, or
+    epochs: float | None = _d("epochs")           # epochs of the train split (steps derived)
+    batch_size: int | None = _d("batch_size")     # global, over all processes, any type; or
+    batch_per_type: int | None = _d("batch_per_type")  # type-balanced (size derived)
     lr: float = _d("lr")
     weight_decay: float = _d("weight_decay")
     warmup: int = _d("warmup")
@@ -73,12 +80,40 @@ class TrainConfig:
     loader_workers: int = _d("loader_workers")    # processes decoding batches (uncached set)
     precision: str = _d("precision")              # auto = bf16 autocast on CUDA, else fp32
 
+    def check(self) -> TrainConfig:
+        """This config, when it sets one of steps and epochs and one of batch_size and
+        batch_per_type (the other of each null); else a ValueError that says which."""
+        problem = train_budget_problem(asdict(self))
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"hdclip.train: unknown key(s) {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return cls(**d).check()
+
+    def with_steps(self, steps: int) -> TrainConfig:
+        """This config with a budget of ``steps`` (an ablation's or a baseline's own)."""
+        return replace(self, steps=steps, epochs=None)
+
+    def schedule(self, present: torch.Tensor, types) -> tuple[TrainConfig, Composition | None]:
+        """The run's batch and budget on a train split with presence labels ``present``:
+        ``batch_per_type`` gives the type-balanced :class:`Composition` and its size as
+        ``batch_size``; ``epochs`` gives ``steps = ceil(epochs * N / batch_size)``, N the split's
+        samples. The returned config has both set; the checkpoint and the run's identity
+        record it."""
+        comp = None
+        cfg = self.check()
+        if self.batch_per_type is not None:
+            comp = compose(present, types, self.batch_per_type)
+            cfg = replace(cfg, batch_size=comp.batch)
+        if self.epochs is not None:
+            per_epoch = len(present) / cfg.batch_size
+            cfg = replace(cfg, steps=max(1, math.ceil(round(self.epochs * per_epoch, 9))))
+        return cfg, comp
 
     def terms(self, semantic: bool) -> list[str]:
         """The terms of eq. 11 this run trains with. Ablation A (neither L_level nor L_slerp)
@@ -233,9 +268,6 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     out = Path(out)
     val_manifest = Path(val_manifest or manifest)
     world, dev = distributed.init(device)
-    if cfg.batch_size % world.size:
-        raise ValueError(f"hdclip.train.batch_size {cfg.batch_size} is not divisible by the "
-                         f"{world.size} processes")
     precision = resolve_precision(cfg.precision, dev)
     zseed.seed_everything(cfg.seed)
     torch.use_deterministic_algorithms(dev.type == "cpu", warn_only=True)
@@ -252,6 +284,15 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
                          f"{size}px images; set synth.crop_size to {size}")
     train_set = LabelledSet(Path(manifest).parent, train_rows, model_cfg.types,
                             cache=cfg.cache_images)
+    cfg, composition = cfg.schedule(train_set.present, model_cfg.types)
+    if cfg.batch_size % world.size:
+        raise ValueError(f"hdclip.train: the global batch of {cfg.batch_size} is not divisible "
+                         f"by the {world.size} processes")
+    if world.main:  # the derived batch and budget, in the job's log
+        print(f"{len(train_set)} training samples, batches of {cfg.batch_size}"
+              + (f" ({composition.describe()})" if composition else "")
+              + f", {cfg.steps} steps"
+              + (f" ({cfg.epochs:g} epochs)" if cfg.epochs is not None else ""), file=sys.stderr)
     needs_val = evaluate_into is None or cfg.eval_every < cfg.steps
     val_set = (LabelledSet(val_manifest.parent, val_rows, model_cfg.types, cache=True)
                if val_rows and needs_val else None)
@@ -300,7 +341,7 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
     autocast = _autocast(precision, dev)
     order = StepBatches(len(train_set), cfg.batch_size, cfg.seed, start, cfg.steps,
-                        rank=world.rank, world=world.size)
+                        rank=world.rank, world=world.size, composition=composition)
     bar = tqdm(total=cfg.steps, initial=start, desc="train",
                disable=not (progress and world.main))
     log = _Log(history, bar)

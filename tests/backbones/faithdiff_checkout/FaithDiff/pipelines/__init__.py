@@ -1,0 +1,1 @@
+# ruff: noqa: N999  (upstream's package name)
