@@ -120,7 +120,9 @@ def test_paper_config_plans_figure21_and_every_comparison(workdir):  # noqa: F81
         assert f"results/paper/data/{subset}/index.csv" in fig21
     comparisons = [b for b in blocks if "rule figure_comparison:" in b]
     res = cfg["restoration"]
-    planned = {(s, b) for s in res["sets"] for b in res["backbones"]}
-    assert len(comparisons) == len(planned) == 18
+    realdeg = [s for s in res["sets"] if cfg["datasets"][s].get("hq", True) is False]
+    planned = {(s, b) for s in res["sets"] for b in (
+        res["realworld"]["backbones"] if s in realdeg else res["backbones"])}
+    assert len(comparisons) == len(planned) == 3 * 3 + 3  # table 1's sets, RealDeg's FaithDiff
     for s, b in planned:
         assert any(f"results/paper/figures/comparison/{s}-{b}.png" in c for c in comparisons)

@@ -332,13 +332,16 @@ def sweep():
 
 
 def figure21_backbone():
-    """Fig. 21's backbone: the paper's FaithDiff where it is restored, else the first."""
-    return "faithdiff" if "faithdiff" in RES["backbones"] else RES["backbones"][0]
+    """Fig. 21's backbone: the paper's FaithDiff where it restores the sets without HQ images,
+    else the first backbone that does."""
+    restored = list(dict.fromkeys(r[1] for r in main_runs(False)))
+    return "faithdiff" if "faithdiff" in restored else (restored or [None])[0]
 
 
 def comparisons():
-    """(set, backbone) of section 9.1's comparison figures: every restored set x backbone."""
-    return [(d, b) for d in RES["sets"] for b in RES["backbones"]] if RES["modes"] else []
+    """(set, backbone) of section 9.1's comparison figures: every set with every backbone that
+    restores it."""
+    return list(dict.fromkeys(r[:2] for r in main_runs(True) + main_runs(False)))
 
 
 def comparison_file(dataset, backbone):
