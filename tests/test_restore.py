@@ -28,10 +28,8 @@ def hd_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     cfg = HDCLIPConfig(arch="zephir-tiny-rn")
     model = methods.build("hdclip", cfg)
-    path = tmp_path_factory.mktemp("hdclip") / "checkpoint.pt"
-    checkpoints.save(path, {"model": model.state_dict(), "method": "hdclip", "step": 0,
-                            "hdclip": cfg.to_dict(), "train": {}, "random_init": True})
-    return path
+    return checkpoints.save_model(tmp_path_factory.mktemp("hdclip"), model,
+                                  {"method": "hdclip", "hdclip": cfg.to_dict()})
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +56,7 @@ def _mtimes(out: Path) -> dict[str, int]:
 # --------------------------------------------------------------------------- one image
 
 def test_restore_image_returns_the_output_and_its_record(hd_checkpoint, lq_dir):
-    hd_model, _ = checkpoints.from_checkpoint(hd_checkpoint)
+    hd_model, _ = checkpoints.load_pretrained(hd_checkpoint)
     backbone = load("tiny", STEPS)
     lq = zio.load_image(lq_dir / "chelsea.png").pixels
     out, record = restore_image(lq, backbone=backbone, hd_model=hd_model, mode="cfpg",

@@ -150,7 +150,7 @@ def _train(args: argparse.Namespace) -> int:
         note = " (random-init CLIP)" if model_cfg.random_init else ""
         print(f"validation{note}: type accuracy {metrics['type_acc']:.3f}, level MAE "
               f"{metrics['mae']:.2f}, SROCC {metrics['srocc']:.3f}, PCC {metrics['pcc']:.3f}")
-    print(f"checkpoint: {Path(args.out) / 'checkpoint.pt'}")
+    print(f"model: {Path(args.out)} (model.safetensors, config.json, README.md)")
     return 0
 
 
@@ -182,7 +182,7 @@ def _import_daclip(args: argparse.Namespace) -> int:
     hd = HDCLIPConfig(arch=clip["arch"], quick_gelu=clip["quick_gelu"],
                       checkpoint=str(args.weights), types=tuple(cfg["synth"]["types"]))
     path = checkpoints.import_daclip(args.weights, hd, args.out)
-    print(f"checkpoint: {path}")
+    print(f"model: {path} (model.safetensors, config.json, README.md)")
     if args.manifest:
         _evaluate_into(path, args.manifest, Path(args.out) / "eval", "val", args.device)
     return 0
@@ -217,7 +217,7 @@ def _predict(args: argparse.Namespace) -> int:
     from zephir.evaluation import level_scale
     from zephir.hdclip import predict
 
-    model, ckpt = checkpoints.from_checkpoint(args.checkpoint, args.device)
+    model, ckpt = checkpoints.load_pretrained(args.checkpoint, args.device)
     results, errors = predict.predict_files(model, args.images, args.device, args.batch)
     random_init = bool(ckpt.get("random_init", True))
     method = ckpt.get("method", "hdclip")
@@ -389,8 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train HD-CLIP on the labelled set (paper, eq. 11)",
                        description="Train HD-CLIP with the hdclip section of a config. Runs "
-                       "data-parallel under torchrun or srun. Writes checkpoint.pt, last.pt "
-                       "(resumable), train_log.csv, val_metrics.csv and metrics.json.")
+                       "data-parallel under torchrun or srun. Writes the model into --out "
+                       "(model.safetensors, config.json, a model card README.md: a folder for "
+                       "`zephir predict --checkpoint`, or to upload to the Hugging Face Hub), "
+                       "last.pt (resumable), train_log.csv, val_metrics.csv and metrics.json.")
     t.add_argument("--config", required=True, type=Path, help="config file")
     t.add_argument("--out", required=True, type=Path, help="output folder")
     t.add_argument("--manifest", type=Path,
@@ -404,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--captions", type=Path,
                    help="captions of the source images, a CSV in DA-CLIP's layout "
                    "(tab-separated, columns filepath and title)")
-    t.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    t.add_argument("--resume", action="store_true", help="continue from <out>/last.pt (read with "
+                   "weights_only=True: a file holding anything but tensors is refused)")
     t.add_argument("--steps", type=int, help="override hdclip.train.steps")
     t.add_argument("--method", default="hdclip",
                    choices=["hdclip", "clip_zeroshot", "daclip_style", "mmrealsr_style"],
@@ -434,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, type=Path, help="output folder")
     r.add_argument("--backbone", default="tiny", help="tiny, sd-x4-upscaler, faithdiff, ...")
     r.add_argument("--mode", default="cfpg", choices=["baseline", "cfg", "cfpg"])
-    r.add_argument("--hdclip", type=Path, help="HD-CLIP checkpoint (cfg and cfpg modes)")
+    r.add_argument("--hdclip", type=Path,
+                   help="trained HD-CLIP's folder (model.safetensors, config.json; cfg and "
+                   "cfpg modes)")
     r.add_argument("--w-orth", type=float, help="override restoration.w_orth (eq. 14)")
     r.add_argument("--w-par", type=float, help="override restoration.w_par (eq. 14)")
     r.add_argument("--shard", type=int, default=0, help="this job's shard (0-based)")
@@ -475,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "samples of a synth manifest. Writes predictions.csv, arrays.npz "
                        "(HD-CLIP embeddings and anchors) and metrics.json (table 2 metrics, "
                        "levels between bin centres, mixtures).")
-    e.add_argument("--checkpoint", required=True, type=Path, help="checkpoint.pt of a model")
+    e.add_argument("--checkpoint", required=True, type=Path,
+                   help="a trained model's folder (model.safetensors, config.json)")
     e.add_argument("--manifest", required=True, type=Path, help="synth manifest.csv")
     e.add_argument("--out", required=True, type=Path, help="output folder")
     e.add_argument("--split", default="val", help="manifest split to evaluate (default: val)")
@@ -489,8 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dc = sub.add_parser("import-daclip", help="read DA-CLIP's released weights (table 2)",
                         description="Convert DA-CLIP's released weights (daclip_ViT-B-32.pt, "
-                        "or Wild-IR's wild-daclip_ViT-L-14.pt with a ViT-L-14 CLIP) into a "
-                        "zephir checkpoint read out like the DA-CLIP-style baseline, and "
+                        "or Wild-IR's wild-daclip_ViT-L-14.pt with a ViT-L-14 CLIP; read with "
+                        "weights_only=True) into a zephir model folder read out like the DA-CLIP-style baseline, and "
                         "evaluate it when --manifest is given.")
     dc.add_argument("--weights", required=True, type=Path,
                     help="DA-CLIP's released checkpoint file")
@@ -543,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "sigma on 0..255, JPEG quality, downsample scale).")
     pr.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
     pr.add_argument("--checkpoint", required=True, type=Path,
-                    help="checkpoint.pt of HD-CLIP or of a baseline")
+                    help="folder of a trained HD-CLIP or baseline (model.safetensors, "
+                    "config.json)")
     pr.add_argument("--json", action="store_true", help="one JSON object per line and image")
     pr.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     pr.add_argument("--batch", type=int, default=64, help="crops per forward pass")

@@ -7,7 +7,7 @@ One image, in a few lines (docs/restoration.md)::
     from zephir.backbones import load
     from zephir.restore import restore_image
 
-    hd_model, _ = checkpoints.from_checkpoint("results/embedded/hdclip/checkpoint.pt")
+    hd_model, _ = checkpoints.load_pretrained("results/embedded/hdclip")
     backbone = load("tiny")
     out, record = restore_image(zio.load_image("lq.png").pixels, backbone=backbone,
                                 hd_model=hd_model, mode="cfpg", bridge="prompt")
@@ -76,7 +76,7 @@ def restore_image(lq: np.ndarray, *, backbone: Backbone, hd_model=None, mode: st
     Args:
         lq: the LQ image, RGB uint8 (H, W, 3).
         backbone: a loaded backbone (zephir.backbones.load).
-        hd_model: a trained HD-CLIP (zephir.checkpoints.from_checkpoint); not needed by
+        hd_model: a trained HD-CLIP (zephir.checkpoints.load_pretrained); not needed by
             ``baseline``.
         mode: ``baseline``, ``cfg`` (HD-CLIP embeddings added with ``cfg_ratio``) or ``cfpg``.
         bridge: ``prompt`` or ``linear`` (zephir.bridge), or a built :class:`Bridge`.
@@ -252,7 +252,7 @@ def restore_folder(manifest_or_folder: str | Path, out_dir: str | Path, *,
             raise ValueError(f"bridge: expected one of {', '.join(BRIDGES)}, got {bridge!r}")
         if hdclip_checkpoint is None:
             raise ValueError(f"mode {mode!r} needs an HD-CLIP checkpoint (hdclip_checkpoint)")
-        if not Path(hdclip_checkpoint).is_file():
+        if not Path(hdclip_checkpoint).exists():
             raise FileNotFoundError(f"{hdclip_checkpoint}: no such HD-CLIP checkpoint "
                                     "(train one with `zephir train`)")
     out_dir = Path(out_dir)
@@ -260,7 +260,12 @@ def restore_folder(manifest_or_folder: str | Path, out_dir: str | Path, *,
                else BridgeOptions.from_dict(bridge_options))
     inputs = dict(_read_inputs(manifest_or_folder))
     mine = shard_of(list(inputs), shard, shards)
-    hd_sha1 = zio.file_sha1(hdclip_checkpoint) if mode != "baseline" else None
+    if mode != "baseline":
+        from zephir.checkpoints import weights_file
+
+        hd_sha1 = zio.file_sha1(weights_file(hdclip_checkpoint))
+    else:
+        hd_sha1 = None
     job = job_settings(backbone_name=backbone_name, settings=settings, weights=weights,
                        hdclip_sha1=hd_sha1, mode=mode, bridge=bridge, bridge_options=options,
                        w_par=w_par, w_orth=w_orth, cfg_ratio=cfg_ratio, seed=seed, steps=steps,
@@ -273,9 +278,9 @@ def restore_folder(manifest_or_folder: str | Path, out_dir: str | Path, *,
             loaded["backbone"] = load(backbone_name, settings, weights, device)
             loaded["hd"] = loaded["bridge"] = loaded["hdclip"] = None
             if mode != "baseline":
-                from zephir.checkpoints import from_checkpoint
+                from zephir.checkpoints import load_pretrained
 
-                hd_model, ckpt = from_checkpoint(hdclip_checkpoint, device)
+                hd_model, ckpt = load_pretrained(hdclip_checkpoint, device)
                 loaded["hd"] = hd_model
                 loaded["hdclip"] = {**hdclip_info(hd_model, ckpt, hdclip_checkpoint),
                                     "sha1": hd_sha1}

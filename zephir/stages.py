@@ -27,7 +27,8 @@ _COMMAND = ("zephir/__init__.py", "zephir/__main__.py", "zephir/cli.py", "zephir
 #: whole images as ``zephir predict`` reads them).
 _TRAINER = ("zephir/baselines", "zephir/checkpoints.py", "zephir/estimators.py",
             "zephir/evaluation.py", "zephir/methods.py", "zephir/hdclip/__init__.py",
-            "zephir/hdclip/configs", "zephir/hdclip/interp.py", "zephir/hdclip/losses.py",
+            "zephir/hdclip/config.py", "zephir/hdclip/configs", "zephir/hdclip/factory.py",
+            "zephir/hdclip/interp.py", "zephir/hdclip/losses.py",
             "zephir/hdclip/model.py", "zephir/hdclip/ordinal.py", "zephir/hdclip/predict.py",
             "zephir/metrics/__init__.py",
             "zephir/metrics/estimation.py", "zephir/training")
@@ -82,7 +83,8 @@ STAGES = (
           code=_COMMAND + _TRAINER + ("zephir/degrade/transfer.py",),
           smk=("workflow/rules/hdclip.smk", "workflow/rules/estimation.smk"),
           params=("datasets", "train_set", "eval_set", "synth", "hdclip", "estimation"),
-          reads=("data", "synth", "synth_eval", "hdclip/config.yaml", "hdclip/checkpoint.pt"),
+          reads=("data", "synth", "synth_eval", "hdclip/config.yaml",
+                 "hdclip/model.safetensors"),
           outs=("baselines", "ablation", "transfer")),
     Stage("restore", rules=("restore_config", "restore"),
           code=_COMMAND + ("zephir/degrade/blind.py", "zephir/backbones", "zephir/baselines",
@@ -91,7 +93,7 @@ STAGES = (
                            "zephir/restore.py", "zephir/weights.py"),
           smk=("workflow/rules/restore.smk",),
           params=("datasets", "train_set", "eval_set", "blind_sets", "restoration", "weights"),
-          reads=("data", "blind", "hdclip/checkpoint.pt"), outs=("restore",)),
+          reads=("data", "blind", "hdclip/model.safetensors"), outs=("restore",)),
     # restore.smk: its wildcard constraints (backbone, run) apply to the score rule too
     Stage("score", rules=("score",),
           code=_COMMAND + ("zephir/metrics/__init__.py", "zephir/metrics/iqa.py",

@@ -86,8 +86,9 @@ def dataset_args(wildcards, output):
 
 
 def hdclip_checkpoint():
-    """The trained HD-CLIP model."""
-    return RESULTS / "hdclip" / "checkpoint.pt"
+    """The trained HD-CLIP model: the weights of its folder (model.safetensors beside
+    config.json and the model card README.md; zephir.checkpoints), which the commands read."""
+    return RESULTS / "hdclip" / "model.safetensors"
 
 
 def zephir_launcher(gpus):
@@ -123,7 +124,7 @@ def ablation_checkpoint(losses, topk, gap):
     default = ("D", _topk(model["topk"]), _gap(model["gap"]))
     if EST["ablation_steps"] is None and (losses, _topk(topk), _gap(gap)) == default:
         return hdclip_checkpoint()
-    return ablation_dir(losses, _topk(topk), _gap(gap)) / "checkpoint.pt"
+    return ablation_dir(losses, _topk(topk), _gap(gap)) / "model.safetensors"
 
 
 def daclip_weights_present():
@@ -140,7 +141,8 @@ DACLIP_RELEASED = daclip_weights_present()
 
 
 def baseline_checkpoint(method):
-    return RESULTS / "baselines" / method / "checkpoint.pt"
+    """A baseline's trained model (its folder's weights, as hdclip_checkpoint)."""
+    return RESULTS / "baselines" / method / "model.safetensors"
 
 
 def daclip_clip_flags(checkpoint=True):
