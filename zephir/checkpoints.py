@@ -23,14 +23,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import pickle
-import re
 from pathlib import Path
 
 import torch
 
 from zephir import io as zio
 from zephir.hdclip.config import HDCLIPConfig
+from zephir.safe_load import CheckpointError, safe_torch_load
+
+__all__ = ["CheckpointError", "load_pretrained", "load_state", "model_card", "model_dir",
+           "read_metadata", "safe_torch_load", "save_model", "save_state", "weights_file"]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -38,52 +40,6 @@ CARD = "README.md"
 #: ``config.json``'s ``format``: what wrote the folder, and the layout's version.
 FORMAT = "zephir-estimator"
 VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A model folder, training state or weights file that cannot be used; the message names
-    the file, what is wrong and what to do."""
-
-
-# --------------------------------------------------------------------------- pickles
-
-def _global(exc: Exception) -> str | None:
-    """The object (``module.name``) whose import torch's restricted unpickler refused, or None
-    when the file failed for another reason (not a pickle, truncated, ...)."""
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-    return found.group(1) if found else None
-
-
-def _first_line(exc: Exception) -> str:
-    """The reason in torch's message, without its advice to turn ``weights_only`` off."""
-    text = str(exc)
-    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
-    return (found.group(1) if found else text.strip().splitlines()[0])[:300]
-
-
-def safe_torch_load(path: str | Path, device="cpu", *, what: str, remedy: str):
-    """``torch.load(path, weights_only=True)``: tensors and plain containers only.
-
-    A file that holds anything else (a pickled object, whose loading could run any code) is
-    refused, its code not run, with a :class:`CheckpointError` naming the file, ``what`` it
-    was read as, what it holds, and ``remedy``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such {what}")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if _global(exc):
-            raise CheckpointError(
-                f"{path}: refused ({what}): it holds a pickled Python object ({_global(exc)}), "
-                "not only tensors and plain values, and loading it could run any code; zephir "
-                f"never loads such a file. {remedy}") from None
-        raise CheckpointError(f"{path}: not a readable {what} ({_first_line(exc)}). "
-                              f"{remedy}") from None
-    except Exception as exc:  # noqa: BLE001 - name the file whatever torch raised
-        raise CheckpointError(f"{path}: not a readable {what} ({type(exc).__name__}: "
-                              f"{_first_line(exc)}). {remedy}") from None
 
 
 def _plain(value):

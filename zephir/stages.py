@@ -18,17 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Package code every ``zephir`` command runs: the command line, the config loader and its
-#: schema (which runs the synthesiser's own checks), image I/O, the degradation model.
+#: schema (which runs the synthesiser's own checks, and fills HD-CLIP's defaults from its
+#: settings), image I/O, the degradation model.
 _COMMAND = ("zephir/__init__.py", "zephir/__main__.py", "zephir/cli.py", "zephir/config.py",
             "zephir/schema.py", "zephir/schemas", "zephir/io.py", "zephir/data.py",
             "zephir/parallel.py", "zephir/seed.py", "zephir/degrade/__init__.py",
-            "zephir/degrade/levels.py", "zephir/degrade/ops.py", "zephir/degrade/synth.py")
+            "zephir/degrade/levels.py", "zephir/degrade/ops.py", "zephir/degrade/synth.py",
+            "zephir/hdclip/__init__.py", "zephir/hdclip/config.py")
 #: The one trainer of HD-CLIP, the baselines and the ablations, and its evaluation (crops, or
 #: whole images as ``zephir predict`` reads them).
 _TRAINER = ("zephir/baselines", "zephir/checkpoints.py", "zephir/estimators.py",
-            "zephir/evaluation.py", "zephir/methods.py", "zephir/hdclip/__init__.py",
-            "zephir/hdclip/config.py", "zephir/hdclip/configs", "zephir/hdclip/factory.py",
-            "zephir/hdclip/interp.py", "zephir/hdclip/losses.py",
+            "zephir/evaluation.py", "zephir/methods.py", "zephir/safe_load.py",
+            "zephir/hdclip/configs", "zephir/hdclip/factory.py", "zephir/hdclip/interp.py", "zephir/hdclip/losses.py",
             "zephir/hdclip/model.py", "zephir/hdclip/ordinal.py", "zephir/hdclip/predict.py",
             "zephir/metrics/__init__.py",
             "zephir/metrics/estimation.py", "zephir/training")
@@ -90,7 +91,7 @@ STAGES = (
           code=_COMMAND + ("zephir/degrade/blind.py", "zephir/backbones", "zephir/baselines",
                            "zephir/bridge.py", "zephir/checkpoints.py", "zephir/estimators.py",
                            "zephir/guidance", "zephir/hdclip", "zephir/methods.py",
-                           "zephir/restore.py", "zephir/weights.py"),
+                           "zephir/restore.py", "zephir/safe_load.py", "zephir/weights.py"),
           smk=("workflow/rules/restore.smk",),
           params=("datasets", "train_set", "eval_set", "blind_sets", "restoration", "weights"),
           reads=("data", "blind", "hdclip/model.safetensors"), outs=("restore",)),

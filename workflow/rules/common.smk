@@ -451,7 +451,7 @@ def stage_targets(name):
         return [hdclip_checkpoint()]
     if name == "estimate":  # the models of the estimation tables (2-4), but HD-CLIP itself
         models = dict.fromkeys(m for t in planned_tables() for m in table_runs(t)
-                               if str(m).endswith(".pt") and m != hdclip_checkpoint())
+                               if str(m).endswith(".safetensors") and m != hdclip_checkpoint())
         return [evaluation(m) for m in models] + transfer_results()
     if name == "restore":
         return [f for r in restoration_runs() for f in restore_done(*r)]

@@ -202,7 +202,7 @@ def released_state(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: DA-CLIP weights not found; download daclip_ViT-B-32.pt (or "
             "wild-daclip_ViT-L-14.pt) from the DA-CLIP repository (github.com/Algolzw/daclip-uir) "
             "where there is internet and copy it here")
-    from zephir.checkpoints import safe_torch_load
+    from zephir.safe_load import safe_torch_load
 
     obj = safe_torch_load(path, what="DA-CLIP weights file", remedy=(
         "DA-CLIP's released files (plain state dicts) load this way: download "

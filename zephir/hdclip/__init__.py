@@ -11,7 +11,9 @@ The public door, as open_clip's ``__init__.py`` re-exports its factory::
     model, meta = load_pretrained("results/embedded/hdclip")   # a trained model's folder
 
 Names are imported on first use, so that ``zephir.hdclip.config`` (the settings alone) stays
-importable without torch.
+importable without torch. The door names :mod:`zephir.checkpoints` (the loader of every
+estimator, a layer above the model) by string only: the model code imports nothing of
+checkpoint files, and the baselines that :func:`load_pretrained` can rebuild import the model.
 """
 from __future__ import annotations
 

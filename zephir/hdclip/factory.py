@@ -2,14 +2,14 @@
 
 As open_clip's ``src/open_clip/factory.py`` (``create_model``, re-exported by its
 ``__init__.py``): :func:`create_model` builds HD-CLIP from an architecture name or a config,
-:func:`load_pretrained` (:mod:`zephir.checkpoints`) rebuilds any trained estimator from its
-folder. Neither imports OpenCV or the degradation code (:mod:`zephir.degrade`).
+:func:`zephir.checkpoints.load_pretrained`, re-exported beside it by ``zephir.hdclip``,
+rebuilds any trained estimator from its folder. Neither imports OpenCV or the degradation code
+(:mod:`zephir.degrade`).
 """
 from __future__ import annotations
 
 import torch
 
-from zephir.checkpoints import load_pretrained
 from zephir.hdclip.config import HDCLIPConfig
 from zephir.hdclip.model import (
     HDCLIP,
@@ -18,7 +18,7 @@ from zephir.hdclip.model import (
     tiny_architectures,
 )
 
-__all__ = ["create_model", "list_architectures", "load_pretrained"]
+__all__ = ["create_model", "list_architectures"]
 
 
 def list_architectures() -> list[str]:
