@@ -3,6 +3,7 @@ states read with ``weights_only=True``, a pickle that would run code refused at 
 point, and a clear message for a corrupt file or another version's."""
 from __future__ import annotations
 
+import ast
 import builtins
 import hashlib
 import json
@@ -322,3 +323,24 @@ def test_training_state_reads_back_with_plain_weights_only(tmp_path):
     fresh.load_state_dict(checkpoints.load_state(tmp_path / "last.pt")["optimizer"])
     assert fresh.state_dict()["param_groups"][0]["betas"] == opt.state_dict()["param_groups"][0][
         "betas"]
+
+
+# --------------------------------------------------------------------------- README
+
+def test_the_readme_hdclip_example_runs(folder, photo_dir, tmp_path):
+    """README's "HD-CLIP in Python" block, run as it is where results/embedded/hdclip is a
+    trained model's folder and photo.png a photo: it prints the types and levels."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("HD-CLIP in Python", 1)[1].split("```python\n", 1)[1].split("```")[0]
+    _copy(folder, tmp_path / "results" / "embedded" / "hdclip")
+    (tmp_path / "photo.png").write_bytes((photo_dir / "coffee.png").read_bytes())
+    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
+                         cwd=tmp_path, env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    described, shape = out.stdout.strip().splitlines()
+    described = ast.literal_eval(described)  # the dict describe() gives, printed
+    assert set(described["degradations"]) == {"blur", "noise", "jpeg", "downsample"}
+    assert all(0 <= d["level"] <= 100 and 0 <= d["present"] <= 1
+               for d in described["degradations"].values())
+    assert described["type"] in described["degradations"]
+    assert shape == "torch.Size([4, 64]) random-init CLIP"
