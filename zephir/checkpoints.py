@@ -20,6 +20,7 @@ running it. A ``checkpoint.pt`` of zephir's earlier layout is read the same way.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -53,8 +54,6 @@ def _plain(value):
 def save_state(path: Path, state: dict) -> None:
     """Write a training state (tensors, optimiser and scheduler state dicts, plain values)
     atomically, so that :func:`load_state` reads it back with ``weights_only=True``."""
-    import io
-
     tensors = ("model", "optimizer", "scheduler")
     plain = {k: (v if k in tensors else _plain(v)) for k, v in state.items()}
     buf = io.BytesIO()

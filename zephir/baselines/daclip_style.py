@@ -194,7 +194,9 @@ def released_state(path: str | Path) -> dict[str, torch.Tensor]:
     copy of the vision tower whose transformer is wrapped, ``transformer.transformer.*``, with
     ``transformer.zero_modules.{j}`` after its block j). A training checkpoint may hold it
     under ``state_dict``, with DDP's ``module.`` prefixes. The file is read with
-    ``weights_only=True``: tensors and plain values only, never a pickled object.
+    ``weights_only=True``: tensors and plain values only, never a pickled object (open_clip
+    reads checkpoints the same way, ``load_state_dict(..., weights_only=True)`` in
+    ``src/open_clip/factory.py`` of open_clip 3.3).
     """
     path = Path(path)
     if not path.is_file():
