@@ -298,6 +298,8 @@ def test_a_checkpoint_pt_of_the_earlier_layout_loads_with_weights_only(folder, t
     old = tmp_path / "checkpoint.pt"
     torch.save({"model": model.state_dict(), "method": "hdclip", "step": 7,
                 "hdclip": model.cfg.to_dict(), "train": {}, "random_init": True}, old)
+    with pytest.raises(checkpoints.CheckpointError, match="earlier layout: pass that file"):
+        checkpoints.load_pretrained(tmp_path)  # the folder of an old run: the file is named
     again, old_meta = checkpoints.load_pretrained(old)
     assert (old_meta["step"], old_meta["path"], old_meta["format_version"]) == (7, str(old), 0)
     assert torch.equal(embed(model, [astronaut])[0].levels, embed(again, [astronaut])[0].levels)

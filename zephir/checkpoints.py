@@ -135,8 +135,11 @@ def read_metadata(path: str | Path) -> dict:
         raise FileNotFoundError(f"{folder}: no such model folder (train one with `zephir "
                                 "train`, which writes model.safetensors and config.json)")
     if not file.is_file():
+        old = ("; its checkpoint.pt is of zephir's earlier layout: pass that file"
+               if (folder / "checkpoint.pt").is_file() else "")
         raise CheckpointError(f"{folder}: not a zephir model folder: it has no {CONFIG} (a "
-                              f"trained model is a folder with {WEIGHTS}, {CONFIG} and {CARD})")
+                              f"trained model is a folder with {WEIGHTS}, {CONFIG} and "
+                              f"{CARD}){old}")
     try:
         meta = json.loads(file.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
