@@ -87,7 +87,7 @@ read -r per_type crop seed types <<< "$settings"
     timed $py -m zephir train --config "$config" --manifest "$work/synth-fixed/manifest.csv" \
         --out "$work/hdclip-fixed" --evaluate --quiet
     for model in hdclip hdclip-fixed; do
-        timed $py -m zephir evaluate --checkpoint "$work/$model/checkpoint.pt" --transfer \
+        timed $py -m zephir evaluate --checkpoint "$work/$model" --transfer \
             --manifest "$work/transfer-set/manifest.csv" --out "$work/$model/transfer" \
             --device "$dev"
     done

@@ -55,9 +55,8 @@ def inputs(root: Path) -> dict[str, list[str]]:
                               cv2.resize(hq, (32, 32), interpolation=cv2.INTER_AREA))
     torch.manual_seed(0)
     cfg = HDCLIPConfig(arch="zephir-tiny-rn")
-    ckpt = root / "checkpoint.pt"
-    checkpoints.save(ckpt, {"model": methods.build("hdclip", cfg).state_dict(), "method": "hdclip",
-                            "step": 0, "hdclip": cfg.to_dict(), "train": {}, "random_init": True})
+    ckpt = checkpoints.save_model(root / "hdclip", methods.build("hdclip", cfg),
+                                  {"method": "hdclip", "hdclip": cfg.to_dict()})
     hq = [str(root / "hq" / f"{name}.png") for name in names]
     config = str(REPO / "config" / "config.yaml")
 

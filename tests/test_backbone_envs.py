@@ -140,12 +140,11 @@ def embeddings(lq_dir, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("hdclip")
     torch.manual_seed(0)
     cfg = HDCLIPConfig(arch="zephir-tiny-rn")
-    checkpoints.save(tmp / "checkpoint.pt", {
-        "model": methods.build("hdclip", cfg).state_dict(), "method": "hdclip", "step": 0,
-        "hdclip": cfg.to_dict(), "train": {}, "random_init": True})
+    model_dir = checkpoints.save_model(tmp / "hdclip", methods.build("hdclip", cfg),
+                                       {"method": "hdclip", "hdclip": cfg.to_dict()})
     out = tmp / "hdclip-embeddings.safetensors"
     proc = subprocess.run([sys.executable, "-m", "zephir", "embed", "--hdclip",
-                           str(tmp / "checkpoint.pt"), "--lq", str(lq_dir), "--out", str(out),
+                           str(model_dir), "--lq", str(lq_dir), "--out", str(out),
                            "--device", "cpu", "--quiet"], capture_output=True, text=True,
                           cwd=REPO, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr

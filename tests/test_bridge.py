@@ -217,11 +217,11 @@ def blur_series_distances(checkpoint, photo, levels, bridge_kind="embedding") ->
     difference of the two ``[negative, positive]`` pairs). Used with the embedded default's
     trained HD-CLIP (tests/test_workflow.py's end-to-end run)."""
     from zephir import io as zio
-    from zephir.checkpoints import from_checkpoint
+    from zephir.checkpoints import load_pretrained
     from zephir.degrade import levels as dlevels
     from zephir.degrade import ops
 
-    hd_model, _ = from_checkpoint(checkpoint)
+    hd_model, _ = load_pretrained(checkpoint)
     x = zio.to_float(photo)
     images = [photo] + [zio.to_uint8(ops.gaussian_blur(x, float(dlevels.denormalize("blur", lv))))
                         for lv in levels]

@@ -155,7 +155,6 @@ def _leaves(node: dict, path: str = ""):
 
 @pytest.mark.parametrize("section,cls", [
     ("synth", "zephir.degrade.synth.SynthSpec"),
-    ("hdclip.model", "zephir.hdclip.model.HDCLIPConfig"),
     ("hdclip.train", "zephir.training.loop.TrainConfig"),
 ])
 def test_settings_dataclasses_are_their_schema_section(section, cls):
@@ -170,13 +169,45 @@ def test_settings_dataclasses_are_their_schema_section(section, cls):
     module, name = cls.rsplit(".", 1)
     fields = {f.name: f for f in dataclasses.fields(getattr(importlib.import_module(module),
                                                             name))}
-    # HD-CLIP's types are the synthesised ones
-    outside = {"types": "synth.types"} if section == "hdclip.model" else {}
     run_settings = {"synth": {"workers"}}.get(section, set())
     for fname, f in fields.items():
-        want = schema.default(outside.get(fname, f"{section}.{fname}"))
+        want = schema.default(f"{section}.{fname}")
         assert f.default == want and type(f.default) is type(want), (fname, f.default, want)
-    assert set(schema.keys(section)) - run_settings == set(fields) - set(outside)
+    assert set(schema.keys(section)) - run_settings == set(fields)
+
+
+def test_hdclip_model_defaults_live_with_the_model():
+    """hdclip.model's keys are HDCLIPConfig's fields (but types, which is synth.types); the
+    schema describes them without a default, and the loader fills each from the dataclass
+    field, so that the model's defaults are written once, beside the model."""
+    import dataclasses
+
+    from zephir import schema
+    from zephir.hdclip.config import HDCLIPConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(HDCLIPConfig)}
+    assert set(schema.keys("hdclip.model")) == set(fields) - {"types"}
+    assert not [k for k in fields if k != "types" and "default" in
+                schema.node(f"hdclip.model.{k}")]
+    assert fields["types"] == schema.default("synth.types")
+    cfg = zconfig.check({"name": "x", "datasets": {"e": {"kind": "embedded",
+                                                          "images": ["astronaut"]}},
+                         "train_set": "e", "hdclip": {"model": {"gap": 10.0}}})
+    assert cfg["hdclip"]["model"] == {**{k: v for k, v in fields.items() if k != "types"},
+                                      "gap": 10.0}
+
+
+def test_reading_hdclip_settings_imports_neither_torch_nor_opencv():
+    """The config loader (also run inside the restoration backbones' environments) reads
+    HD-CLIP's defaults from zephir.hdclip.config, which needs the standard library only."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from zephir import config; import zephir.hdclip.config; "
+            "print(sorted(m for m in ('torch', 'cv2', 'open_clip') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO, env={"PYTHONPATH": str(REPO)})
+    assert out.stdout.strip() == "[]", out
 
 
 def test_every_schema_key_is_read_by_the_code():

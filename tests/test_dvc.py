@@ -358,7 +358,7 @@ def test_dvc_repro_after_snakemake_recomputes_nothing(clone):
     assert "Finished job" not in repro
     after = _files(folder)
     assert after == before  # not one file rewritten: same mtimes, same contents
-    assert "results/embedded/hdclip/checkpoint.pt" in after
+    assert "results/embedded/hdclip/model.safetensors" in after
     assert _status(folder) == {}
     lock = yaml.safe_load((folder / "dvc.lock").read_text())["stages"]
     assert set(lock) == set(stages.NAMES)

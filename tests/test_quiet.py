@@ -66,7 +66,8 @@ ACCEPTED = {
     "score": [r"zephir metrics: [\w-]+ n/a \(weights missing\): .+",
               r"scored \d+ image\(s\) -> .+\.csv, .+\.json"],
     "train": [(r"validation \(random-init CLIP\): type accuracy \d\.\d{3}, level MAE [\d.]+, "
-               r"SROCC (-?\d\.\d{3}|nan), PCC (-?\d\.\d{3}|nan)"), r"checkpoint: .+checkpoint\.pt",
+               r"SROCC (-?\d\.\d{3}|nan), PCC (-?\d\.\d{3}|nan)"),
+              r"model: .+ \(model\.safetensors, config\.json, README\.md\)",
               r"\d+ training samples, batches of \d+( \(.+?\))?, \d+ steps( \(.+\))?",
               OPEN_CLIP_RANDOM_INIT],
     "predict": [r"image +type( +blur| +noise| +jpeg| +downsample){4}",
@@ -112,11 +113,8 @@ def checkpoint(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     cfg = HDCLIPConfig(arch="zephir-tiny-rn")
-    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
-    checkpoints.save(path, {"model": methods.build("hdclip", cfg).state_dict(),
-                            "method": "hdclip", "step": 0, "hdclip": cfg.to_dict(), "train": {},
-                            "random_init": True})
-    return path
+    return checkpoints.save_model(tmp_path_factory.mktemp("ckpt"), methods.build("hdclip", cfg),
+                                  {"method": "hdclip", "hdclip": cfg.to_dict()})
 
 
 def _run(args: list[str], guard: Path, cwd: Path, *, entry: str = "module"):
@@ -224,7 +222,7 @@ def test_train_prints_only_its_own_lines(guard, labelled, tmp_path):
     out = _check("train", ["--config", str(CONFIG), "--manifest", str(labelled), "--out",
                            str(tmp_path / "run"), "--steps", "2", "--quiet"], guard, tmp_path)
     assert "validation (random-init CLIP)" in out  # the random-init warning stays
-    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
 def test_predict_prints_only_its_own_lines(guard, toy, checkpoint, tmp_path):

@@ -28,14 +28,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def hd_checkpoint(tmp_path_factory) -> Path:
-    """A tiny random-init HD-CLIP saved as a checkpoint (as `zephir train` writes one)."""
+    """A tiny random-init HD-CLIP saved as a model folder (as `zephir train` writes one)."""
     torch.manual_seed(0)
     cfg = HDCLIPConfig(arch="zephir-tiny-rn")
     model = methods.build("hdclip", cfg)
-    path = tmp_path_factory.mktemp("hdclip") / "checkpoint.pt"
-    checkpoints.save(path, {"model": model.state_dict(), "method": "hdclip", "step": 0,
-                            "hdclip": cfg.to_dict(), "train": {}, "random_init": True})
-    return path
+    return checkpoints.save_model(tmp_path_factory.mktemp("hdclip"), model,
+                                  {"method": "hdclip", "hdclip": cfg.to_dict()})
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +76,8 @@ def test_the_embeddings_file_holds_what_hdclip_sees(hd_checkpoint, lq_dir, embed
     emb = conditioning.read(embeddings)
     assert sorted(emb.images) == ["camera", "chelsea", "coffee"]
     assert emb.hdclip["random_init"] is True
-    assert emb.hdclip["sha1"] == zio.file_sha1(hd_checkpoint)
-    hd_model, _ = checkpoints.from_checkpoint(hd_checkpoint)
+    assert emb.hdclip["sha1"] == zio.file_sha1(checkpoints.weights_file(hd_checkpoint))
+    hd_model, _ = checkpoints.load_pretrained(hd_checkpoint)
     lq = zio.load_image(lq_dir / "chelsea.png").pixels
     direct = embed(hd_model, [lq], semantic=True)[0]
     got = emb.conditioning("chelsea", zio.file_sha1(lq_dir / "chelsea.png"))

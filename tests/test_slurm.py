@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from .conftest import REPO
 from .slurm_cluster import STATUS_FLAGS, LocalCluster, missing
@@ -117,7 +118,7 @@ def test_a_slice_through_slurm_equals_a_local_run(cluster, tmp_path):
                "restoration__modes": ["baseline", "cfpg"]}
     on_slurm = _workdir(tmp_path / "slurm", **changes)
     local = _workdir(tmp_path / "local", **changes)
-    targets = [f"{RES}/tables/table1.md", f"{RES}/hdclip/checkpoint.pt"]
+    targets = [f"{RES}/tables/table1.md", f"{RES}/hdclip/model.safetensors"]
 
     proc = _slurm(targets, on_slurm)
     log = proc.stdout + proc.stderr
@@ -137,12 +138,12 @@ def test_a_slice_through_slurm_equals_a_local_run(cluster, tmp_path):
     states = {j["comment"]: j["state"] for j in cluster.jobs()}
     assert states["rule_hdclip_train"] == "COMPLETED"
     assert all(states[c] == "COMPLETED" for c in calls), states
-    ckpt = torch.load(on_slurm / RES / "hdclip/checkpoint.pt", weights_only=False)
+    ckpt = json.loads((on_slurm / RES / "hdclip/config.json").read_text())
     assert ckpt["run"]["world_size"] == 2
 
     ours, theirs = _results(on_slurm), _results(local)
     assert ours.keys() == theirs.keys()
-    assert {"hdclip/checkpoint.pt", "tables/table1.csv", "scores/held_out/tiny/cfpg.csv",
+    assert {"hdclip/model.safetensors", "tables/table1.csv", "scores/held_out/tiny/cfpg.csv",
             "restore/held_out/tiny/cfpg/china.png"} <= ours.keys()
     differ = [k for k in ours if _comparable(ours[k]) != _comparable(theirs[k])]
     assert not differ
@@ -199,8 +200,8 @@ def test_a_job_killed_by_slurm_is_rerun_to_completion(cluster, tmp_path):
 
     # 1. scancel HD-CLIP's training once it has saved a resume state
     _kill_when(cluster, wd, targets, lambda: (hd / "last.pt").exists(), "rule_hdclip_train")
-    assert not (hd / "checkpoint.pt").exists()  # nothing Snakemake would take as finished
-    killed_at = torch.load(hd / "last.pt", weights_only=False)["step"]
+    assert not (hd / "model.safetensors").exists()  # nothing Snakemake would take as finished
+    killed_at = torch.load(hd / "last.pt", weights_only=True)["step"]
     assert 0 < killed_at < 40
     plan = run_snakemake(["-n", *targets, "--configfile", "config/tiny.yaml"], cwd=wd).stdout
     assert "hdclip_train" in plan
@@ -210,7 +211,7 @@ def test_a_job_killed_by_slurm_is_rerun_to_completion(cluster, tmp_path):
         return [p for p in cfpg.glob("*.json") if p != done]
 
     _kill_when(cluster, wd, targets, records, "rule_restore")
-    assert (hd / "checkpoint.pt").exists() and not done.exists()
+    assert (hd / "model.safetensors").exists() and not done.exists()
     kept = {f"{p.stem}.png": (cfpg / f"{p.stem}.png").stat().st_mtime_ns for p in records()}
     assert kept
 
@@ -228,9 +229,9 @@ def test_a_job_killed_by_slurm_is_rerun_to_completion(cluster, tmp_path):
     assert steps == list(range(1, 41))  # every step once: the rerun resumed, not restarted
     # and the resumed model is the one an uninterrupted local run trains
     local = _workdir(tmp_path / "local", **changes)
-    run_snakemake(["-c2", f"{RES}/hdclip/checkpoint.pt", "--configfile", "config/tiny.yaml"],
+    run_snakemake(["-c2", f"{RES}/hdclip/model.safetensors", "--configfile", "config/tiny.yaml"],
                   cwd=local)
-    ours = torch.load(hd / "checkpoint.pt", weights_only=False)["model"]
-    theirs = torch.load(local / RES / "hdclip/checkpoint.pt", weights_only=False)["model"]
+    ours = load_file(hd / "model.safetensors")
+    theirs = load_file(local / RES / "hdclip/model.safetensors")
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)

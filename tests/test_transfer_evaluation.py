@@ -41,7 +41,7 @@ def models(labelled, tmp_path_factory):
         train(labelled, root / method, HDCLIPConfig(arch="zephir-tiny-rn"),
               TrainConfig(steps=3, batch_size=8, eval_every=100, checkpoint_every=100),
               method=method, progress=False)
-        out[method] = root / method / "checkpoint.pt"
+        out[method] = root / method / "model.safetensors"
     return out
 
 
@@ -108,7 +108,7 @@ def test_full_image_reads_each_image_on_its_own(models, transfer_set):
     from zephir import io as zio
     from zephir.hdclip.predict import full_image
 
-    model, _ = checkpoints.from_checkpoint(models["mmrealsr_style"])
+    model, _ = checkpoints.load_pretrained(models["mmrealsr_style"])
     rows = pd.read_csv(transfer_set)
     imgs = [zio.load_image(transfer_set.parent / p).pixels for p in rows["path"][:3]]
     assert len({im.shape for im in imgs}) > 1  # images of different sizes, different crop counts
@@ -127,7 +127,7 @@ def test_per_photo_srocc_recomputed_with_pandas(models, transfer_set):
     from zephir import checkpoints, evaluation
     from zephir.metrics.estimation import evaluate_table
 
-    model, _ = checkpoints.from_checkpoint(models["hdclip"])
+    model, _ = checkpoints.load_pretrained(models["hdclip"])
     table, arrays = evaluation.evaluate(model, transfer_set, full_image=True)
     assert arrays == {}
     metrics = evaluate_table(table, model.cfg.types)

@@ -86,7 +86,7 @@ def test_paper_config_dry_runs_every_ablation_with_gpus(workdir):
     transfer = [blk for blk in out.split("\n\n") if "rule transfer_eval" in blk]
     assert transfer and all("gpu=1" in blk for blk in transfer)
     for name in ("A-k2-g5", "C-k2-g5", "D-k1-g1", "D-kall-g20"):
-        assert f"results/paper/ablation/{name}/checkpoint.pt" in out
+        assert f"results/paper/ablation/{name}/model.safetensors" in out
     assert "results/paper/ablation/D-k2-g5" not in out  # the main model serves there
     # DA-CLIP's released weights are not in data/ here: said, and left out of table 2
     assert "daclip_released" not in out
@@ -272,11 +272,15 @@ def test_embedded_default_end_to_end(workdir):
     assert metrics["random_init"] is True
     # far above chance (25 %, SROCC 0) on photos it never saw; 72.5 % / 0.81 measured here
     assert metrics["type_acc"] > 0.6 and metrics["srocc"] > 0.65
+    # the model is a Hub-layout folder: its card labels it random-init, its config its numbers
+    assert "**Random-init CLIP.**" in (hd / "README.md").read_text()
+    assert json.loads((hd / "config.json").read_text())["metrics"]["type_acc"] == \
+        metrics["type_acc"]
     # `zephir predict` on a validation sample of known type and level
     row = next(r for r in rows if r["split"] == "val" and r["types"] == "noise"
                and float(r["noise_level"]) > 60)
     proc = subprocess.run([str(BIN / "zephir"), "predict", "--json", "--checkpoint",
-                           str(hd / "checkpoint.pt"), str(res / "synth/embedded" / row["path"])],
+                           str(hd), str(res / "synth/embedded" / row["path"])],
                           capture_output=True, text=True, check=True)
     pred = json.loads(proc.stdout)
     assert pred["type"] == "noise"
@@ -326,9 +330,9 @@ def test_embedded_default_end_to_end(workdir):
     top, left = (photo.shape[0] - 128) // 2, (photo.shape[1] - 128) // 2
     crop = photo[top:top + 128, left:left + 128]
     series = list(range(10, 100, 10))
-    dist = blur_series_distances(hd / "checkpoint.pt", crop, series)
+    dist = blur_series_distances(hd, crop, series)
     assert all(b > a for a, b in itertools.pairwise(dist)), dist
-    words = blur_series_distances(hd / "checkpoint.pt", crop, series, "prompt")
+    words = blur_series_distances(hd, crop, series, "prompt")
     assert len({round(d, 4) for d in words}) <= 4, words  # 3 adjectives, or no phrase
     again = run_snakemake(["-c2"], cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -104,7 +104,7 @@ def test_every_training_job_of_the_paper_config_runs(workdir):  # noqa: F811
                                   "daclip_released"))]
               + [res / "ablation" / a for a in sorted(ablations)])
     for out in models:
-        assert (out / "checkpoint.pt").is_file(), out
+        assert (out / "model.safetensors").is_file(), out
         ev = json.loads((out / "eval" / "metrics.json").read_text())
         single = ev["metrics"]["single"]
         assert {"type_acc", "mae", "srocc", "pcc"} <= set(single), out

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 
-from zephir.checkpoints import load as load_checkpoint
+from zephir.checkpoints import load_state
 
 from .test_workflow import BIN, run_snakemake, workdir  # noqa: F401 - the fixture
 
@@ -37,7 +38,7 @@ def _tiny_config(folder: Path) -> list[str]:
 
 
 def _targets(folder: Path) -> list[str]:
-    return [f"results/embedded/{d}/checkpoint.pt" for d in JOBS.values()]
+    return [f"results/embedded/{d}/model.safetensors" for d in JOBS.values()]
 
 
 def _log_steps(out: Path) -> list[int]:
@@ -46,7 +47,7 @@ def _log_steps(out: Path) -> list[int]:
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(out / "checkpoint.pt")["model"]
+    return load_file(out / "model.safetensors")
 
 
 def _same_weights(a: Path, b: Path) -> bool:
@@ -80,7 +81,7 @@ def test_lost_output_and_forcerun_finish_with_every_output(workdir):  # noqa: F8
     res = workdir / "results/embedded"
     first = {name: _weights(res / d) for name, d in JOBS.items()}
     for d in JOBS.values():
-        (res / d / "checkpoint.pt").unlink()
+        (res / d / "model.safetensors").unlink()
     # the trainers find their finished last.pt: nothing to train, every output written again
     run_snakemake(["-c2", *_targets(workdir), *cfg], cwd=workdir)
     for name, d in JOBS.items():
@@ -121,7 +122,7 @@ def test_sigterm_midway_resumes_to_the_uninterrupted_weights(workdir, tmp_path):
             if out in killed or not (out / "last.pt").exists():
                 continue
             try:
-                step = load_checkpoint(out / "last.pt")["step"]
+                step = load_state(out / "last.pt")["step"]
             except (ValueError, FileNotFoundError):
                 continue  # being replaced right now
             if 3 <= step < STEPS:
@@ -131,8 +132,8 @@ def test_sigterm_midway_resumes_to_the_uninterrupted_weights(workdir, tmp_path):
     assert snake.wait(timeout=60) != 0
     assert killed == {res / d for d in JOBS.values()}
     for d in JOBS.values():
-        assert not (res / d / "checkpoint.pt").exists()  # no output taken as finished
-        assert 3 <= load_checkpoint(res / d / "last.pt")["step"] < STEPS
+        assert not (res / d / "model.safetensors").exists()  # no output taken as finished
+        assert 3 <= load_state(res / d / "last.pt")["step"] < STEPS
     run_snakemake(["-c1", *_targets(workdir), *cfg], cwd=workdir)
     for name, d in JOBS.items():
         assert _same_weights(res / d, reference / "results/embedded" / d), name

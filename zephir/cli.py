@@ -152,7 +152,7 @@ def _train(args: argparse.Namespace) -> int:
         note = " (random-init CLIP)" if model_cfg.random_init else ""
         print(f"validation{note}: type accuracy {metrics['type_acc']:.3f}, level MAE "
               f"{metrics['mae']:.2f}, SROCC {metrics['srocc']:.3f}, PCC {metrics['pcc']:.3f}")
-    print(f"checkpoint: {Path(args.out) / 'checkpoint.pt'}")
+    print(f"model: {Path(args.out)} (model.safetensors, config.json, README.md)")
     return 0
 
 
@@ -184,7 +184,7 @@ def _import_daclip(args: argparse.Namespace) -> int:
     hd = HDCLIPConfig(arch=clip["arch"], quick_gelu=clip["quick_gelu"],
                       checkpoint=str(args.weights), types=tuple(cfg["synth"]["types"]))
     path = checkpoints.import_daclip(args.weights, hd, args.out)
-    print(f"checkpoint: {path}")
+    print(f"model: {path} (model.safetensors, config.json, README.md)")
     if args.manifest:
         _evaluate_into(path, args.manifest, Path(args.out) / "eval", "val", args.device)
     return 0
@@ -237,7 +237,7 @@ def _predict(args: argparse.Namespace) -> int:
     from zephir.evaluation import level_scale
     from zephir.hdclip import predict
 
-    model, ckpt = checkpoints.from_checkpoint(args.checkpoint, args.device)
+    model, ckpt = checkpoints.load_pretrained(args.checkpoint, args.device)
     results, errors = predict.predict_files(model, args.images, args.device, args.batch)
     random_init = bool(ckpt.get("random_init", True))
     method = ckpt.get("method", "hdclip")
@@ -425,8 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train HD-CLIP on the labelled set (paper, eq. 11)",
                        description="Train HD-CLIP with the hdclip section of a config. Runs "
-                       "data-parallel under torchrun or srun. Writes checkpoint.pt, last.pt "
-                       "(resumable), train_log.csv, val_metrics.csv and metrics.json.")
+                       "data-parallel under torchrun or srun. Writes the model into --out "
+                       "(model.safetensors, config.json, a model card README.md: a folder for "
+                       "`zephir predict --checkpoint`, or to upload to the Hugging Face Hub), "
+                       "last.pt (resumable), train_log.csv, val_metrics.csv and metrics.json.")
     t.add_argument("--config", required=True, type=Path, help="config file")
     t.add_argument("--out", required=True, type=Path, help="output folder")
     t.add_argument("--manifest", type=Path,
@@ -440,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--captions", type=Path,
                    help="captions of the source images, a CSV in DA-CLIP's layout "
                    "(tab-separated, columns filepath and title)")
-    t.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    t.add_argument("--resume", action="store_true", help="continue from <out>/last.pt (read with "
+                   "weights_only=True: a file holding anything but tensors is refused)")
     t.add_argument("--steps", type=int, help="override hdclip.train.steps")
     t.add_argument("--method", default="hdclip",
                    choices=["hdclip", "clip_zeroshot", "daclip_style", "mmrealsr_style"],
@@ -488,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "semantic and degradation embeddings, presences, levels, and HD-CLIP's "
                        "text embeddings of the bridge's texts) that `zephir restore "
                        "--embeddings` reads in every mode and backbone.")
-    e.add_argument("--hdclip", required=True, type=Path, help="HD-CLIP checkpoint")
+    e.add_argument("--hdclip", required=True, type=Path,
+                   help="trained HD-CLIP's folder (model.safetensors, config.json)")
     e.add_argument("--lq", required=True, type=Path,
                    help="blind manifest.csv, image folder or index CSV of the LQ images")
     e.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
@@ -528,7 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "samples of a synth manifest. Writes predictions.csv, arrays.npz "
                        "(HD-CLIP embeddings and anchors) and metrics.json (table 2 metrics, "
                        "levels between bin centres, mixtures).")
-    e.add_argument("--checkpoint", required=True, type=Path, help="checkpoint.pt of a model")
+    e.add_argument("--checkpoint", required=True, type=Path,
+                   help="a trained model's folder (model.safetensors, config.json)")
     e.add_argument("--manifest", required=True, type=Path, help="synth manifest.csv")
     e.add_argument("--out", required=True, type=Path, help="output folder")
     e.add_argument("--split", default="val", help="manifest split to evaluate (default: val)")
@@ -542,8 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dc = sub.add_parser("import-daclip", help="read DA-CLIP's released weights (table 2)",
                         description="Convert DA-CLIP's released weights (daclip_ViT-B-32.pt, "
-                        "or Wild-IR's wild-daclip_ViT-L-14.pt with a ViT-L-14 CLIP) into a "
-                        "zephir checkpoint read out like the DA-CLIP-style baseline, and "
+                        "or Wild-IR's wild-daclip_ViT-L-14.pt with a ViT-L-14 CLIP; read with "
+                        "weights_only=True) into a zephir model folder read out like the DA-CLIP-style baseline, and "
                         "evaluate it when --manifest is given.")
     dc.add_argument("--weights", required=True, type=Path,
                     help="DA-CLIP's released checkpoint file")
@@ -609,7 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "sigma on 0..255, JPEG quality, downsample scale).")
     pr.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
     pr.add_argument("--checkpoint", required=True, type=Path,
-                    help="checkpoint.pt of HD-CLIP or of a baseline")
+                    help="folder of a trained HD-CLIP or baseline (model.safetensors, "
+                    "config.json)")
     pr.add_argument("--json", action="store_true", help="one JSON object per line and image")
     pr.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     pr.add_argument("--batch", type=int, default=64, help="crops per forward pass")

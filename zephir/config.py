@@ -1,7 +1,9 @@
 """The one config loader: YAML -> validated dict with defaults filled in.
 
-The schema (:mod:`zephir.schema`) is the single description of every key and its default;
-Snakemake and the command line both call :func:`check`.
+The schema (:mod:`zephir.schema`) is the single description of every key and its default, but
+for HD-CLIP's model settings, whose defaults live with the model
+(:class:`zephir.hdclip.config.HDCLIPConfig`); Snakemake and the command line both call
+:func:`check`.
 """
 from __future__ import annotations
 
@@ -52,6 +54,10 @@ def check(config: dict, origin: str = "config") -> dict:
         raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(lines))
     given = set(config)
     _fill_defaults(config, schema())
+    # HD-CLIP's defaults live with the model (zephir.hdclip.config), not in the schema
+    from zephir.hdclip.config import defaults as hdclip_defaults
+
+    config["hdclip"]["model"] = {**hdclip_defaults(), **config["hdclip"]["model"]}
     _check_semantics(config, origin, given)
     return config
 

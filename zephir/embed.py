@@ -50,15 +50,16 @@ def embed_set(checkpoint: str | Path, source: str | Path, out: str | Path, *,
               device: str | torch.device = "cpu", batch: int = 8,
               progress: bool = False) -> conditioning.Embeddings:
     """Write the conditioning file ``out`` of every LQ image of ``source`` (a blind manifest,
-    an image folder or an index CSV: zephir.data.lq_inputs) with the HD-CLIP checkpoint
-    ``checkpoint``; returns it as read back. An unreadable image is a ValueError naming it
+    an image folder or an index CSV: zephir.data.lq_inputs) with the trained HD-CLIP at
+    ``checkpoint`` (its folder or ``model.safetensors``: zephir.hdclip.load_pretrained);
+    returns it as read back. An unreadable image is a ValueError naming it
     (every restore job needs every image)."""
     from zephir.bridge import hdclip_texts
-    from zephir.checkpoints import from_checkpoint
+    from zephir.hdclip import load_pretrained
     from zephir.restore import hdclip_info
 
     inputs = data.lq_inputs(source)
-    hd_model, ckpt = from_checkpoint(checkpoint, device)
+    hd_model, meta = load_pretrained(checkpoint, device)
     hd_model.eval()
     sha1 = {stem: zio.file_sha1(path) for stem, path in inputs.items()}
     stems = list(inputs)
@@ -70,7 +71,7 @@ def embed_set(checkpoint: str | Path, source: str | Path, out: str | Path, *,
         if progress:
             print(f"embed: {len(images)}/{len(stems)}", flush=True)
     texts = hdclip_texts()
-    info = {**hdclip_info(hd_model, ckpt, checkpoint), "sha1": zio.file_sha1(checkpoint)}
+    info = {**hdclip_info(hd_model, meta, checkpoint), "sha1": meta["sha1"]}
     conditioning.write(out, images, texts=texts, text=hdclip_text(hd_model, texts),
                        hdclip=info, lq_sha1=sha1)
     return conditioning.read(out)

@@ -135,7 +135,9 @@ def write_evaluation(model: Estimator, ckpt: dict, checkpoint: Path, manifest: P
 def evaluate_checkpoint(checkpoint: Path, manifest: Path, out: Path, *, split: str = "val",
                         device="cpu", report_gap: float = 5.0, transfer: bool = False
                         ) -> dict:
-    """``zephir evaluate``: :func:`write_evaluation` of the model saved at ``checkpoint``."""
-    model, ckpt = checkpoints.from_checkpoint(checkpoint, device)
-    return write_evaluation(model, ckpt, checkpoint, manifest, out, split=split, device=device,
-                            report_gap=report_gap, transfer=transfer)
+    """``zephir evaluate``: :func:`write_evaluation` of the model saved at ``checkpoint`` (its
+    folder, or a file in it: :func:`zephir.checkpoints.load_pretrained`), recorded as the
+    folder."""
+    model, meta = checkpoints.load_pretrained(checkpoint, device)
+    return write_evaluation(model, meta, Path(meta["path"]), manifest, out, split=split,
+                            device=device, report_gap=report_gap, transfer=transfer)

@@ -26,7 +26,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -110,6 +109,8 @@ def _load_16bit_png(path: Path) -> np.ndarray | None:
     """Pillow reads 48/64-bit PNGs as 8-bit by truncation; cv2 keeps all 16 bits."""
     if _png_bit_depth(path) != 16:
         return None  # spares a second decode of every 8-bit PNG
+    import cv2  # here: reading a config or a model folder needs no OpenCV
+
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
         return None
@@ -215,6 +216,8 @@ def encode_png(rgb: np.ndarray) -> bytes:
     """Lossless PNG bytes of an RGB uint8 array (deterministic for equal pixels)."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    import cv2
+
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]),
                            [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
@@ -233,6 +236,8 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
     The training loader's read: such a file has nothing for :func:`load_image` to convert
     (no EXIF, no alpha, no 16 bits), so one OpenCV decode does, at about 2x its speed.
     """
+    import cv2
+
     bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageError(f"{path}: missing or not a PNG zephir wrote")

@@ -2,9 +2,10 @@
 
 ``zephir/schemas/config.schema.yaml`` (also ``workflow/schemas/``, which Snakemake validates
 against) describes each key and gives its default. The settings dataclasses
-(:class:`~zephir.degrade.synth.SynthSpec`, :class:`~zephir.hdclip.model.HDCLIPConfig`,
-:class:`~zephir.training.loop.TrainConfig`) take their defaults from here, through
-:func:`default`, so that a default is written once.
+(:class:`~zephir.degrade.synth.SynthSpec`, :class:`~zephir.training.loop.TrainConfig`) take
+their defaults from here, through :func:`default`, so that a default is written once. HD-CLIP's
+model settings are the exception: their defaults live with the model
+(:class:`~zephir.hdclip.config.HDCLIPConfig`), and :func:`zephir.config.check` fills them.
 """
 from __future__ import annotations
 

@@ -18,16 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Package code every ``zephir`` command runs: the command line, the config loader and its
-#: schema (which runs the synthesiser's own checks), image I/O, the degradation model.
+#: schema (which runs the synthesiser's own checks, and fills HD-CLIP's defaults from its
+#: settings), image I/O, the degradation model.
 _COMMAND = ("zephir/__init__.py", "zephir/__main__.py", "zephir/quiet.py", "zephir/cli.py",
-            "zephir/config.py", "zephir/schema.py", "zephir/schemas", "zephir/io.py", "zephir/data.py",
+            "zephir/config.py", "zephir/schema.py", "zephir/schemas", "zephir/io.py",
+            "zephir/data.py",
             "zephir/parallel.py", "zephir/seed.py", "zephir/degrade/__init__.py",
-            "zephir/degrade/levels.py", "zephir/degrade/ops.py", "zephir/degrade/synth.py")
+            "zephir/degrade/levels.py", "zephir/degrade/ops.py", "zephir/degrade/synth.py",
+            "zephir/hdclip/__init__.py", "zephir/hdclip/config.py")
 #: The one trainer of HD-CLIP, the baselines and the ablations, and its evaluation (crops, or
 #: whole images as ``zephir predict`` reads them).
 _TRAINER = ("zephir/baselines", "zephir/checkpoints.py", "zephir/estimators.py",
-            "zephir/evaluation.py", "zephir/methods.py", "zephir/hdclip/__init__.py",
-            "zephir/hdclip/configs", "zephir/hdclip/interp.py", "zephir/hdclip/losses.py",
+            "zephir/evaluation.py", "zephir/methods.py", "zephir/safe_load.py",
+            "zephir/hdclip/configs", "zephir/hdclip/factory.py", "zephir/hdclip/interp.py", "zephir/hdclip/losses.py",
             "zephir/hdclip/model.py", "zephir/hdclip/ordinal.py", "zephir/hdclip/predict.py",
             "zephir/metrics/__init__.py",
             "zephir/metrics/estimation.py", "zephir/training")
@@ -82,18 +85,19 @@ STAGES = (
           code=_COMMAND + _TRAINER + ("zephir/degrade/transfer.py",),
           smk=("workflow/rules/hdclip.smk", "workflow/rules/estimation.smk"),
           params=("datasets", "train_set", "eval_set", "synth", "hdclip", "estimation"),
-          reads=("data", "synth", "synth_eval", "hdclip/config.yaml", "hdclip/checkpoint.pt"),
+          reads=("data", "synth", "synth_eval", "hdclip/config.yaml",
+                 "hdclip/model.safetensors"),
           outs=("baselines", "ablation", "transfer")),
     Stage("restore", rules=("restore_config", "hdclip_embed", "restore"),
           code=_COMMAND + ("zephir/degrade/blind.py", "zephir/backbones", "zephir/baselines",
                            "zephir/bridge.py", "zephir/checkpoints.py", "zephir/conditioning.py",
                            "zephir/embed.py", "zephir/estimators.py", "zephir/guidance",
                            "zephir/hdclip", "zephir/methods.py", "zephir/restore.py",
-                           "zephir/weights.py"),
+                           "zephir/safe_load.py", "zephir/weights.py"),
           smk=("workflow/rules/restore.smk", "workflow/envs/seesr.yaml",
                "workflow/envs/pasd.yaml", "workflow/envs/faithdiff.yaml"),
           params=("datasets", "train_set", "eval_set", "blind_sets", "restoration", "weights"),
-          reads=("data", "blind", "hdclip/checkpoint.pt"), outs=("restore",)),
+          reads=("data", "blind", "hdclip/model.safetensors"), outs=("restore",)),
     # restore.smk: its wildcard constraints (backbone, run) apply to the score rule too
     Stage("score", rules=("score",),
           code=_COMMAND + ("zephir/metrics/__init__.py", "zephir/metrics/iqa.py",

@@ -77,10 +77,10 @@ def test_every_method_trains_saves_and_rebuilds(method, labelled, tmp_path):
         assert math.isnan(metrics["type_acc"]) and 0.0 <= metrics["srocc"] ** 2 <= 1.0
     else:
         assert 0.0 <= metrics["type_acc"] <= 1.0
-    model, ckpt = checkpoints.from_checkpoint(tmp_path / "checkpoint.pt")
+    model, ckpt = checkpoints.load_pretrained(tmp_path / "model.safetensors")
     assert ckpt["method"] == method and type(model) is type(methods.build(method, CFG))
     table, _ = evaluation.evaluate(model, labelled)
-    again, _ = evaluation.evaluate(checkpoints.from_checkpoint(tmp_path / "checkpoint.pt")[0],
+    again, _ = evaluation.evaluate(checkpoints.load_pretrained(tmp_path / "model.safetensors")[0],
                                    labelled)
     assert table.equals(again)
     assert ckpt["step"] == (0 if method == "clip_zeroshot" else 2)

@@ -187,7 +187,7 @@ def test_released_daclip_weights_are_read_whole(tmp_path):
     weights = tmp_path / "daclip_ViT-B-32.pt"
     clip, control, zero = _daclip_standin(weights)
     path = checkpoints.import_daclip(weights, VIT, tmp_path / "imported")
-    model, ckpt = checkpoints.from_checkpoint(path)
+    model, ckpt = checkpoints.load_pretrained(path)
     assert ckpt["method"] == "daclip_released"
     for k, v in control.state_dict().items():
         assert torch.equal(model.tower.state_dict()[k], v), k

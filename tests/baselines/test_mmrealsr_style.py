@@ -126,7 +126,7 @@ def test_evaluation_and_table2_show_unmodelled_types_as_such(labelled, tmp_path)
     model = methods.build("mmrealsr_style", CFG)
     ckpt = {"method": "mmrealsr_style", "hdclip": CFG.to_dict(), "random_init": True,
             "train": {"steps": 0}}
-    result = evaluation.write_evaluation(model, ckpt, tmp_path / "checkpoint.pt", labelled,
+    result = evaluation.write_evaluation(model, ckpt, tmp_path / "model.safetensors", labelled,
                                          tmp_path / "eval")
     table = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     assert table[["jpeg_score", "jpeg_pred", "downsample_pred"]].isna().all().all()

@@ -188,9 +188,8 @@ def test_predict_ranks_noise_levels_of_unseen_photos(tmp_path, one_torch_thread,
     rng = np.random.default_rng(0)
     cfg = M.HDCLIPConfig(arch="zephir-tiny-rn")
     m = _fit_noise_readout(M.build(cfg), rng)
-    ckpt = tmp_path / "checkpoint.pt"
-    checkpoints.save(ckpt, {"model": m.state_dict(), "method": "hdclip", "step": 250,
-                            "hdclip": cfg.to_dict(), "train": {}, "random_init": True})
+    ckpt = checkpoints.save_model(tmp_path / "model", m, {"method": "hdclip", "step": 250,
+                                                          "hdclip": cfg.to_dict()})
     truth, files = [], []
     for name in HELD_OUT:
         img = data.embedded_image(name)

@@ -9,7 +9,7 @@ import torch
 
 from zephir import cli
 from zephir import io as zio
-from zephir.checkpoints import from_checkpoint
+from zephir.checkpoints import load_pretrained
 from zephir.degrade import levels, ops
 from zephir.hdclip import predict
 from zephir.hdclip.model import HDCLIPConfig
@@ -22,7 +22,7 @@ def checkpoint(labelled, tmp_path_factory):
     train(labelled, out, HDCLIPConfig(arch="zephir-tiny-rn"),
           TrainConfig(steps=3, batch_size=8, eval_every=100, checkpoint_every=100),
           progress=False)
-    return out / "checkpoint.pt"
+    return out
 
 
 def test_crops_cover_any_size():
@@ -64,7 +64,7 @@ def test_json_schema_and_round_trip(checkpoint, astronaut, tmp_path, capsys):
 
 
 def test_batching_does_not_change_results(checkpoint, astronaut):
-    model, _ = from_checkpoint(checkpoint)
+    model, _ = load_pretrained(checkpoint)
     imgs = [astronaut[:300, :300], astronaut[100:228, 50:178], astronaut[:64, :64]]
     one = predict.estimate(model, imgs, batch=1)
     many = predict.estimate(model, imgs, batch=64)
@@ -88,7 +88,7 @@ def test_bad_checkpoint_is_a_clear_error(tmp_path, photo_dir, capsys):
     assert f"{bad}: not a readable zephir checkpoint" in capsys.readouterr().err
     assert cli.main(["predict", "--checkpoint", str(tmp_path / "none.pt"),
                      str(photo_dir / "camera.png")]) == 2
-    assert "no such checkpoint" in capsys.readouterr().err
+    assert f"{tmp_path / 'none.pt'}: no such model folder" in capsys.readouterr().err
 
 
 def test_unreadable_files_are_reported_and_the_others_predicted(checkpoint, photo_dir, tmp_path,
@@ -112,7 +112,7 @@ def test_embed_gives_both_branches_and_agrees_with_estimate(checkpoint, astronau
     through the crops of `zephir predict`, whose levels are the ones `estimate` reports."""
     import torch
 
-    model, _ = from_checkpoint(checkpoint)
+    model, _ = load_pretrained(checkpoint)
     imgs = [astronaut[:300, :260], astronaut[:90, :90]]
     embs = predict.embed(model, imgs)
     d, k = model.embed_dim, len(model.cfg.types)

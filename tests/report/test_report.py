@@ -25,7 +25,7 @@ def evaluated(labelled, tmp_path_factory):
         cfg = TrainConfig(steps=2, batch_size=8, use_level=flags[0], use_slerp=flags[1])
         train(labelled, root / name, HDCLIPConfig(arch="zephir-tiny-rn"), cfg, method=method,
               progress=False)
-        evaluation.evaluate_checkpoint(root / name / "checkpoint.pt", labelled,
+        evaluation.evaluate_checkpoint(root / name / "model.safetensors", labelled,
                                        root / name / "eval")
         out[name] = root / name / "eval"
     return out
@@ -42,7 +42,7 @@ def transferred(evaluated, photo_dir, tmp_path_factory):
                              crop_sizes=(96, 140))
     out = {}
     for name in ("D", "mm"):
-        evaluation.evaluate_checkpoint(evaluated[name].parent / "checkpoint.pt", manifest,
+        evaluation.evaluate_checkpoint(evaluated[name].parent / "model.safetensors", manifest,
                                        root / name, transfer=True)
         out[name] = root / name
     return out
@@ -204,7 +204,7 @@ def test_every_figure_is_drawn(evaluated, transferred, labelled, photo_dir, tmp_
     data.index_folder(photo_dir, index)
     d, a, mm = evaluated["D"], evaluated["A"], evaluated["mm"]
     inputs = {
-        1: {"checkpoint": d.parent / "checkpoint.pt"},
+        1: {"checkpoint": d.parent / "model.safetensors"},
         3: {"arrays": d / "arrays.npz", "predictions": d / "predictions.csv",
             "metrics": d / "metrics.json"},
         7: {"predictions": [d / "predictions.csv", mm / "predictions.csv"],
@@ -218,7 +218,7 @@ def test_every_figure_is_drawn(evaluated, transferred, labelled, photo_dir, tmp_
                                      transferred["mm"] / "predictions.csv"],
                      "metrics": [transferred["D"] / "metrics.json",
                                  transferred["mm"] / "metrics.json"]},
-        **_restorations(d.parent / "checkpoint.pt", photo_dir, tmp_path),
+        **_restorations(d.parent / "model.safetensors", photo_dir, tmp_path),
     }
     assert set(inputs) == set(registry.FIGURES)  # a new figure gets a case here
     for n, given in inputs.items():

@@ -150,7 +150,7 @@ def trained(labelled, tmp_path_factory):
     root = tmp_path_factory.mktemp("fig1")
     train(labelled, root, HDCLIPConfig(arch="zephir-tiny-rn"),
           TrainConfig(steps=2, batch_size=8), progress=False)
-    return root / "checkpoint.pt"
+    return root / "model.safetensors"
 
 
 def _unit(x):
@@ -160,9 +160,9 @@ def _unit(x):
 def test_figure1_matrices_recomputed(trained):
     """Both matrices against numpy: the text tower on the printed prompts, and eq. 2 written
     out (unit word + sqrt(2/d) * pe_scale * PE(l / 100) + shift, normalised)."""
-    from zephir.checkpoints import from_checkpoint
+    from zephir.checkpoints import load_pretrained
 
-    model, _ = from_checkpoint(trained)
+    model, _ = load_pretrained(trained)
     m = figures.figure1_matrices(model, "blur")
     from zephir.degrade import levels as dlevels
 

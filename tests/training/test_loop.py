@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 
-from zephir.checkpoints import load as load_checkpoint
+from zephir.checkpoints import load_state
 from zephir.degrade.synth import read_manifest
 from zephir.hdclip.model import HDCLIPConfig, build
 from zephir.seed import seed_everything
@@ -36,7 +37,11 @@ def _log(out: Path) -> list[dict]:
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(path)["model"]
+    return load_file(path)
+
+
+def _config(out: Path) -> dict:
+    return json.loads((out / "config.json").read_text())
 
 
 def test_batches_are_a_function_of_seed_and_step():
@@ -58,9 +63,10 @@ def test_short_run_lowers_every_enabled_loss(labelled, tmp_path):
         last = np.mean([float(r[term]) for r in rows[-8:]])
         assert last < first, (term, first, last)
     assert 0 <= metrics["type_acc"] <= 1 and "srocc" in metrics
-    for name in ("checkpoint.pt", "last.pt", "val_metrics.csv", "metrics.json"):
+    for name in ("model.safetensors", "config.json", "README.md", "last.pt", "val_metrics.csv",
+                 "metrics.json"):
         assert (tmp_path / name).is_file()
-    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    ckpt = _config(tmp_path)
     assert ckpt["random_init"] is True and ckpt["hdclip"]["arch"] == "zephir-tiny-rn"
 
 
@@ -71,7 +77,7 @@ def test_ablation_switches_remove_terms(labelled, tmp_path):
     assert set(_log(tmp_path)[0]) >= {"loss_conf", "loss_align"}
     assert "loss_level" not in _log(tmp_path)[0] and "loss_slerp" not in _log(tmp_path)[0]
     # ablation A still aligns the embeddings with the anchors: the shift of eq. 2 moves
-    assert _weights(tmp_path / "checkpoint.pt")["shift"].abs().max() > 0
+    assert _weights(tmp_path / "model.safetensors")["shift"].abs().max() > 0
     assert TrainConfig(use_level=True).terms(False) == ["conf", "level", "slerp"]
 
 
@@ -79,7 +85,7 @@ def _killed_after(step: int, labelled: Path, out: Path, model_cfg, cfg) -> int:
     """Train into ``out`` and SIGTERM the run once its last.pt has ``step`` steps (what Slurm
     sends before preemption); returns the step it stopped at."""
     def kill():
-        while not (out / LAST).exists() or load_checkpoint(out / LAST)["step"] < step:
+        while not (out / LAST).exists() or load_state(out / LAST)["step"] < step:
             time.sleep(0.005)
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -87,8 +93,8 @@ def _killed_after(step: int, labelled: Path, out: Path, model_cfg, cfg) -> int:
     with pytest.raises(SystemExit) as info:  # a checkpoint every step, to see the progress
         train(labelled, out, model_cfg, replace(cfg, checkpoint_every=1), progress=False)
     assert info.value.code == 128 + signal.SIGTERM
-    assert not (out / "checkpoint.pt").exists() and not (out / LOG).exists()
-    return load_checkpoint(out / LAST)["step"]
+    assert not (out / "model.safetensors").exists() and not (out / LOG).exists()
+    return load_state(out / LAST)["step"]
 
 
 def test_killed_and_resumed_run_equals_uninterrupted(labelled, tmp_path):
@@ -100,7 +106,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(labelled, tmp_path):
     stopped = _killed_after(5, labelled, out, model_cfg, cfg)
     assert 5 <= stopped < cfg.steps
     train(labelled, out, model_cfg, cfg, resume=True, progress=False)
-    full, resumed = _weights(tmp_path / "full/checkpoint.pt"), _weights(out / "checkpoint.pt")
+    full, resumed = _weights(tmp_path / "full/model.safetensors"), _weights(out / "model.safetensors")
     for key in full:
         assert torch.equal(full[key], resumed[key]), key
     assert [r["step"] for r in _log(out)] == [str(s) for s in range(1, cfg.steps + 1)]
@@ -142,7 +148,7 @@ def test_type_balanced_run_in_epochs_has_the_per_type_counts_and_resumes_bit_exa
     want = {"blur": 2, "noise": 2, "jpeg": 2, "downsample": 2, "mixture": mixtures}
     for idx in seen:
         assert Counter(kinds[i] for i in idx) == want
-    ckpt = load_checkpoint(tmp_path / "full/checkpoint.pt")
+    ckpt = _config(tmp_path / "full")
     assert (ckpt["train"]["steps"], ckpt["train"]["batch_size"]) == (steps, 9)
     assert (ckpt["train"]["epochs"], ckpt["train"]["batch_per_type"]) == (2, 2)
     assert len(_log(tmp_path / "full")) == steps
@@ -156,8 +162,8 @@ def test_type_balanced_run_in_epochs_has_the_per_type_counts_and_resumes_bit_exa
     # the resumed run starts where the killed one stopped, with the same batches
     assert len(seen) == steps - stopped
     assert all(np.array_equal(a, b) for a, b in zip(seen, uninterrupted[stopped:]))
-    full = _weights(tmp_path / "full/checkpoint.pt")
-    resumed = _weights(out / "checkpoint.pt")
+    full = _weights(tmp_path / "full/model.safetensors")
+    resumed = _weights(out / "model.safetensors")
     for key in full:
         assert torch.equal(full[key], resumed[key]), key
 
@@ -186,7 +192,7 @@ def test_resume_ignores_a_last_checkpoint_of_another_run(labelled, tmp_path, cap
     train(labelled, out, model_cfg, new, resume=True, progress=False)
     assert "another run (train.lr changed)" in capsys.readouterr().err
     train(labelled, tmp_path / "fresh", model_cfg, new, progress=False)
-    fresh, resumed = _weights(tmp_path / "fresh/checkpoint.pt"), _weights(out / "checkpoint.pt")
+    fresh, resumed = _weights(tmp_path / "fresh/model.safetensors"), _weights(out / "model.safetensors")
     assert all(torch.equal(fresh[k], resumed[k]) for k in fresh)
     assert len(_log(out)) == new.steps
 
@@ -209,10 +215,10 @@ def test_train_command_runs_an_ablation_and_evaluates_it(labelled, tmp_path):
     assert cli.main(["train", "--config", str(cfg_file), "--manifest", str(labelled), "--out",
                      str(out), "--losses", "C", "--topk", "all", "--gap", "10", "--steps", "2",
                      "--evaluate", "--quiet"]) == 0
-    ckpt = load_checkpoint(out / "checkpoint.pt")
+    ckpt = _config(out)
     assert ckpt["hdclip"]["topk"] is None and ckpt["hdclip"]["gap"] == 10.0
     assert (ckpt["train"]["use_level"], ckpt["train"]["use_slerp"]) == (False, True)
-    assert ckpt["train"]["steps"] == 2 and ckpt["model"]["bins"].numel() == 11
+    assert ckpt["train"]["steps"] == 2 and _weights(out / "model.safetensors")["bins"].numel() == 11
     result = json.loads((out / "eval" / "metrics.json").read_text())
     assert result["train"]["use_slerp"] is True and result["hdclip"]["gap"] == 10.0
     assert (out / "eval" / "predictions.csv").is_file() and (out / "eval" / "arrays.npz").is_file()
@@ -247,7 +253,7 @@ def test_two_process_ddp_matches_one_process(labelled, tmp_path, batch):
                            *args, "--out", str(tmp_path / "two")], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    one, two = _weights(tmp_path / "one/checkpoint.pt"), _weights(tmp_path / "two/checkpoint.pt")
+    one, two = _weights(tmp_path / "one/model.safetensors"), _weights(tmp_path / "two/model.safetensors")
     seed_everything(0)  # the initial weights of both runs
     init = build(HDCLIPConfig(arch="zephir-tiny-vit")).state_dict()
     trained = [k for k in one if k.startswith(("degradation_branch.", "heads.", "shift"))]
@@ -270,7 +276,7 @@ def test_semantic_losses_train_the_controller(labelled, photo_dir, tmp_path):
     assert {"loss_semantic", "loss_clip"} <= set(rows[0])
     # the zero-initialised residuals start at plain CLIP (semantic loss ~0 on clean-ish crops
     # is not guaranteed), and training moves them away from zero
-    weights = _weights(tmp_path / "run/checkpoint.pt")
+    weights = _weights(tmp_path / "run/model.safetensors")
     zero = [v for k, v in weights.items() if k.startswith("zero_modules.")]
     assert zero and any(v.abs().max() > 0 for v in zero)
     assert json.loads((tmp_path / "run/metrics.json").read_text())["semantic_target"] == \
@@ -397,7 +403,7 @@ def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step(labelled, tmp_
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while not ((out / LAST).exists() and load_checkpoint(out / LAST)["step"] >= 3):
+    while not ((out / LAST).exists() and load_state(out / LAST)["step"] >= 3):
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:]
         time.sleep(0.05)
     os.kill(_rank_pids(proc.pid)[1], signal.SIGTERM)
@@ -406,8 +412,8 @@ def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step(labelled, tmp_
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail("rank 0 kept waiting for rank 1 after rank 1 stopped")
-    stopped = load_checkpoint(out / LAST)["step"]
-    assert 3 <= stopped < steps and not (out / "checkpoint.pt").exists()
+    stopped = load_state(out / LAST)["step"]
+    assert 3 <= stopped < steps and not (out / "model.safetensors").exists()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert [int(r["step"]) for r in _log(out)] == list(range(1, steps + 1))

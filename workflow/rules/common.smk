@@ -91,8 +91,9 @@ def dataset_args(wildcards, output):
 
 
 def hdclip_checkpoint():
-    """The trained HD-CLIP model."""
-    return RESULTS / "hdclip" / "checkpoint.pt"
+    """The trained HD-CLIP model: the weights of its folder (model.safetensors beside
+    config.json and the model card README.md; zephir.checkpoints), which the commands read."""
+    return RESULTS / "hdclip" / "model.safetensors"
 
 
 def zephir_launcher(gpus):
@@ -128,7 +129,7 @@ def ablation_checkpoint(losses, topk, gap):
     default = ("D", _topk(model["topk"]), _gap(model["gap"]))
     if EST["ablation_steps"] is None and (losses, _topk(topk), _gap(gap)) == default:
         return hdclip_checkpoint()
-    return ablation_dir(losses, _topk(topk), _gap(gap)) / "checkpoint.pt"
+    return ablation_dir(losses, _topk(topk), _gap(gap)) / "model.safetensors"
 
 
 def daclip_weights_present():
@@ -145,7 +146,8 @@ DACLIP_RELEASED = daclip_weights_present()
 
 
 def baseline_checkpoint(method):
-    return RESULTS / "baselines" / method / "checkpoint.pt"
+    """A baseline's trained model (its folder's weights, as hdclip_checkpoint)."""
+    return RESULTS / "baselines" / method / "model.safetensors"
 
 
 def daclip_clip_flags(checkpoint=True):
@@ -528,7 +530,7 @@ def stage_targets(name):
         return [hdclip_checkpoint()]
     if name == "estimate":  # the models of the estimation tables (2-4), but HD-CLIP itself
         models = dict.fromkeys(m for t in planned_tables() for m in table_runs(t)
-                               if str(m).endswith(".pt") and m != hdclip_checkpoint())
+                               if str(m).endswith(".safetensors") and m != hdclip_checkpoint())
         return [evaluation(m) for m in models] + transfer_results()
     if name == "restore":
         return [f for r in restoration_runs() for f in restore_done(*r)]

@@ -21,7 +21,7 @@ rule ablation_train:
         sources=dataset_index(config["train_set"]),
         captions=train_captions() or [],
     output:
-        checkpoint=ablation_dir("{losses}", "{topk}", "{gap}") / "checkpoint.pt",
+        checkpoint=ablation_dir("{losses}", "{topk}", "{gap}") / "model.safetensors",
         eval=eval_files(ablation_dir("{losses}", "{topk}", "{gap}")),
     params:
         code=CODE["estimate"],

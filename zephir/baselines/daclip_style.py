@@ -193,7 +193,10 @@ def released_state(path: str | Path) -> dict[str, torch.Tensor]:
     (the same frozen tower again), ``logit_scale`` and ``visual_control.*`` (the controller: a
     copy of the vision tower whose transformer is wrapped, ``transformer.transformer.*``, with
     ``transformer.zero_modules.{j}`` after its block j). A training checkpoint may hold it
-    under ``state_dict``, with DDP's ``module.`` prefixes.
+    under ``state_dict``, with DDP's ``module.`` prefixes. The file is read with
+    ``weights_only=True``: tensors and plain values only, never a pickled object (open_clip
+    reads checkpoints the same way, ``load_state_dict(..., weights_only=True)`` in
+    ``src/open_clip/factory.py`` of open_clip 3.3).
     """
     path = Path(path)
     if not path.is_file():
@@ -201,7 +204,12 @@ def released_state(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: DA-CLIP weights not found; download daclip_ViT-B-32.pt (or "
             "wild-daclip_ViT-L-14.pt) from the DA-CLIP repository (github.com/Algolzw/daclip-uir) "
             "where there is internet and copy it here")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    from zephir.safe_load import safe_torch_load
+
+    obj = safe_torch_load(path, what="DA-CLIP weights file", remedy=(
+        "DA-CLIP's released files (plain state dicts) load this way: download "
+        "daclip_ViT-B-32.pt again from the DA-CLIP repository (github.com/Algolzw/daclip-uir), "
+        "or save only the tensors of this one (torch.save(state_dict)) where it is trusted."))
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a DA-CLIP checkpoint (no state dict)")

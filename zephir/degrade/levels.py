@@ -23,7 +23,6 @@ class Degradation:
     parameter: str
     low: float          # native value at the weakest level (level 0)
     high: float         # native value at the strongest level (level 100)
-    word: str           # the word whose CLIP text embedding anchors the type (eq. 2)
     integer: bool = False  # the native parameter only takes integer values (JPEG quality)
 
     @property
@@ -38,10 +37,10 @@ class Degradation:
 DEGRADATIONS: dict[str, Degradation] = {
     d.name: d
     for d in (
-        Degradation("blur", "sigma", 0.1, 4.0, "Blur"),
-        Degradation("noise", "sigma_255", 1.0, 40.0, "Noisy"),
-        Degradation("jpeg", "quality", 95.0, 30.0, "JPEG", integer=True),
-        Degradation("downsample", "scale", 1.1, 7.0, "Downsample"),
+        Degradation("blur", "sigma", 0.1, 4.0),
+        Degradation("noise", "sigma_255", 1.0, 40.0),
+        Degradation("jpeg", "quality", 95.0, 30.0, integer=True),
+        Degradation("downsample", "scale", 1.1, 7.0),
     )
 }
 #: The four types, in the composite order blur -> downsample -> noise -> jpeg.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -17,12 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zephir.degrade import levels as dlevels
 from zephir.estimators import Estimate, SemanticTargets
 from zephir.hdclip import losses
+from zephir.hdclip.config import HDCLIPConfig
 from zephir.hdclip.interp import float32_math, interpolate_level
 from zephir.hdclip.ordinal import bin_centres, composition_anchors
-from zephir.schema import default
 
 CONFIG_DIR = resources.files("zephir.hdclip") / "configs"
 _registered = False
@@ -42,33 +41,16 @@ def register_architectures() -> None:
         _registered = True
 
 
-@dataclass
-class HDCLIPConfig:
-    """Architecture and ordinal-space settings (the ``hdclip.model`` config section and
-    ``synth.types``); stored in every checkpoint. Defaults come from the config schema."""
+#: The word whose CLIP text embedding anchors each degradation type (eq. 2).
+WORDS = {"blur": "Blur", "noise": "Noisy", "jpeg": "JPEG", "downsample": "Downsample"}
 
-    arch: str = default("hdclip.model.arch")              # open_clip architecture name
-    # CLIP weights: None = random init; a local file; or an open_clip pretrained tag of `arch`
-    # ("openai" for ViT-B-32), which open_clip downloads into its cache on first use.
-    checkpoint: str | None = default("hdclip.model.checkpoint")
-    quick_gelu: bool = default("hdclip.model.quick_gelu")  # OpenAI weights need QuickGELU
-    controller: bool = default("hdclip.model.controller")  # residuals into the frozen tower
-    types: tuple[str, ...] = default("synth.types")        # the degradation types, in order
-    gap: float = default("hdclip.model.gap")               # eq. 3: a bin every `gap` levels
-    freq_base: float = default("hdclip.model.freq_base")   # eq. 1: the frequency base w
-    pe_scale: float = default("hdclip.model.pe_scale")     # eq. 2 (choice): PE against word
-    topk: int | None = default("hdclip.model.topk")        # eq. 6: bins used (None = all)
-    tau: float = default("hdclip.model.tau")               # eq. 6 and 9 temperature
-    shift: str = default("hdclip.model.shift")             # eq. 2 (choice): per "bin" | "type"
-    slerp_negatives: str = default("hdclip.model.slerp_negatives")  # eq. 9 (choice): "bins" |
-    #                                                        "batch" (NumCLIP's)
 
-    @property
-    def random_init(self) -> bool:
-        return self.checkpoint is None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def type_word(kind: str) -> str:
+    """The anchor word of degradation type ``kind`` (eq. 2); a clear error for an unknown one."""
+    if kind not in WORDS:
+        raise ValueError(f"unknown degradation type {kind!r}; expected one of "
+                         f"{', '.join(WORDS)}")
+    return WORDS[kind]
 
 
 def load_clip(arch: str, checkpoint: str | None = None, *, quick_gelu: bool = False):
@@ -211,7 +193,7 @@ class HDCLIP(nn.Module):
         d = self.embed_dim
         k = len(cfg.types)
         self.heads = nn.ModuleList(nn.Linear(d, d + 1) for _ in range(k))
-        words = [dlevels.get(t).word for t in cfg.types]
+        words = [type_word(t) for t in cfg.types]
         with torch.no_grad():
             word_emb = clip.encode_text(tokenizer(words)).float()
         self.register_buffer("words", word_emb)

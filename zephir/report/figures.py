@@ -319,9 +319,9 @@ def figure1(checkpoint: Path, out: Path, *, kind: str = "blur") -> Path:
     """Fig. 1: CLIP's text tower is blind to numbers. Cosine similarity between the CLIP text
     embeddings of "<type> with <value>" prompts across levels (left), beside the same matrix
     for the trained HD-CLIP's composition ordinal anchors of that type (right, eq. 2-3)."""
-    from zephir.checkpoints import from_checkpoint
+    from zephir.checkpoints import load_pretrained
 
-    model, ckpt = from_checkpoint(checkpoint)
+    model, ckpt = load_pretrained(checkpoint)
     if not hasattr(model, "anchors"):
         raise ValueError(f"{checkpoint}: figure 1 needs an HD-CLIP checkpoint (method "
                          f"{ckpt.get('method')!r} has no composition anchors)")

@@ -217,7 +217,7 @@ SCORES = Input("scores", "<run>.json score files of `zephir score`",
                read=lambda paths: resolve("zephir.report.restoration:read_scores")(paths))
 RESTORED = Input("restored", "shard-*.done.json of a `zephir restore` run (its folder holds "
                  "the images)")
-CHECKPOINT = Input("checkpoint", "checkpoint.pt of a trained HD-CLIP model")
+CHECKPOINT = Input("checkpoint", "a trained HD-CLIP model's folder or model.safetensors")
 BLIND = Input("blind", "blind manifest.csv of the restored set (LQ and HQ images)")
 LQ = Input("lq", "the LQ images a restoration read: the blind manifest.csv, or the image "
            "index of an hq: false set")

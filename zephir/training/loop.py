@@ -8,10 +8,12 @@ drawn without regard to type (``batch_size``) or type-balanced (``batch_per_type
 section 4.1), and the budget is ``steps`` or ``epochs`` of the train split
 (:meth:`TrainConfig.schedule` derives the other; the checkpoint records both).
 
-Files under ``out/``: ``last.pt`` (the training state: weights, optimiser, step, the run's
-identity and its whole log), and, written whole at the end from that state, ``checkpoint.pt``
-(the trained model), ``train_log.csv`` (one row per step), ``val_metrics.csv`` (one row per
-validation) and ``metrics.json``. A run resumed at its last step trains nothing and writes every
+Files under ``out/``: ``last.pt`` (the training state: weights, optimiser, scheduler, step,
+the run's identity and its whole log; tensors and plain values only, read back with
+``weights_only=True``), and, written whole at the end from that state, the trained model as a
+Hub-layout folder (``model.safetensors``, ``config.json``, the model card ``README.md``:
+:mod:`zephir.checkpoints`), ``train_log.csv`` (one row per step), ``val_metrics.csv`` (one row
+per validation) and ``metrics.json``. A run resumed at its last step trains nothing and writes every
 one of them again, so that a workflow that lost any of them gets them all back.
 """
 from __future__ import annotations
@@ -46,7 +48,7 @@ from zephir.training.data import (Composition, LabelledSet, SemanticTable, StepB
                                   read_captions)
 
 LAST = "last.pt"          # full training state, for --resume
-FINAL = "checkpoint.pt"   # the trained model, for predict and evaluation
+FINAL = checkpoints.WEIGHTS   # the trained model's weights; out/ is its folder
 LOG = "train_log.csv"
 VAL = "val_metrics.csv"
 
@@ -212,7 +214,7 @@ def _resumable(path: Path, identity: dict, device, main: bool) -> dict | None:
     on the main process, a line on stderr that says what changed)."""
     if not path.exists():
         return None
-    saved = checkpoints.load(path, device)
+    saved = checkpoints.load_state(path, device)
     if saved.get("run") == identity:
         return saved
     if main:
@@ -382,7 +384,7 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
             if world.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps
                                or stopping):
                 log.flush()
-                checkpoints.save(out / LAST, state(done))
+                checkpoints.save_state(out / LAST, state(done))
             if stopping:
                 raise _Preempted(stopping)
     except _Preempted as exc:
@@ -458,19 +460,21 @@ def _semantic_targets(model, model_cfg: HDCLIPConfig, train_set: LabelledSet,
 def _finish(model, final: dict, history: dict, out: Path, manifest: Path,
             val_set: LabelledSet | None, dev, evaluate_into: Path | None) -> dict:
     """Write every declared output of a finished run from its state, each file whole."""
-    del final["optimizer"], final["scheduler"], final["history"]
+    del final["model"], final["optimizer"], final["scheduler"], final["history"]
     val_rows = list(history["val"])
     metrics = next((r for r in reversed(val_rows) if r["step"] == final["step"]), None)
     metrics = {k: v for k, v in metrics.items() if k != "step"} if metrics else {}
     if evaluate_into is not None:
-        result = evaluation.write_evaluation(model, final, out / FINAL, manifest, evaluate_into,
+        result = evaluation.write_evaluation(model, final, out, manifest, evaluate_into,
                                              device=dev)
         metrics = result["metrics"]["single"]
         val_rows.append({"step": final["step"], **metrics})
     elif not metrics and val_set is not None:
         metrics = validate(model, val_set, dev)  # nothing trained (CLIP zero-shot)
     final["metrics"] = metrics
-    checkpoints.save(out / FINAL, final)
+    final["data"] = {"manifest_sha1": final["run"]["manifest_sha1"],
+                     "val_manifest": str(manifest)}
+    checkpoints.save_model(out, model, final)
     zio.write_text(out / LOG, _csv_text(history["log"]))
     zio.write_text(out / VAL, _csv_text(val_rows))
     zio.write_text(out / "metrics.json", json.dumps(
