@@ -105,11 +105,17 @@ def test_evaluate_refuses_a_malicious_pickle(evil, labelled, tmp_path, capsys):
 
 
 def test_restore_refuses_a_malicious_pickle(evil, photo_dir, tmp_path, capsys):
+    """Restore reads HD-CLIP's output from the set's embeddings file (safetensors), never a
+    checkpoint: a pickle given as that file is not a readable safetensors file, its code not
+    run."""
     path, marker = evil
     rc = cli.main(["restore", "--config", str(REPO / "config" / "config.yaml"), "--lq",
                    str(photo_dir), "--out", str(tmp_path / "out"), "--backbone", "tiny",
-                   "--mode", "cfpg", "--hdclip", str(path), "--quiet"])
-    _refused(capsys, path, marker, rc)
+                   "--mode", "cfpg", "--embeddings", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert not marker.exists(), "the pickle's code ran"
+    assert f"{path}: not a readable safetensors file" in err and "Traceback" not in err, err
 
 
 def test_import_daclip_refuses_a_malicious_pickle(tmp_path, capsys):
@@ -138,10 +144,7 @@ def test_train_resume_refuses_a_malicious_training_state(labelled, tmp_path, cap
 
 
 def test_embed_refuses_a_malicious_pickle(evil, photo_dir, tmp_path, capsys):
-    """The lead's `zephir embed` (issue 23) reads HD-CLIP through the same loader."""
-    commands = cli.build_parser()._subparsers._group_actions[0].choices
-    if "embed" not in commands:
-        pytest.skip("no `zephir embed` command on this branch yet (issue 23)")
+    """`zephir embed` (the only reader of HD-CLIP before restoration) uses the same loader."""
     path, marker = evil
     rc = cli.main(["embed", "--hdclip", str(path), "--lq", str(photo_dir), "--out",
                    str(tmp_path / "emb.safetensors"), "--quiet"])

@@ -114,7 +114,7 @@ STAGES = (
           code=_COMMAND + ("zephir/degrade/blind.py", "zephir/metrics/__init__.py",
                            "zephir/metrics/estimation.py", "zephir/report", "zephir/baselines",
                            "zephir/checkpoints.py", "zephir/estimators.py", "zephir/hdclip",
-                           "zephir/methods.py"),
+                           "zephir/methods.py", "zephir/safe_load.py"),
           smk=("workflow/rules/report.smk",),
           params=(),
           reads=("data", "synth", "synth_eval", "blind", "hdclip/eval", "baselines",
