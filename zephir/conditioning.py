@@ -18,7 +18,7 @@ metadata holds JSON: ``types`` (K names), ``texts`` (V strings), ``hdclip`` (wha
 checkpoint, sha1, method, step, arch, ``random_init``), ``lq_sha1`` ({stem: sha1 of the LQ
 file}) and ``format``.
 
-This module imports torch and safetensors only.
+This module imports torch, safetensors and the level maps (zephir.degrade.levels, NumPy) only.
 """
 from __future__ import annotations
 
@@ -33,9 +33,28 @@ from pathlib import Path
 
 import torch
 
+from zephir.degrade import levels as dlevels
+
 FORMAT = 1
 """Version of the file's layout; a file of another version is refused by name."""
 FIELDS = ("semantic", "embeddings", "present", "levels")
+
+
+def describe_levels(types: Sequence[str], present: torch.Tensor, levels: torch.Tensor) -> dict:
+    """{"type", "degradations": {type: {"present", "level", "value"}}} of one image from its
+    (K,) presence and levels; a type the estimator does not model (NaN) is left out, and "type"
+    is the most confident type, or None when the estimator does not model them all (as the
+    evaluation's ``pred_type``). ``value`` is the rounded level in the type's native unit."""
+    degs, scores = {}, {}
+    for k, t in enumerate(types):
+        if math.isnan(float(levels[k])) or math.isnan(float(present[k])):
+            continue
+        level = round(float(levels[k]), 2)  # the value below is the rounded level's
+        degs[t] = {"present": round(float(present[k]), 4), "level": level,
+                   "value": round(float(dlevels.denormalize(t, level)), 4)}
+        scores[t] = float(present[k])
+    typed = len(scores) == len(types)
+    return {"type": max(scores, key=scores.get) if typed else None, "degradations": degs}
 
 
 @dataclass(frozen=True)
@@ -61,13 +80,8 @@ class Conditioning:
             self.present.shape, self.levels.shape)
 
     def describe(self) -> dict:
-        """``{"type", "degradations": {type: {"present", "level"}}}``: the most present type
-        and each type's presence and level, rounded for records."""
-        degs = {t: {"present": round(float(p), 4), "level": round(float(lv), 2)}
-                for t, p, lv in zip(self.types, self.present, self.levels, strict=True)
-                if not (math.isnan(float(p)) or math.isnan(float(lv)))}
-        top = max(degs, key=lambda t: degs[t]["present"]) if len(degs) == len(self.types) else None
-        return {"type": top, "degradations": degs}
+        """HD-CLIP's reading of the image (:func:`describe_levels`), for records."""
+        return describe_levels(self.types, self.present, self.levels)
 
     def sha1(self) -> str:
         """sha1 of the tensors' float32 bytes: part of a restored image's fingerprint."""

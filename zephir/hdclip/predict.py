@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from zephir import io as zio
-from zephir.degrade import levels as dlevels
+from zephir.conditioning import describe_levels as _describe
 from zephir.estimators import Estimator
 from zephir.hdclip.model import HDCLIP
 
@@ -85,22 +85,6 @@ def embed(model: HDCLIP, images: Sequence[np.ndarray], device="cpu", batch: int 
             degradation=z[m].mean(0), embeddings=e[0], present=torch.sigmoid(conf[m].mean(0)),
             levels=model.levels(e.to(device)).cpu()[0].clamp(0, 100)))
     return results
-
-
-def _describe(types: Sequence[str], present: torch.Tensor, levels: torch.Tensor) -> dict:
-    """{"type", "degradations"} of one image from its (K,) presence and levels; a type the
-    estimator does not model (NaN) is left out, and "type" is the most confident type, or None
-    when the estimator does not model them all (as the evaluation's ``pred_type``)."""
-    degs, scores = {}, {}
-    for k, t in enumerate(types):
-        if math.isnan(float(levels[k])) or math.isnan(float(present[k])):
-            continue
-        level = round(float(levels[k]), 2)  # the value below is the rounded level's
-        degs[t] = {"present": round(float(present[k]), 4), "level": level,
-                   "value": round(float(dlevels.denormalize(t, level)), 4)}
-        scores[t] = float(present[k])
-    typed = len(scores) == len(types)
-    return {"type": max(scores, key=scores.get) if typed else None, "degradations": degs}
 
 
 def describe(model: HDCLIP, emb: ImageEmbedding) -> dict:
