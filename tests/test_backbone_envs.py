@@ -63,8 +63,10 @@ ENVS = {"seesr": "0.21.0", "pasd": "0.29.2"}
 """Backbone -> the diffusers version its environment must have."""
 BUILD = REPO / "build" / "envs"
 STANDINS = REPO / "tests" / "backbones" / "standins"
-ALLOWED = ("zephir.degrade", "zephir.degrade.levels")
-"""zephir.degrade's level table (NumPy only; the CLI's ``--types`` choices) may be imported."""
+ALLOWED = ("zephir.degrade", "zephir.degrade.levels", "zephir.hdclip", "zephir.hdclip.config")
+"""zephir.degrade's level table (NumPy only; the CLI's ``--types`` choices) and HD-CLIP's
+settings (standard library; the config loader fills hdclip.model from them) may be imported;
+``zephir.hdclip`` itself imports its model only on first use."""
 FORBIDDEN = ("open_clip", "zephir.hdclip", "zephir.training", "zephir.degrade.")
 """HD-CLIP, open_clip, training and the degradation operators never run in a restore job."""
 
