@@ -388,7 +388,8 @@ def test_metrics_params_and_plots(clone):
     hd = data[f"{metrics}/hdclip.json"]["data"]
     assert hd["Acc"] == table2["HD-CLIP"]["Type Acc (%)"] and hd["SROCC"] == \
         table2["HD-CLIP"]["SROCC"]
-    assert {f"{metrics}/tiny-{m}.json" for m in ("baseline", "cfg", "cfpg")} <= set(data)
+    modes = yaml.safe_load((folder / "config/config.yaml").read_text())["restoration"]["modes"]
+    assert {f"{metrics}/tiny-{m}.json" for m in modes} <= set(data)
     assert sum(len(v["data"]) for v in data.values()) <= 40
     printed = _run(["dvc", "metrics", "show"], folder)
     assert "failed" not in printed and max(map(len, printed.splitlines())) <= 100
@@ -496,7 +497,9 @@ def test_code_change_reruns_the_same_stage_in_dvc_and_snakemake(clone):
                           flags=re.MULTILINE)
         code = {rule for rule, reason in jobs if reason.startswith("Params have changed")}
         assert code == set(stages.stage("score").rules)
-        assert {rule for rule, _ in jobs} <= {"score", "table", "figure6", "figure11", "all"}
+        # and what reads the scores: table 1, figures 6 and 11, the headline metrics
+        assert {rule for rule, _ in jobs} <= {"score", "table", "figure6", "figure11", "headline",
+                                              "all"}
     finally:
         module.write_text(text)
     assert _status(folder) == {}
@@ -514,10 +517,14 @@ def test_repro_after_a_config_change_reruns_its_stages_only(clone):
     ran = set(re.findall(r"^Running stage '(\w+)'", out, flags=re.MULTILINE))
     assert ran == _stages_with_key("metrics.with_reference") == {"score", "report"}
     jobs = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.MULTILINE))
-    assert jobs - {s.target for s in stages.STAGES} == {"score", "table"}
+    # the scores, what reads them (table 1, the headline metrics), and the rules that state
+    # the whole config (table, table6_config) with table 6, which reads table6_config's file
+    assert jobs - {s.target for s in stages.STAGES} == {"score", "table", "headline",
+                                                         "table6_config", "table6"}
     after = _files(folder)
     kept = [p for p in before if not _under(p, ["results/embedded/scores",
-                                                "results/embedded/tables"])]
+                                                "results/embedded/tables",
+                                                "results/embedded/metrics"])]
     assert kept and all(after[p] == before[p] for p in kept)  # restored images, models, ...
     cfpg = "results/embedded/scores/held_out/tiny/cfpg.json"
     assert after[cfpg] != before[cfpg]

@@ -28,7 +28,8 @@ _COMMAND = ("zephir/__init__.py", "zephir/__main__.py", "zephir/quiet.py", "zeph
             "zephir/hdclip/__init__.py", "zephir/hdclip/config.py")
 #: The one trainer of HD-CLIP, the baselines and the ablations, and its evaluation (crops, or
 #: whole images as ``zephir predict`` reads them).
-_TRAINER = ("zephir/baselines", "zephir/checkpoints.py", "zephir/estimators.py",
+_TRAINER = ("zephir/baselines", "zephir/checkpoints.py", "zephir/conditioning.py",
+            "zephir/estimators.py",
             "zephir/evaluation.py", "zephir/methods.py", "zephir/safe_load.py",
             "zephir/hdclip/configs", "zephir/hdclip/factory.py", "zephir/hdclip/interp.py", "zephir/hdclip/losses.py",
             "zephir/hdclip/model.py", "zephir/hdclip/ordinal.py", "zephir/hdclip/predict.py",
@@ -113,8 +114,8 @@ STAGES = (
           # figure 1 reads a trained model, table 6 builds the encoders of table 2
           code=_COMMAND + ("zephir/degrade/blind.py", "zephir/metrics/__init__.py",
                            "zephir/metrics/estimation.py", "zephir/report", "zephir/baselines",
-                           "zephir/checkpoints.py", "zephir/estimators.py", "zephir/hdclip",
-                           "zephir/methods.py", "zephir/safe_load.py"),
+                           "zephir/checkpoints.py", "zephir/conditioning.py", "zephir/estimators.py",
+                           "zephir/hdclip", "zephir/methods.py", "zephir/safe_load.py"),
           smk=("workflow/rules/report.smk",),
           params=(),
           reads=("data", "synth", "synth_eval", "blind", "hdclip/eval", "baselines",
