@@ -108,7 +108,8 @@ STAGES = (
                   "metrics"),
           reads=("blind", "restore"), outs=("scores",)),
     # the whole config: every table states the config's fingerprint
-    Stage("report", rules=("table", "table6_config", "table6", "headline", "figure1", "figure3",
+    Stage("report", rules=("table", "table6_config", "table6", "headline", "numbers", "figure1",
+                           "figure3",
                            "figure6", "figure7", "figure8", "figure9", "figure10", "figure11",
                            "figure21", "figure_comparison", "figure_transfer"),
           # figure 1 reads a trained model, table 6 builds the encoders of table 2

@@ -87,6 +87,23 @@ rule headline:
         "zephir headline {params.flags} --metrics {params.metrics} --out {output} > {log} 2>&1"
 
 
+# `snakemake -c2 numbers`: the run's numbers on one page that README and docs point at
+# (zephir.report.numbers), from HD-CLIP's metrics and every table's Markdown.
+rule numbers:
+    input:
+        tables=[table_file(t) for t in planned_tables() + CONFIG_TABLES],
+        hdclip=evaluation(hdclip_checkpoint()),
+        transfer=transfer_results(),
+    output:
+        table_file("numbers"),
+    params:
+        code=CODE["report"],
+    run:
+        import zephir.report.numbers
+
+        zephir.report.numbers.write(RESULTS, output[0])
+
+
 rule figure1:
     input:
         checkpoint=hdclip_checkpoint(),
@@ -309,6 +326,7 @@ localrules:
     table6_config,
     table6,
     headline,
+    numbers,
     figure1,
     figure3,
     figure6,

@@ -1,0 +1,121 @@
+"""The numbers a run produced, on one generated page (``results/<name>/tables/numbers.md``).
+
+README and docs never retype a measured number: they point at this page, which
+:func:`render` writes from the files the run itself wrote in its results folder:
+
+- HD-CLIP: ``hdclip/metrics.json`` (what was trained: architecture, steps, precision,
+  random-init flag), ``hdclip/eval/metrics.json`` (the evaluation samples behind table 2's
+  HD-CLIP row) and, when the config has a transfer set, ``transfer/hdclip/eval/metrics.json``;
+  shown with table 2's columns and formats (:data:`zephir.report.tables.METRICS`,
+  :data:`zephir.report.registry.ESTIMATION`) plus the level SROCC of each type, and labelled
+  with the model's own random-init / tiny flags (:func:`zephir.report.captions.encoder_note`).
+- Every table of ``tables/`` as its writer wrote it (``<table>.md``: formatted cells and the
+  caption, which states the config hash and any random-init or tiny encoder), the paper's
+  comparison files (``*.paper.md``) left out.
+
+Each source is named with its modification date (UTC), the date the run wrote it. Rule
+``numbers`` (``workflow/rules/report.smk``): ``snakemake -c2 numbers``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+from zephir import io as zio
+from zephir.report.captions import encoder_note
+from zephir.report.registry import ESTIMATION
+from zephir.report.render import CORR
+from zephir.report.tables import METRICS
+
+#: The page's name, in the results folder's ``tables/``.
+PAGE = Path("tables") / "numbers.md"
+#: HD-CLIP's files, relative to the results folder.
+TRAINING = Path("hdclip") / "metrics.json"
+EVALUATIONS = {"validation": Path("hdclip") / "eval" / "metrics.json",
+               "transfer": Path("transfer") / "hdclip" / "eval" / "metrics.json"}
+
+
+def _date(path: Path) -> str:
+    """The UTC day ``path`` was last written."""
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
+
+
+def _source(results: Path, rel: Path) -> str:
+    return f"`{rel.as_posix()}` ({_date(results / rel)})"
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a JSON file ({e})") from None
+
+
+def _show(column, value) -> str:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return column.show(value if ok else None, "–")
+
+
+def _hdclip(results: Path) -> list[str]:
+    """The HD-CLIP section: what was trained, then one row per evaluation found."""
+    found = {k: _read(results / rel) for k, rel in EVALUATIONS.items() if (results / rel).is_file()}
+    if not found:
+        return []
+    lines = ["## HD-CLIP", ""]
+    if (results / TRAINING).is_file():
+        t = _read(results / TRAINING)
+        lines += [f"Trained, from {_source(results, TRAINING)}: `{t.get('arch')}`, "
+                  f"{t.get('step')} steps, precision {t.get('precision')}, semantic target "
+                  f"{t.get('semantic_target')}.", ""]
+    note = encoder_note(list(found.values()))
+    if note:
+        lines += [f"**{note}**", ""]
+    types = list(next(iter(found.values())).get("hdclip", {}).get("types", ()))
+    header = ["Samples", "File", "n", *ESTIMATION, *(f"{t} SROCC" for t in types)]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for kind, result in found.items():
+        single = result["metrics"]["single"]
+        cells = [kind, _source(results, EVALUATIONS[kind]), str(single.get("n", "–"))]
+        cells += [_show(ESTIMATION[col], None if single.get(key) is None else single[key] * scale)
+                  for col, key, scale in METRICS]
+        cells += [_show(CORR, single.get(f"{t}_srocc")) for t in types]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _tables(results: Path) -> list[str]:
+    """Every table's Markdown as written, under its file's name."""
+    files = sorted(p for p in (results / "tables").glob("*.md")
+                   if not p.name.endswith(".paper.md") and p.name != PAGE.name)
+    lines = ["## Tables", ""] if files else []
+    for p in files:
+        rel = p.relative_to(results)
+        lines += [f"### {p.stem} — {_source(results, rel)}", "", p.read_text().rstrip(), ""]
+    return lines
+
+
+def render(results: Path) -> str:
+    """The page of the results folder ``results`` (``results/<name>/``)."""
+    results = Path(results)
+    if not results.is_dir():
+        raise FileNotFoundError(f"{results}: no results folder (run `snakemake -c2` first)")
+    body = _hdclip(results) + _tables(results)
+    if not body:
+        raise FileNotFoundError(f"{results}: neither {EVALUATIONS['validation']} nor any "
+                                "tables/*.md to show (run `snakemake -c2` first)")
+    head = [f"# The numbers of `{results.as_posix()}`", "",
+            "Generated by `snakemake -c2 numbers` (`zephir.report.numbers`) from the files "
+            "named below, each with the date the run wrote it: rerun the rule rather than edit "
+            "this page. Every number comes from the run's own files; a caption or a bold note "
+            "says when the encoders are random-init or tiny.", ""]
+    return "\n".join(head + body).rstrip() + "\n"
+
+
+def write(results: Path, out: Path | None = None) -> Path:
+    """Write :func:`render`'s page to ``out`` (default: ``results``/tables/numbers.md),
+    atomically; returns its path."""
+    out = Path(results) / PAGE if out is None else Path(out)
+    zio.write_text(out, render(results))
+    return out
