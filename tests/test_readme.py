@@ -104,6 +104,15 @@ def test_the_readme_types_no_measured_number():
                       "page, or docs/notes.md for past ones"
 
 
+def test_the_readme_names_no_commit():
+    """Commit ids belong with the dated measurements (docs/notes.md), not on the newcomer's
+    page: no word of 7-40 hex digits with both a digit and a letter, as git abbreviates them."""
+    sha = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b")
+    assert sha.findall("at commit edcc231, measured at c5b5587") == ["edcc231", "c5b5587"]
+    found = sha.findall(README.read_text())
+    assert not found, f"README.md names commits {found}: move them to docs/notes.md"
+
+
 def test_the_readme_test_command_is_what_ci_runs():
     """The second of README's two commands is .ci/run's last line, character for character."""
     ci = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
