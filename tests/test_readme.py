@@ -23,6 +23,9 @@ CODE_SPAN = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # a link to a page followed by the name of one of its sections: [x](docs/x.md), "Section"
 SECTION = re.compile(r"\]\(([^)#\s]+\.md)\)[,;]?\s+\"([^\"]+)\"")
+ROOTS = ("zephir", "tests", "docs", "workflow", "config", "profiles", "benchmarks", ".ci")
+REPO_PATH = re.compile(r"(?<![\w/.-])((?:" + "|".join(map(re.escape, ROOTS))
+                       + r")/[\w.*/-]*[\w*/])")
 HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*$", re.MULTILINE)
 # what a measurement looks like in prose: a percentage, a decimal, a ratio ("1.73x"), a
 # duration or a size ("19 minutes", "2.0 GB", "3,465 samples/s")
@@ -135,6 +138,16 @@ def test_every_relative_link_resolves(page):
         elif anchor and anchor not in {slug(h) for h in headings(dest)}:
             broken.append(f"{target} (no heading #{anchor} in {dest.name})")
     assert not broken, f"{page.relative_to(REPO)}: broken links {broken}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_repository_path_named_exists(page):
+    """A path into the repository's own folders (``zephir/report/numbers.py``,
+    ``workflow/envs/*.yaml``), in prose or a command, names something there; the results and
+    data folders a run fills are not checked."""
+    missing = [p for p in REPO_PATH.findall(page.read_text())
+               if not list(REPO.glob(p.rstrip("/")))]
+    assert not missing, f"{page.relative_to(REPO)} names paths that do not exist: {missing}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
