@@ -98,6 +98,8 @@ rule numbers:
         table_file("numbers"),
     params:
         code=CODE["report"],
+    log:
+        LOGS / "tables" / "numbers.log",
     run:
         import zephir.report.numbers
 
