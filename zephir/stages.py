@@ -17,6 +17,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from zephir.report import registry
+
 #: Package code every ``zephir`` command runs: the command line, the config loader and its
 #: schema (which runs the synthesiser's own checks, and fills HD-CLIP's defaults from its
 #: settings), image I/O, the degradation model.
@@ -70,7 +72,7 @@ class Stage:
 
 
 STAGES = (
-    Stage("synthesize", rules=("dataset_index", "synth", "synth_eval", "blind"),
+    Stage("synthesize", rules=("dataset_index", "synth_config", "synth", "synth_eval", "blind"),
           code=_COMMAND + ("zephir/degrade/blind.py",),
           smk=("workflow/rules/data.smk", "workflow/rules/synth.smk"),
           params=("datasets", "train_set", "eval_set", "blind_sets", "synth", "blind",
@@ -108,9 +110,9 @@ STAGES = (
                   "metrics"),
           reads=("blind", "restore"), outs=("scores",)),
     # the whole config: every table states the config's fingerprint
-    Stage("report", rules=("table", "table6_config", "table6", "headline", "figure1", "figure3",
-                           "figure6", "figure7", "figure8", "figure9", "figure10", "figure11",
-                           "figure21", "figure_comparison", "figure_transfer"),
+    # and one rule per figure of the registry (report.smk makes them in one loop)
+    Stage("report", rules=("table", "table6_config", "table6", "headline",
+                           *(f.rule for f in registry.FIGURES.values())),
           # figure 1 reads a trained model, table 6 builds the encoders of table 2
           code=_COMMAND + ("zephir/degrade/blind.py", "zephir/metrics/__init__.py",
                            "zephir/metrics/estimation.py", "zephir/report", "zephir/baselines",
