@@ -41,8 +41,10 @@ _TRAINER = ("zephir/baselines", "zephir/checkpoints.py", "zephir/conditioning.py
             "zephir/metrics/__init__.py",
             "zephir/metrics/estimation.py", "zephir/training")
 #: Workflow files every stage runs: the Snakefile (includes every rule file), the shared
-#: helpers and paths, the software environment of every rule.
-_WORKFLOW = ("Snakefile", "workflow/rules/common.smk", "workflow/envs/zephir.yaml")
+#: helpers, the plan (zephir.plan: the runs and every path between rules), the software
+#: environment of every rule.
+_WORKFLOW = ("Snakefile", "workflow/rules/common.smk", "zephir/plan.py",
+             "workflow/envs/zephir.yaml")
 
 
 @dataclass(frozen=True)
