@@ -87,15 +87,26 @@ rule headline:
         "zephir headline {params.flags} --metrics {params.metrics} --out {output} > {log} 2>&1"
 
 
+def figure_files(fig):
+    """The params function of figure ``fig``'s rule: `zephir figure` flags of the files its
+    registry entry takes (--<flag> FILE...), from the job's inputs."""
+
+    def flags(wildcards, input):
+        given = {i.dest: getattr(input, i.dest) for i in fig.inputs}
+        return " ".join(f"--{i.flag} {v if isinstance(v, str) else ' '.join(v)}"
+                        for i, v in zip(fig.inputs, given.values()))
+
+    return flags
+
+
 # The figures: one rule each, figure<N> (figure_transfer, figure_comparison for a name), passing
 # the inputs and options its registry entry declares, from the files Plan.figure_inputs names
-# (and waiting for "shards": every shard of the runs it draws) and the config's options.
+# (and waiting for "shards": every shard of the runs it draws) and the config's options. What
+# differs between figures is in params, evaluated here; a job evaluates its shell command
+# again when it runs, after this loop, so that command names no variable of the loop.
 for fig in zephir.report.registry.FIGURES.values():
     n = fig.number
     stem = "comparison" if n == "comparison" else PLAN.figure_file(n).stem
-    flags = " ".join(f"--{i.flag} {{input.{i.dest}}}" for i in fig.inputs)
-    labels = ({"set": "{dataset}", "backbone": "{backbone}"} if n == "comparison"
-              else {"figure": str(n)})
 
     rule:
         name:
@@ -105,9 +116,12 @@ for fig in zephir.report.registry.FIGURES.values():
         output:
             report(PLAN.figure_file(n, "{dataset}", "{backbone}"), caption=f"../report/{stem}.rst",
                    category="Comparisons (section 9.1)" if n == "comparison" else "Figures",
-                   labels=labels),
+                   labels=({"set": "{dataset}", "backbone": "{backbone}"} if n == "comparison"
+                           else {"figure": str(n)})),
         params:
             code=CODE["report"],
+            number=n,
+            files=figure_files(fig),
             options=" ".join(f"--{k} {v}" for k, v in PLAN.figure_options(n).items()),
         log:
             LOGS / "figures" / (f"{stem}.log" if n != "comparison"
@@ -116,7 +130,8 @@ for fig in zephir.report.registry.FIGURES.values():
         conda:
             "../envs/zephir.yaml"
         shell:
-            f"zephir figure {n} {flags} {{params.options}} --out {{output}} > {{log}} 2>&1"
+            "zephir figure {params.number} {params.files} {params.options} --out {output}"
+            " > {log} 2>&1"
 
 
 # Tables read results files in seconds: run where Snakemake runs, never queued.
