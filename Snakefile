@@ -29,23 +29,22 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        PLAN.all_targets(),
 
 
 # `snakemake -c2 figures`: every table and figure the config plans, from the results they read
 # (a results file that is missing or out of date is rebuilt first), gathered in results/<name>/paper/.
 rule figures:
     input:
-        tables=[table_file(t, ext) for t in planned_tables() for ext in ("csv", "md", "tex")],
-        figures=[figure_file(n) for n in planned_figures()],
+        PLAN.figures_targets(),
     output:
-        directory(RESULTS / "paper"),
+        directory(PLAN.paper_dir),
     log:
         LOGS / "paper.log",
     conda:
         "workflow/envs/zephir.yaml"
     shell:
-        "mkdir -p {output} && cp {input.tables} {input.figures} {output} > {log} 2>&1"
+        "mkdir -p {output} && cp {input} {output} > {log} 2>&1"
 
 
 # The parts of the paper, one target each (`snakemake -c2 stage_train`): what `all` needs from
@@ -57,7 +56,7 @@ for stage in zephir.stages.NAMES:
         name:
             f"stage_{stage}"
         input:
-            stage_targets(stage),
+            PLAN.stage_targets(stage),
         localrule: True
 
 

@@ -1,10 +1,10 @@
 """DVC over the Snakemake workflow. Quick: dvc.yaml (the embedded default) and
-workflow/dvc/paper/dvc.yaml (the paper) against zephir.stages and each other, zephir.stages
-against the workflow's DAG, its rules and the package's imports. Slow: a fresh clone on a tiny
-config, where `dvc repro` after `snakemake -c2` recomputes nothing, a second `dvc repro` is a
-quick no-op, metrics / params / plots work, a config or code change makes `dvc status` and
-Snakemake name the same stages, and `dvc checkout` plus `snakemake --touch --forceall` leaves
-Snakemake nothing to do."""
+workflow/dvc/paper/dvc.yaml (the paper) are what `zephir dvc` writes from zephir.stages, and
+zephir.stages agrees with the workflow's DAG, its rules and the package's imports. Slow: a
+fresh clone on a tiny config, where `dvc repro` after `snakemake -c2` recomputes nothing, a
+second `dvc repro` is a quick no-op, metrics / params / plots work, a config or code change
+makes `dvc status` and Snakemake name the same stages, and `dvc checkout` plus
+`snakemake --touch --forceall` leaves Snakemake nothing to do."""
 from __future__ import annotations
 
 import ast
@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 import zephir.config
-from zephir import stages
+from zephir import cli, stages
+from zephir.report import registry
 
 from .conftest import REPO
 from .test_workflow import BIN, run_snakemake, workdir  # noqa: F401 - the fixture
@@ -53,55 +54,39 @@ def _outs(stage: dict) -> dict:
     return {k: v for o in stage["outs"] for k, v in o.items()}
 
 
+def test_committed_dvc_files_are_what_zephir_dvc_writes(tmp_path, capsys):
+    """`zephir dvc --check` passes on the repository; on a copy where a file was edited by
+    hand it names that file and exits 1, and `zephir dvc` writes back the committed text."""
+    assert cli.main(["dvc", "--check", "--root", str(REPO)]) == 0
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    for path in DVC_FILES:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / path, tmp_path / path)
+    edited = tmp_path / "workflow/dvc/paper/dvc.yaml"
+    edited.write_text(edited.read_text().replace("stage_score", "stage_report"))
+    capsys.readouterr()
+    assert cli.main(["dvc", "--check", "--root", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.split(":")[0] == "workflow/dvc/paper/dvc.yaml"
+    assert cli.main(["dvc", "--root", str(tmp_path)]) == 0
+    assert edited.read_text() == (REPO / "workflow/dvc/paper/dvc.yaml").read_text()
+
+
 @pytest.mark.parametrize("path", list(DVC_FILES))
-def test_dvc_files_declare_the_stages_of_zephir_stages(path):
-    """Each stage: its Snakemake target, its code (exactly zephir.stages' mapping), workflow
-    files, the results it reads, its config keys, and its outs (persistent)."""
+def test_dvc_files_run_each_stage_target_on_their_config(path):
+    """What the writer makes of zephir.stages: each stage in order runs its Snakemake target
+    the file's way, on the file's config, depends on files that exist (data/ is DVC's), and
+    persists outs under that config's results folder."""
     config_file, invocation, wdir = DVC_FILES[path]
-    cfg, res = _results(config_file)
+    _, res = _results(config_file)
     declared = _dvc_file(path)["stages"]
     assert list(declared) == list(stages.NAMES)
     for s in stages.STAGES:
         d = declared[s.name]
-        assert d.get("wdir") == wdir, s.name
-        assert d["cmd"] == f"{invocation} {s.target}", s.name
-        deps = d["deps"]
-        assert [p for p in deps if p.startswith("zephir/")] == list(s.code), s.name
-        assert [p for p in deps if not _under(p, ("zephir", "results", "data"))] == \
-            list(s.workflow), s.name
-        assert [p for p in deps if p.startswith("results/")] == \
-            [f"{res}/{r}" for r in stages.reads(s.name, cfg)], s.name
-        assert d["params"] == [{config_file: list(s.params) or None}], s.name
-        assert _outs(d) == {f"{res}/{o}": {"persist": True} for o in stages.outs(s.name, cfg)}
-    for p in [p for s in declared.values() for p in s["deps"] if not p.startswith("results/")]:
-        assert (REPO / p).exists() or p.startswith("data/"), p
-
-
-def test_paper_dvc_file_does_not_drift_from_the_embedded_one():
-    """The same stages and targets, the same deps apart from config and data, the same outs
-    under their results folder (synth_eval only where the config names an eval_set), the same
-    config keys."""
-    (root_cfg, root_res), (paper_cfg, paper_res) = (_results(c) for c, _, _ in
-                                                     DVC_FILES.values())
-    root, paper = (_dvc_file(p)["stages"] for p in DVC_FILES)
-    assert list(root) == list(paper)
-
-    def local(paths, res):
-        return [p.removeprefix(res + "/") if p.startswith("results/") else p for p in paths
-                if not _under(p, ("data",)) and not p.startswith("config/")]
-
-    only_with_eval_set = {"synth_eval"}
-    assert root_cfg["eval_set"] is None and paper_cfg["eval_set"] is not None
-    for name in root:
-        r, p = root[name], paper[name]
-        assert r["cmd"].split()[-1] == p["cmd"].split()[-1] == f"stage_{name}"
-        rd, pd = local(r["deps"], root_res), local(p["deps"], paper_res)
-        assert [x for x in pd if x not in only_with_eval_set] == rd, name
-        ro, po = local(_outs(r), root_res), local(_outs(p), paper_res)
-        assert [x for x in po if x not in only_with_eval_set] == ro, name
-        assert list(r["params"][0].values()) == list(p["params"][0].values()), name
-    assert "synth_eval" in local(_outs(paper["synthesize"]), paper_res)
-    assert not any(_under(x, ("data",)) for s in root.values() for x in s["deps"])
+        assert d.get("wdir") == wdir and d["cmd"] == f"{invocation} {s.target}", s.name
+        assert list(d["params"][0]) == [config_file], s.name
+        assert all(_under(o, [res]) and v == {"persist": True} for o, v in _outs(d).items())
+        for p in d["deps"]:
+            assert p.startswith(("results/", "data/")) or (REPO / p).exists(), (s.name, p)
 
 
 def test_paper_stages_depend_on_the_data_they_read():
@@ -167,10 +152,14 @@ def test_every_rule_carries_the_code_fingerprint_of_its_stage():
     stages name every rule once."""
     carried = {}
     for f in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"^(?=rule \w+:)", f.read_text(), flags=re.MULTILINE)[1:]:
-            rule = re.match(r"rule (\w+):", block).group(1)
-            carried[rule] = re.findall(r'^        code=CODE\["(\w+)"\],$', block,
-                                       flags=re.MULTILINE)
+        for block in re.split(r"^(?=rule \w+:|for fig in )", f.read_text(),
+                              flags=re.MULTILINE)[1:]:
+            # the loop of report.smk makes one rule per figure of the registry
+            names = ([fig.rule for fig in registry.FIGURES.values()] if block.startswith("for ")
+                     else [re.match(r"rule (\w+):", block).group(1)])
+            for rule in names:
+                carried[rule] = re.findall(r'^ +code=CODE\["(\w+)"\],$', block,
+                                           flags=re.MULTILINE)
     declared = {r: s.name for s in stages.STAGES for r in s.rules}
     assert sum(len(s.rules) for s in stages.STAGES) == len(declared)
     assert carried == {r: [declared[r]] for r in carried}

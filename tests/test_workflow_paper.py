@@ -13,6 +13,8 @@ import pytest
 import torch
 import yaml
 
+import zephir.config
+
 from .test_workflow import _jobs, run_snakemake, workdir  # noqa: F401 - the fixture
 
 ARCH = "zephir-tiny-vit"
@@ -155,9 +157,16 @@ def test_paper_config_plans_its_evaluation_set_and_every_flag(workdir):  # noqa:
               for name in ("synth", "synth_eval", *TRAINING)}
     evaluation = "results/paper/synth_eval/div2k_val/manifest.csv"
     (synth_eval,) = blocks["synth_eval"]
-    assert "--split val" in synth_eval and "--mixtures 0 --val-mixtures 8" in synth_eval
-    assert "results/paper/data/div2k_val/index.csv" in synth_eval
-    assert "--split" not in blocks["synth"][0] and "--val-fraction 0 " in blocks["synth"][0]
+    assert "--split val" in synth_eval and "results/paper/data/div2k_val/index.csv" in synth_eval
+    assert "--split" not in blocks["synth"][0]
+    # both sets are made with the synth section, passed as the stage's config file
+    stage_config = "results/paper/synth/config.yaml"
+    assert all(f"--config {stage_config}" in blocks[n][0] for n in ("synth", "synth_eval"))
+    run_snakemake(["-c1", stage_config, "--configfile", "config/plan.yaml"], cwd=workdir)
+    synth = zephir.config.load(workdir / stage_config)["synth"]
+    assert (synth["mixtures_per_image"], synth["val_mixtures_per_image"]) == (0, 8)
+    assert synth["val_fraction"] == 0 and synth["levels_per_type"] == cfg["synth"][
+        "levels_per_type"]
     for name in ("hdclip_train", "ablation_train", "baseline_train"):
         assert blocks[name] and all(f"--val-manifest {evaluation}" in b for b in blocks[name])
     for name in ("hdclip_train", "ablation_train"):

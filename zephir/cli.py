@@ -222,6 +222,16 @@ def _figure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dvc(args: argparse.Namespace) -> int:
+    from zephir import stages
+
+    stale = stages.write_dvc_files(args.root, check=args.check)
+    for path in stale:
+        print(f"{path}: {'differs from' if args.check else 'rewritten from'} zephir/stages.py"
+              + (" (write it with `zephir dvc`)" if args.check else ""))
+    return 1 if args.check and stale else 0
+
+
 def _headline(args: argparse.Namespace) -> int:
     from zephir.report import headline
 
@@ -607,6 +617,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="table 1's metrics to average over its sets (report.headline.metrics)")
     hl.add_argument("--out", required=True, type=Path, help="folder to write")
     hl.set_defaults(func=_headline)
+
+    dv = sub.add_parser("dvc", help="write dvc.yaml and workflow/dvc/paper/dvc.yaml from "
+                        "zephir/stages.py", description="Write the DVC files of the embedded "
+                        "default and of the paper from the stages zephir.stages declares. "
+                        "With --check, write nothing and exit 1 when a file differs.")
+    dv.add_argument("--check", action="store_true", help="compare only (exit 1 if stale)")
+    dv.add_argument("--root", type=Path, default=Path("."), help="repository root")
+    dv.set_defaults(func=_dvc)
 
     pr = sub.add_parser("predict", help="estimate degradation types and levels of images",
                         description="Per image: the most confident type and, per type, the "

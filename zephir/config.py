@@ -191,14 +191,6 @@ def eval_manifest(config: dict) -> Path:
     return eval_synth_manifest(config, config["eval_set"])
 
 
-def transfer_manifest(config: dict) -> Path | None:
-    """The transfer set (``zephir transfer-set``) of estimation.transfer.set, or None."""
-    name = config["estimation"]["transfer"]["set"]
-    if name is None:
-        return None
-    return results_dir(config) / "transfer" / "set" / name / "manifest.csv"
-
-
 def daclip_model(config: dict) -> dict:
     """The CLIP (arch, checkpoint, quick_gelu) DA-CLIP is built on: estimation.daclip_model,
     or HD-CLIP's hdclip.model when that is null."""

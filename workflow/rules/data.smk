@@ -5,7 +5,7 @@
 
 rule dataset_index:
     output:
-        index=RESULTS / "data" / "{dataset}" / "index.csv",
+        index=PLAN.dataset_index("{dataset}"),
     params:
         code=CODE["synthesize"],
         args=dataset_args,

@@ -7,7 +7,7 @@
 
 
 wildcard_constraints:
-    method="|".join(BASELINES),
+    method="|".join(zephir.plan.BASELINES),
     losses="[ABCD]",
     topk=r"all|\d+",
     gap=r"\d+(\.\d+)?",
@@ -16,19 +16,19 @@ wildcard_constraints:
 rule ablation_train:
     input:
         config=rules.hdclip_config.output[0],
-        manifest=synth_manifest(),
-        evaluation=eval_manifest(),
-        sources=dataset_index(config["train_set"]),
-        captions=train_captions() or [],
+        manifest=PLAN.synth_manifest,
+        evaluation=PLAN.eval_manifest,
+        sources=PLAN.dataset_index(config["train_set"]),
+        captions=PLAN.present_captions or [],
     output:
-        checkpoint=ablation_dir("{losses}", "{topk}", "{gap}") / "model.safetensors",
-        eval=eval_files(ablation_dir("{losses}", "{topk}", "{gap}")),
+        checkpoint=PLAN.ablation_dir("{losses}", "{topk}", "{gap}") / "model.safetensors",
+        eval=zephir.plan.eval_files(PLAN.ablation_dir("{losses}", "{topk}", "{gap}")),
     params:
         code=CODE["estimate"],
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(EST["resources"]["gpu"]),
-        steps=steps_flag(EST["ablation_steps"]),
-        captions=captions_flag(),
+        steps=optional_flag("--steps", EST["ablation_steps"]),
+        captions=optional_flag("--captions", PLAN.captions),
     threads: EST["resources"]["threads"]
     resources:
         gpu=EST["resources"]["gpu"],
@@ -50,17 +50,17 @@ rule ablation_train:
 rule baseline_train:
     input:
         config=rules.hdclip_config.output[0],
-        manifest=synth_manifest(),
-        evaluation=eval_manifest(),
+        manifest=PLAN.synth_manifest,
+        evaluation=PLAN.eval_manifest,
     output:
-        checkpoint=baseline_checkpoint("{method}"),
-        eval=eval_files(baseline_checkpoint("{method}").parent),
+        checkpoint=PLAN.baseline_checkpoint("{method}"),
+        eval=zephir.plan.eval_files(PLAN.baseline_checkpoint("{method}").parent),
     params:
         code=CODE["estimate"],
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(EST["resources"]["gpu"]),
-        steps=steps_flag(EST["baseline_steps"]),
-        clip=baseline_flags,
+        steps=optional_flag("--steps", EST["baseline_steps"]),
+        clip=lambda wildcards: daclip_clip_flags() if wildcards.method == "daclip_style" else "",
     priority: 10  # longer than an ablation job: start them early, not as a lone tail
     threads: EST["resources"]["threads"]
     resources:
@@ -83,10 +83,10 @@ rule daclip_released:
     input:
         weights=EST["daclip_weights"] or [],
         config=rules.hdclip_config.output[0],
-        evaluation=eval_manifest(),
+        evaluation=PLAN.eval_manifest,
     output:
-        checkpoint=baseline_checkpoint("daclip_released"),
-        eval=eval_files(baseline_checkpoint("daclip_released").parent),
+        checkpoint=PLAN.baseline_checkpoint("daclip_released"),
+        eval=zephir.plan.eval_files(PLAN.baseline_checkpoint("daclip_released").parent),
     params:
         code=CODE["estimate"],
         out=lambda wildcards, output: Path(output.checkpoint).parent,
@@ -111,9 +111,9 @@ rule daclip_released:
 # (zephir.degrade.transfer), then every model of table 2 reads them whole, as `zephir predict`.
 rule transfer_set:
     input:
-        index=lambda wildcards: dataset_index(wildcards.dataset),
+        index=lambda wildcards: PLAN.dataset_index(wildcards.dataset),
     output:
-        manifest=RESULTS / "transfer" / "set" / "{dataset}" / "manifest.csv",
+        manifest=PLAN.transfer_set("{dataset}"),
     params:
         code=CODE["estimate"],
         out=lambda wildcards, output: Path(output.manifest).parent,
@@ -136,15 +136,15 @@ rule transfer_set:
 
 rule transfer_eval:
     input:
-        checkpoint=lambda wildcards: model_checkpoint(wildcards.model),
-        manifest=transfer_manifest() or [],
+        checkpoint=lambda wildcards: PLAN.model_checkpoint(wildcards.model),
+        manifest=PLAN.transfer_manifest or [],
     output:
-        eval_files(transfer_dir("{model}")),
+        zephir.plan.eval_files(PLAN.transfer_dir("{model}")),
     wildcard_constraints:
-        model="|".join(["hdclip", "daclip_released", *BASELINES]),
+        model="|".join(["hdclip", "daclip_released", *zephir.plan.BASELINES]),
     params:
         code=CODE["estimate"],
-        out=lambda wildcards: transfer_dir(wildcards.model) / "eval",
+        out=lambda wildcards: PLAN.transfer_dir(wildcards.model) / "eval",
         device="cuda" if EST["resources"]["gpu"] else "cpu",
     threads: EST["resources"]["threads"]
     resources:

@@ -3,7 +3,7 @@
 
 rule hdclip_config:
     output:
-        RESULTS / "hdclip" / "config.yaml",
+        PLAN.hdclip_config,
     params:
         code=CODE["train"],
         cfg=zephir.config.subset(config, "synth", "hdclip"),
@@ -16,20 +16,20 @@ rule hdclip_config:
 rule hdclip_train:
     input:
         config=rules.hdclip_config.output[0],
-        manifest=synth_manifest(),
-        evaluation=eval_manifest(),
-        sources=dataset_index(config["train_set"]),
-        captions=train_captions() or [],
+        manifest=PLAN.synth_manifest,
+        evaluation=PLAN.eval_manifest,
+        sources=PLAN.dataset_index(config["train_set"]),
+        captions=PLAN.present_captions or [],
     output:
-        checkpoint=hdclip_checkpoint(),
+        checkpoint=PLAN.hdclip_checkpoint,
         log=RESULTS / "hdclip" / "train_log.csv",
         val=RESULTS / "hdclip" / "val_metrics.csv",
-        eval=eval_files(RESULTS / "hdclip"),
+        eval=zephir.plan.eval_files(RESULTS / "hdclip"),
     params:
         code=CODE["train"],
         out=lambda wildcards, output: Path(output.checkpoint).parent,
         launch=zephir_launcher(config["hdclip"]["resources"]["gpu"]),
-        captions=captions_flag(),
+        captions=optional_flag("--captions", PLAN.captions),
     # first: it takes every local core, and the short 1-core jobs fill the cores after it
     priority: 20
     threads: config["hdclip"]["resources"]["threads"]

@@ -7,7 +7,7 @@
 
 
 wildcard_constraints:
-    backbone="|".join(dict.fromkeys(RES["backbones"] + (RES["realworld"]["backbones"] or []))),
+    backbone="|".join(PLAN.backbones()),
     run=r"baseline|cfg|cfpg|cfpg-wo[-0-9.e]+-wp[-0-9.e]+",
     shard=r"\d+",
     shards=r"\d+",
@@ -15,7 +15,7 @@ wildcard_constraints:
 
 rule restore_config:
     output:
-        restore_config_file(),
+        PLAN.restore_config,
     params:
         code=CODE["restore"],
         cfg=zephir.config.subset(config, "datasets", "blind_sets", "restoration", "weights"),
@@ -28,10 +28,10 @@ rule restore_config:
 # HD-CLIP's conditioning of every LQ image of a set, read by all its restore jobs.
 rule hdclip_embed:
     input:
-        lq=lambda wildcards: lq_input(wildcards.dataset),
-        hdclip=hdclip_checkpoint(),
+        lq=lambda wildcards: PLAN.lq_input(wildcards.dataset),
+        hdclip=PLAN.hdclip_checkpoint,
     output:
-        hdclip_embeddings("{dataset}"),
+        PLAN.hdclip_embeddings("{dataset}"),
     params:
         code=CODE["restore"],
         device="cuda" if RES["resources"]["gpu"] else "cpu",
@@ -52,9 +52,9 @@ rule hdclip_embed:
 
 rule restore:
     input:
-        unpack(restore_inputs),
+        unpack(lambda wildcards: PLAN.restore_inputs(wildcards.dataset, wildcards.run)),
     output:
-        restore_dir("{dataset}", "{backbone}", "{run}") / "shard-{shard}-of-{shards}.done.json",
+        PLAN.restore_dir("{dataset}", "{backbone}", "{run}") / "shard-{shard}-of-{shards}.done.json",
     params:
         code=CODE["restore"],
         out=lambda wildcards, output: Path(output[0]).parent,

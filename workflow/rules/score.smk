@@ -4,14 +4,13 @@
 
 rule score:
     input:
-        unpack(score_inputs),
+        unpack(lambda w: PLAN.score_inputs(w.dataset, w.backbone, w.run)),
     output:
-        csv=score_file("{dataset}", "{backbone}", "{run}", "csv"),
-        json=score_file("{dataset}", "{backbone}", "{run}", "json"),
+        csv=PLAN.score_file("{dataset}", "{backbone}", "{run}", "csv"),
+        json=PLAN.score_file("{dataset}", "{backbone}", "{run}", "json"),
     params:
         code=CODE["score"],
-        restored=lambda wildcards: restore_dir(wildcards.dataset, wildcards.backbone,
-                                               wildcards.run),
+        restored=lambda w: PLAN.restore_dir(w.dataset, w.backbone, w.run),
         args=score_args,
         device="cuda" if config["metrics"]["resources"]["gpu"] else "cpu",
     resources:

@@ -1,16 +1,31 @@
 # Labelled degradation synthesis (paper, section 4.1): the training set and the evaluation set
-# (eval_set); and the Real-ESRGAN blind test LQ sets.
+# (eval_set), both made with the synth section of the stage's config (rule synth_config); and
+# the Real-ESRGAN blind test LQ sets.
+
+
+rule synth_config:
+    output:
+        PLAN.synth_config,
+    params:
+        code=CODE["synthesize"],
+        # synth.workers is left out: the job's threads, which do not change the output
+        cfg={**zephir.config.subset(config),
+             "synth": {k: v for k, v in config["synth"].items() if k != "workers"}},
+    log:
+        LOGS / "synth" / "config.log",
+    run:
+        zephir.config.dump(params.cfg, output[0])
 
 
 rule synth:
     input:
-        index=dataset_index(config["train_set"]),
+        config=rules.synth_config.output[0],
+        index=PLAN.dataset_index(config["train_set"]),
     output:
-        manifest=synth_manifest(),
+        manifest=PLAN.synth_manifest,
     params:
         code=CODE["synthesize"],
         out=lambda wildcards, output: Path(output.manifest).parent,
-        flags=synth_flags(),
     threads: config["synth"]["workers"]
     resources:
         mem_mb=4000,
@@ -20,7 +35,7 @@ rule synth:
     conda:
         "../envs/zephir.yaml"
     shell:
-        "zephir synth --images {input.index} --out {params.out} --quiet {params.flags}"
+        "zephir synth --config {input.config} --images {input.index} --out {params.out} --quiet"
         " --workers {threads} > {log} 2>&1"
 
 
@@ -28,13 +43,13 @@ rule synth:
 # synth.val_mixtures_per_image), in a folder of its own.
 rule synth_eval:
     input:
-        index=lambda wildcards: dataset_index(wildcards.dataset),
+        config=rules.synth_config.output[0],
+        index=lambda wildcards: PLAN.dataset_index(wildcards.dataset),
     output:
-        manifest=zephir.config.eval_synth_manifest(config, "{dataset}"),
+        manifest=PLAN.eval_synth_manifest("{dataset}"),
     params:
         code=CODE["synthesize"],
         out=lambda wildcards, output: Path(output.manifest).parent,
-        flags=synth_flags(),
     threads: config["synth"]["workers"]
     resources:
         mem_mb=4000,
@@ -44,15 +59,15 @@ rule synth_eval:
     conda:
         "../envs/zephir.yaml"
     shell:
-        "zephir synth --images {input.index} --out {params.out} --quiet {params.flags}"
+        "zephir synth --config {input.config} --images {input.index} --out {params.out} --quiet"
         " --split val --workers {threads} > {log} 2>&1"
 
 
 rule blind:
     input:
-        index=lambda wildcards: dataset_index(wildcards.dataset),
+        index=lambda wildcards: PLAN.dataset_index(wildcards.dataset),
     output:
-        manifest=RESULTS / "blind" / "{dataset}" / "manifest.csv",
+        manifest=PLAN.blind_manifest("{dataset}"),
     params:
         code=CODE["synthesize"],
         out=lambda wildcards, output: Path(output.manifest).parent,
@@ -70,3 +85,8 @@ rule blind:
         "zephir blind --images {input.index} --out {params.out} --quiet"
         " --scale {params.b[scale]} --seed {params.b[seed]} {params.crop} --workers {threads}"
         " > {log} 2>&1"
+
+
+# A config dump: cheap, run where Snakemake runs, never submitted to a cluster.
+localrules:
+    synth_config,

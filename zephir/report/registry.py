@@ -6,7 +6,7 @@ DataFrame, the format of each numeric column (:class:`~zephir.report.render.Colu
 caption function, which reads what it states from the results' metadata. :data:`FIGURES` maps a
 figure's number to a :class:`Figure`: its drawing function, the inputs and options it takes.
 ``zephir table`` / ``zephir figure`` take their choices and flags from here, and
-``workflow/rules/common.smk`` its TABLES and FIGURES.
+:mod:`zephir.plan` and ``workflow/rules/report.smk`` the tables and figures the workflow makes.
 
 Builders and drawing functions are named ``"module:function"`` and imported when used, so that
 listing tables and figures stays cheap (no pandas, no matplotlib): the command line parses its
@@ -15,10 +15,11 @@ arguments and Snakemake its rules without them.
 To add a table: write its builder (a list of results -> ``pandas.DataFrame``, in
 :mod:`zephir.report.tables` or a module of its own), declare a :class:`Table` below with a
 :class:`Column` for every numeric column, and map its ``runs`` to files in
-``workflow/rules/common.smk`` (``table_inputs``). For results other than ``metrics.json``
+:meth:`zephir.plan.Plan.table_runs`. For results other than ``metrics.json``
 declare an :class:`Input` with the flag and the reader of those files. To add a figure: write
 its drawing function (inputs and options as keyword arguments, then ``out``), declare a
-:class:`Figure`, and write its rule ``figure<N>`` in ``workflow/rules/report.smk``.
+:class:`Figure`, and name the files it draws from in :meth:`zephir.plan.Plan.figure_inputs`
+(its rule ``figure<N>`` is made from the entry, in one loop of ``workflow/rules/report.smk``).
 """
 from __future__ import annotations
 
