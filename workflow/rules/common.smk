@@ -96,3 +96,15 @@ def backbone_env(wildcards):
     (the adapter's: SeeSR and PASD need the diffusers releases their code was written for)."""
     env = zephir.backbones.BACKBONES[zephir.backbones.canonical(wildcards.backbone)].environment
     return f"../envs/{Path(env).name}"
+
+
+def figure_files(fig):
+    """The params function of figure ``fig``'s rule: `zephir figure` flags of the files its
+    registry entry takes (--<flag> FILE...), from the job's inputs."""
+
+    def flags(wildcards, input):
+        given = {i.dest: getattr(input, i.dest) for i in fig.inputs}
+        return " ".join(f"--{i.flag} {v if isinstance(v, str) else ' '.join(v)}"
+                        for i, v in zip(fig.inputs, given.values()))
+
+    return flags

@@ -107,18 +107,6 @@ rule numbers:
         zephir.report.numbers.write(RESULTS, output[0])
 
 
-def figure_files(fig):
-    """The params function of figure ``fig``'s rule: `zephir figure` flags of the files its
-    registry entry takes (--<flag> FILE...), from the job's inputs."""
-
-    def flags(wildcards, input):
-        given = {i.dest: getattr(input, i.dest) for i in fig.inputs}
-        return " ".join(f"--{i.flag} {v if isinstance(v, str) else ' '.join(v)}"
-                        for i, v in zip(fig.inputs, given.values()))
-
-    return flags
-
-
 # The figures: one rule each, figure<N> (figure_transfer, figure_comparison for a name), passing
 # the inputs and options its registry entry declares, from the files Plan.figure_inputs names
 # (and waiting for "shards": every shard of the runs it draws) and the config's options. What
