@@ -241,7 +241,7 @@ rule figure11:
 
 
 # Fig. 21 and section 9.1's comparisons: crops where the runs differ most
-# (zephir.report.restoration.disagreement_crop), never chosen by hand.
+# (zephir.report.figures.disagreement_crop), never chosen by hand.
 rule figure21:
     input:
         restored=[restore_done(*r)[0] for r in figure_runs(21)],
