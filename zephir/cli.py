@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from zephir import extras
 from zephir.commands import COMMANDS
 
 
@@ -29,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, OSError) as exc:  # ImageError and ConfigError are ValueErrors
         print(f"zephir: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a workflow command run with the bare package
+        message = extras.missing(exc)
+        if message is None:
+            raise
+        print(f"zephir {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
