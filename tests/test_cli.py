@@ -1,6 +1,8 @@
 """The command line: help everywhere, clear errors, the documented outputs."""
 from __future__ import annotations
 
+import argparse
+import ast
 import csv
 import json
 import subprocess
@@ -22,6 +24,150 @@ def test_help_on_every_command(cmd, capsys):
         cli.main([*cmd, "--help"])
     assert info.value.code == 0
     assert "usage: zephir" in capsys.readouterr().out
+
+
+#: ``zephir --help``'s sub-commands, as before the commands moved into zephir/commands/.
+SUBCOMMANDS = ["synth", "transfer-set", "blind", "train", "restore", "embed", "score", "weights",
+               "evaluate", "import-daclip", "table", "figure", "headline", "dvc", "predict",
+               "data"]
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return action.choices
+
+
+def test_help_lists_the_same_subcommands(capsys):
+    assert list(_subparsers(cli.build_parser())) == SUBCOMMANDS
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    listed = capsys.readouterr().out
+    assert all(f"    {name}" in listed for name in SUBCOMMANDS)
+
+
+def _handlers(parser, path=()) -> dict[tuple[str, ...], object]:
+    out = {}
+    for name, sp in _subparsers(parser).items():
+        if any(isinstance(a, argparse._SubParsersAction) for a in sp._actions):
+            out.update(_handlers(sp, (*path, name)))
+        else:
+            out[(*path, name)] = sp.get_default("func")
+    return out
+
+
+def test_each_subcommand_is_handled_beside_its_arguments():
+    """Every sub-command's handler is a function of the zephir.commands module that declares
+    its parser (the module's ``register`` is the one that adds it)."""
+    handlers = _handlers(cli.build_parser())
+    assert len(handlers) == 18  # data and weights have actions of their own
+    for path, func in handlers.items():
+        module = sys.modules[func.__module__]
+        assert func.__module__.startswith("zephir.commands."), path
+        source = (REPO / "zephir" / "commands" / f"{func.__module__.rsplit('.', 1)[1]}.py")
+        register = next(n for n in ast.parse(source.read_text()).body
+                        if isinstance(n, ast.FunctionDef) and n.name == "register")
+        assert path[0] in {c.value for c in ast.walk(register) if isinstance(c, ast.Constant)}, \
+            f"{path}: {module.__name__}.register does not add it"
+
+
+#: Every sub-command's arguments as zephir/cli.py declared them at commit 9b5b39d, before the
+#: commands moved into zephir/commands/ (written out by hand from that parser: option strings,
+#: ``!`` required, ``=`` a default other than None/False,
+#: a list's items joined by commas; an upper-case word is a positional).
+#: ``table``'s and ``figure``'s inputs come from zephir.report.registry and are added below.
+FLAGS = {
+    "synth": "--config --crop-size --images! --interpolation --level-range --levels-per-type "
+             "--mixture-types --mixtures --out! --quiet --randomise/--no-randomise --seed "
+             "--split --types --val-fraction --val-mixtures --workers",
+    "transfer-set": "--crop-sizes --images! --max-blur --out! --per-type --seed=0 "
+                    "--train-crop-size --types",
+    "blind": "--crop --images! --out! --quiet --scale=4 --seed=0 --workers=1",
+    "train": "--arch --captions --checkpoint --config! --device=auto --evaluate --gap --losses "
+             "--manifest --method=hdclip --out! --quick-gelu/--no-quick-gelu --quiet --resume "
+             "--sources --steps --topk --val-manifest",
+    "restore": "--backbone=tiny --config! --dataset --device=cpu --embeddings --lq! --mode=cfpg "
+               "--out! --quiet --shard=0 --shards=1 --w-orth --w-par",
+    "embed": "--device=cpu --hdclip! --lq! --out! --quiet",
+    "score": "--config! --device=cpu --meta= --metrics! --out! --reference --restored!",
+    "weights check": "--config!",
+    "evaluate": "--checkpoint! --device=cpu --manifest! --out! --split=val --transfer",
+    "import-daclip": "--arch --config! --device=cpu --manifest --out! "
+                     "--quick-gelu/--no-quick-gelu --weights!",
+    "table": "--config --config-hash --out! NAME",
+    "figure": "--out! NUMBER",
+    "headline": "--metrics=psnr,lpips --out! --table1 --table2",
+    "dvc": "--check --root=.",
+    "predict": "--batch=64 --checkpoint! --device=cpu --json IMAGES",
+    "data check": "--config! --json --root=.",
+    "data embedded": "--config --dataset=embedded --list --names --out",
+    "data index": "--images! --out! --url",
+}
+
+
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    """A parser's arguments in FLAGS' notation."""
+    out = set()
+    for a in parser._actions:
+        if isinstance(a, argparse._HelpAction):
+            continue
+        name = "/".join(a.option_strings) if a.option_strings else a.dest.upper()
+        name += "!" if a.required and a.option_strings else ""
+        if a.default is not None and a.default is not False:
+            name += "=" + (",".join(a.default) if isinstance(a.default, list) else str(a.default))
+        out.add(name)
+    return out
+
+
+def test_every_subcommand_takes_the_flags_it_took():
+    """The move into zephir/commands/ changed no sub-command's arguments: the same flags, the
+    same required ones, the same defaults (table's and figure's registry-made inputs too)."""
+    from zephir.report import registry
+
+    expected = {k: set(v.split()) for k, v in FLAGS.items()}
+    expected["table"] |= {f"--{s.flag}" for s in registry.table_sources().values()}
+    expected["figure"] |= {f"--{f.flag}" for f in [*registry.figure_inputs().values(),
+                                                    *registry.figure_options().values()]}
+    parsers = {" ".join(path): sp for path, sp in _all_parsers(cli.build_parser())
+               if not any(isinstance(a, argparse._SubParsersAction) for a in sp._actions)}
+    assert {k: _flags(sp) for k, sp in parsers.items()} == expected
+    table = parsers["table"]  # --config or --config-hash, exactly one
+    (group,) = table._mutually_exclusive_groups
+    assert group.required and {a.dest for a in group._group_actions} == {"config", "config_hash"}
+
+
+@pytest.mark.parametrize("flag", ["--config", "--device", "--quiet", "--lq", "--out"])
+def test_shared_flags_are_declared_once(flag):
+    """--config, --device, --quiet, --lq and --out are declared in zephir.commands.options
+    only; the commands take them from there."""
+    declaring = sorted(p.name for p in (REPO / "zephir" / "commands").glob("*.py")
+                       if f'"{flag}"' in p.read_text()) + \
+        (["cli.py"] if f'"{flag}"' in (REPO / "zephir" / "cli.py").read_text() else [])
+    assert declaring == ["options.py"]
+    takers = [path for path, sp in _all_parsers(cli.build_parser())
+              if flag in sp._option_string_actions]
+    assert len(takers) >= 2
+
+
+def _all_parsers(parser, path=()):
+    for name, sp in _subparsers(parser).items():
+        yield (*path, name), sp
+        if any(isinstance(a, argparse._SubParsersAction) for a in sp._actions):
+            yield from _all_parsers(sp, (*path, name))
+
+
+def test_parsing_imports_no_model_nor_plotting():
+    """Building the parser (every `zephir` command does, `zephir restore` in a backbone's old
+    environment too) imports no torch, open_clip, HD-CLIP model, trainer, pandas or
+    matplotlib: each handler imports what it runs."""
+    code = ("import sys\nfrom zephir import cli\ncli.build_parser()\n"
+            "print('\\n'.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    loaded = set(out.stdout.split())
+    assert "zephir.commands.restore" in loaded  # the parser was built
+    heavy = {"torch", "open_clip", "pandas", "matplotlib", "cv2", "diffusers",
+             "zephir.hdclip.model", "zephir.training", "zephir.degrade.ops"}
+    assert not heavy & loaded
 
 
 def test_console_script_is_installed():

@@ -170,10 +170,11 @@ def test_every_rule_carries_the_code_fingerprint_of_its_stage():
     assert 'f"stage_{stage}"' in snakefile and "for stage in zephir.stages.NAMES:" in snakefile
 
 
-# The `zephir` commands (functions of zephir/cli.py) that the rules of each stage run.
-COMMANDS = {"synthesize": ["_data_embedded", "_data_index", "_synth", "_blind"],
-            "train": ["_train"], "estimate": ["_train", "_import_daclip"],
-            "restore": ["_restore"], "score": ["_score"], "report": ["_table", "_figure"]}
+# The `zephir` commands (handlers of zephir/commands/<module>.py) that each stage's rules run.
+COMMANDS = {"synthesize": ["data:embedded", "data:index", "degrade:synth", "degrade:blind"],
+            "train": ["train:train"], "estimate": ["train:train", "evaluate:import_daclip"],
+            "restore": ["restore:restore"], "score": ["score:score"],
+            "report": ["report:table", "report:figure"]}
 
 
 def _modules() -> dict[str, Path]:
@@ -198,26 +199,32 @@ def _imports(tree: ast.AST, modules) -> set[str]:
 
 def test_stage_code_covers_what_its_commands_import():
     """zephir.stages' code of a stage holds every module its commands import, directly or
-    not (zephir/cli.py's module-level imports, the stage's commands, the functions they call
-    in cli.py; for the report, the builders the registry names)."""
+    not (the module-level imports of zephir/cli.py and of every zephir/commands module; the
+    stage's handlers and the functions of their module they call; for the report, the builders
+    the registry names)."""
+    from zephir.commands import COMMANDS as MODULES
     from zephir.report import registry
 
     modules = _modules()
-    cli = ast.parse((REPO / "zephir" / "cli.py").read_text())
-    funcs = {n.name: n for n in cli.body if isinstance(n, ast.FunctionDef)}
-    top = _imports(ast.Module([n for n in cli.body if isinstance(n, (ast.Import, ast.ImportFrom))],
-                              []), modules)
+    trees = {m: ast.parse((REPO / "zephir" / "commands" / f"{m}.py").read_text())
+             for m in MODULES}
+    parsing = [ast.parse((REPO / "zephir" / "cli.py").read_text()), *trees.values()]
+    top = set().union(*(_imports(ast.Module([n for n in t.body if isinstance(
+        n, (ast.Import, ast.ImportFrom))], []), modules) for t in parsing))
     builders = {e.build.split(":")[0] for e in registry.TABLES.values()}
     builders |= {e.draw.split(":")[0] for e in registry.FIGURES.values()}
     for name, commands in COMMANDS.items():
         todo, seen, entry = list(commands), set(), set(top) | {"zephir"}
         while todo:
-            f = todo.pop()
-            if f not in seen:
-                seen.add(f)
-                entry |= _imports(funcs[f], modules)
-                todo += [c.func.id for c in ast.walk(funcs[f]) if isinstance(c, ast.Call)
-                         and isinstance(c.func, ast.Name) and c.func.id in funcs]
+            ref = todo.pop()
+            if ref not in seen:
+                seen.add(ref)
+                module, func = ref.split(":")
+                funcs = {n.name: n for n in trees[module].body if isinstance(n, ast.FunctionDef)}
+                entry |= _imports(funcs[func], modules)
+                todo += [f"{module}:{c.func.id}" for c in ast.walk(funcs[func])
+                         if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+                         and c.func.id in funcs]
         if name == "report":
             entry |= builders
         closure, todo = set(), list(entry)
@@ -231,7 +238,7 @@ def test_stage_code_covers_what_its_commands_import():
         missing = sorted(str(modules[m].relative_to(REPO)) for m in closure
                          if not _under(str(modules[m].relative_to(REPO)), code))
         assert not missing, f"stage {name} runs {missing}, which zephir.stages does not list"
-        assert "zephir/cli.py" in code
+        assert "zephir/cli.py" in code and "zephir/commands" in code
 
 
 def test_fingerprint_follows_the_code_of_its_stage(tmp_path):

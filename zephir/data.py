@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from zephir import extras
 from zephir import io as zio
 
 
 def _skimage(name: str, index: int | None = None) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        from skimage import data
-
-        img = getattr(data, name)()
+        img = getattr(extras.require("skimage.data"), name)()
         return img[index] if index is not None else img
 
     return load
@@ -30,9 +29,7 @@ def _skimage(name: str, index: int | None = None) -> Callable[[], np.ndarray]:
 
 def _sklearn(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        from sklearn.datasets import load_sample_image
-
-        return load_sample_image(name)
+        return extras.require("sklearn.datasets").load_sample_image(name)
 
     return load
 
@@ -46,7 +43,12 @@ def _pyiqa(name: str) -> Callable[[], np.ndarray]:
         import cv2
 
         rel = f"ResultsCalibra/ref_dir/{name}.bmp"
-        path = Path(str(metadata.distribution("pyiqa").locate_file(rel)))
+        try:
+            dist = metadata.distribution("pyiqa")
+        except metadata.PackageNotFoundError:
+            extras.require("pyiqa")  # not installed: the error names the extra
+            raise
+        path = Path(str(dist.locate_file(rel)))
         img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
         if img is None:
             raise FileNotFoundError(f"{path}: pyiqa's calibration photo {rel} is missing; "
@@ -59,9 +61,9 @@ def _pyiqa(name: str) -> Callable[[], np.ndarray]:
 def _matplotlib(name: str) -> Callable[[], np.ndarray]:
     """A photo of matplotlib's sample data (``mpl-data/sample_data``)."""
     def load() -> np.ndarray:
-        from matplotlib import cbook
         from PIL import Image
 
+        cbook = extras.require("matplotlib.cbook")
         with cbook.get_sample_data(name) as fh, Image.open(fh) as img:
             return np.asarray(img.convert("RGB"))
 

@@ -66,3 +66,10 @@ class Estimator(Protocol):
                    ) -> dict[str, torch.Tensor]: ...
 
     def estimate_batch(self, images: torch.Tensor) -> Estimate: ...
+
+
+def level_scale(model: Estimator) -> bool:
+    """Whether ``Estimate.levels`` of ``model`` estimate the 0..100 level. An estimator whose
+    levels are scores drawn on that axis (MM-RealSR-style: learned from order alone) says
+    ``level_scale = False``, and its evaluation reports no MAE."""
+    return bool(getattr(model, "level_scale", True))

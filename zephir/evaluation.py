@@ -18,7 +18,7 @@ import torch
 from zephir import checkpoints
 from zephir import io as zio
 from zephir.degrade.synth import read_manifest
-from zephir.estimators import Estimate, Estimator
+from zephir.estimators import Estimate, Estimator, level_scale
 from zephir.hdclip.ordinal import bin_centres
 from zephir.metrics.estimation import evaluate_table, predicted_types
 
@@ -92,13 +92,6 @@ def evaluate(model: Estimator, manifest: Path, split: str = "val", device="cpu",
         table[f"{t}_pred"] = levels[:, k]
     table["pred_type"] = predicted_types(scores, types)
     return table, arrays
-
-
-def level_scale(model: Estimator) -> bool:
-    """Whether ``Estimate.levels`` of ``model`` estimate the 0..100 level. An estimator whose
-    levels are scores drawn on that axis (MM-RealSR-style: learned from order alone) says
-    ``level_scale = False``, and its evaluation reports no MAE."""
-    return bool(getattr(model, "level_scale", True))
 
 
 def write_evaluation(model: Estimator, ckpt: dict, checkpoint: Path, manifest: Path,

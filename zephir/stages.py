@@ -26,6 +26,7 @@ from zephir.report import registry
 #: schema (which runs the synthesiser's own checks, and fills HD-CLIP's defaults from its
 #: settings), image I/O, the degradation model.
 _COMMAND = ("zephir/__init__.py", "zephir/__main__.py", "zephir/quiet.py", "zephir/cli.py",
+            "zephir/commands", "zephir/extras.py",
             "zephir/config.py", "zephir/schema.py", "zephir/schemas", "zephir/io.py",
             "zephir/data.py",
             "zephir/parallel.py", "zephir/seed.py", "zephir/degrade/__init__.py",

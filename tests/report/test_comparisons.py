@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from zephir import io as zio
-from zephir.report import registry, restoration
+from zephir.report import figures, registry
 
 from ..test_workflow import run_snakemake, workdir  # noqa: F401 - the fixture
 
@@ -39,11 +39,11 @@ def test_crop_is_where_the_runs_differ_most():
     runs = [base.copy() for _ in range(3)]
     runs[1][40:56, 56:72] = 0   # the runs disagree in one 16 x 16 patch only
     runs[2][40:56, 56:72] = 255
-    assert restoration.disagreement_crop(runs, 16) == (40, 56) == _brute_force(runs, 16)
+    assert figures.disagreement_crop(runs, 16) == (40, 56) == _brute_force(runs, 16)
     noisy = [rng.integers(0, 255, (37, 41, 3)) for _ in range(3)]
-    assert restoration.disagreement_crop(noisy, 12) == _brute_force(noisy, 12)
+    assert figures.disagreement_crop(noisy, 12) == _brute_force(noisy, 12)
     # a crop larger than the image is its shorter side: the 70 x 70 window holding the patch
-    assert restoration.disagreement_crop(runs, 500) == (0, 20) == _brute_force(runs, 70)
+    assert figures.disagreement_crop(runs, 500) == (0, 20) == _brute_force(runs, 70)
 
 
 def _standin_runs(root: Path, name: str, stems, modes=("baseline", "cfg", "cfpg"),

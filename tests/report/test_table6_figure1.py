@@ -12,7 +12,7 @@ import torch
 
 from zephir import cli
 from zephir import config as zconfig
-from zephir.report import efficiency, figures, paper, registry
+from zephir.report import captions, efficiency, figures, paper, registry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,7 @@ def test_hdclip_count_is_its_parts(paper_config):
     assert parts["zero_modules"] == blocks * (width * width + width)
     assert parts["heads"] == k * (d * (d + 1) + d + 1)
     assert parts["shift"] == k * j * d
-    readings = efficiency.shift_readings(sum(parts.values()), k, j, d)
+    readings = captions.shift_readings(sum(parts.values()), k, j, d)
     assert round(readings["per type"], 2) == 247.27  # not the paper's 247.29: ruled out
     assert round(readings["per (type, bin)"], 2) == 247.31
 

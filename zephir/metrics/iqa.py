@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zephir import extras
 from zephir import io as zio
 from zephir import weights
 
@@ -125,9 +126,9 @@ def create(name: str, *, device: str, weights_section: dict | None):
 
     Raises FileNotFoundError (naming the file and how to get it) when a weight is missing.
     """
-    import pyiqa
     import torch
 
+    pyiqa = extras.require("pyiqa")
     metric = _metric(name)
     ok, reason = available(name, weights_section)
     if not ok:

@@ -2,7 +2,8 @@
 
 A caption function takes the entry's title, the results a table was built from and the config
 hash, and returns the caption: :func:`provenance` for any table, :func:`estimation` and its
-variants for the degradation-estimation tables. Whatever a caption states about the runs (the
+variants for the degradation-estimation tables, :func:`restoration` for tables 1, 5 and 7,
+:func:`table6` (from the measured facts rather than results) for table 6. Whatever a caption states about the runs (the
 gap that split the levels, the top-k, the losses, the training steps, a random-init or tiny
 encoder) is read from the results, never typed. Light: no pandas, no matplotlib.
 """
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from zephir.report.results import LABELS, losses_of, random_init, tiny_archs, topk_label
+from zephir.report.results import (LABELS, losses_of, metric_label, random_init, tiny_archs,
+                                   topk_label)
 
 
 def _join(parts: Sequence[str]) -> str:
@@ -263,11 +265,27 @@ def topk_gap(title: str, results: Sequence[dict], config_hash: str) -> str:
     return estimation(title, results, config_hash, facts=facts)
 
 
+def unavailable_note(results: Sequence[dict]) -> str:
+    """The caption sentence naming the restoration metrics left n/a for missing weights."""
+    missing = sorted({metric_label(r, k) for r in results for k in r.get("unavailable", {})})
+    if not missing:
+        return ""
+    return (f"n/a (weights missing): {', '.join(missing)}; `zephir weights check` says where "
+            "each file goes.")
+
+
+def conventions_note(results: Sequence[dict]) -> str:
+    """Each restoration metric's convention (channel, range, border), once."""
+    seen: dict[str, str] = {}
+    for r in results:
+        for k, text in r.get("conventions", {}).items():
+            seen.setdefault(metric_label(r, k), text)
+    return " ".join(f"{k}: {v}" for k, v in seen.items())
+
+
 def restoration(title: str, results: Sequence[dict], config_hash: str) -> str:
     """A restoration table (score files of ``zephir score``): provenance, the bridge and
     CFPG's weights the runs used, the metrics' conventions, the metrics left n/a."""
-    from zephir.report import restoration as rest
-
     jobs = [r["meta"].get("job", {}) for r in results]
     facts = []
     bridges = sorted({j["bridge"] for j in jobs if "bridge" in j})
@@ -283,5 +301,44 @@ def restoration(title: str, results: Sequence[dict], config_hash: str) -> str:
         facts.append("HD-CLIP trained from a random-init CLIP.")
     n = sorted({r["n_images"] for r in results})
     facts.append(f"Images per set: {', '.join(map(str, n))}.")
-    facts += [rest.unavailable_note(results), rest.conventions_note(results)]
+    facts += [unavailable_note(results), conventions_note(results)]
     return _join([title, *[f for f in facts if f], f"Config {config_hash}."])
+
+
+# ------------------------------------------------------------- encoder efficiency: table 6
+
+def shift_readings(total: int, k: int, j: int, d: int) -> dict[str, float]:
+    """HD-CLIP's parameter count (M) under other granularities of eq. 2's shift delta_k(l),
+    from zephir's ``total`` with its (K, J, d) shift: one per type, one per bin, none."""
+    per_bin = k * j * d
+    return {"per (type, bin)": total / 1e6, "per type": (total - per_bin + k * d) / 1e6,
+            "per bin, shared by the types": (total - per_bin + j * d) / 1e6,
+            "none": (total - per_bin) / 1e6}
+
+
+def table6(title: str, facts: dict, config_hash: str) -> str:
+    """States the device, the protocol, random init, and where HD-CLIP's count stands against
+    the paper's 247.29 M."""
+    hd = facts["components"].get("HD-CLIP", {})
+    note = ""
+    if "shift" in hd:
+        k, j = facts["types"], facts["bins"]
+        d = hd["shift"] // (k * j)
+        readings = shift_readings(sum(hd.values()), k, j, d)
+        note = (f" HD-CLIP's eq. 2 shift is one {d}-vector per (type, bin), {k} x {j} x {d} = "
+                f"{hd['shift']:,} parameters, for {readings['per (type, bin)']:.2f} M; one per "
+                f"type would give {readings['per type']:.2f} M, one per bin "
+                f"{readings['per bin, shared by the types']:.2f} M, none "
+                f"{readings['none']:.2f} M: none of these is the paper's 247.29 M, which is "
+                "14-24 k parameters below this count (docs/report.md, table 6).")
+    return (f"{title} DA-CLIP is zephir's DA-CLIP-style build (its controller on CLIP), HD-CLIP "
+            "zephir's (zephir/hdclip/model.py). "
+            "Parameters and sizes counted on the architectures (random init, no "
+            "weights; size = float32 parameters / 2^20, MiB, which is what the paper's MB "
+            f"are: 151.28 M x 4 B / 2^20 = 577.08). Inference time measured here on "
+            f"{facts['device']} with random-init weights: batch 1, median of "
+            f"{facts['repeats']} after {facts['warmup']} warm-up calls, each encoder's image "
+            "path at its tower's input size; the paper's times are on its GPU. Rows without a "
+            "time are the paper's architectures beside a config that runs its own (tiny) "
+            f"ones.{note} Config {config_hash}."
+            )

@@ -1,4 +1,7 @@
-"""Table 6 (paper, section 8.4): encoder efficiency, from the architectures alone.
+"""Table 6 (paper, section 8.4): measuring encoder efficiency, from the architectures alone.
+
+This module measures; :func:`zephir.report.tables.table6` turns :func:`measure`'s rows into the
+table and :func:`zephir.report.captions.table6` states its facts.
 
 Parameters, size and context dimension need no weights: every encoder is built from its
 architecture config with random init, on PyTorch's ``meta`` device (shapes only, no memory, no
@@ -189,48 +192,3 @@ def measure(config: dict) -> tuple[list[dict], dict]:
              "components": parts, "types": len(config["synth"]["types"]),
              "bins": bins}
     return rows, facts
-
-
-def table6(config: dict):
-    """Table 6 of ``config`` as a DataFrame, and the facts its caption states."""
-    import pandas as pd
-
-    rows, facts = measure(config)
-    return pd.DataFrame(rows), facts
-
-
-def shift_readings(total: int, k: int, j: int, d: int) -> dict[str, float]:
-    """HD-CLIP's parameter count (M) under other granularities of eq. 2's shift delta_k(l),
-    from zephir's ``total`` with its (K, J, d) shift: one per type, one per bin, none."""
-    per_bin = k * j * d
-    return {"per (type, bin)": total / 1e6, "per type": (total - per_bin + k * d) / 1e6,
-            "per bin, shared by the types": (total - per_bin + j * d) / 1e6,
-            "none": (total - per_bin) / 1e6}
-
-
-def caption(title: str, facts: dict, config_hash: str) -> str:
-    """States the device, the protocol, random init, and where HD-CLIP's count stands against
-    the paper's 247.29 M."""
-    hd = facts["components"].get("HD-CLIP", {})
-    note = ""
-    if "shift" in hd:
-        k, j = facts["types"], facts["bins"]
-        d = hd["shift"] // (k * j)
-        readings = shift_readings(sum(hd.values()), k, j, d)
-        note = (f" HD-CLIP's eq. 2 shift is one {d}-vector per (type, bin), {k} x {j} x {d} = "
-                f"{hd['shift']:,} parameters, for {readings['per (type, bin)']:.2f} M; one per "
-                f"type would give {readings['per type']:.2f} M, one per bin "
-                f"{readings['per bin, shared by the types']:.2f} M, none "
-                f"{readings['none']:.2f} M: none of these is the paper's 247.29 M, which is "
-                "14-24 k parameters below this count (docs/report.md, table 6).")
-    return (f"{title} DA-CLIP is zephir's DA-CLIP-style build (its controller on CLIP), HD-CLIP "
-            "zephir's (zephir/hdclip/model.py). "
-            "Parameters and sizes counted on the architectures (random init, no "
-            "weights; size = float32 parameters / 2^20, MiB, which is what the paper's MB "
-            f"are: 151.28 M x 4 B / 2^20 = 577.08). Inference time measured here on "
-            f"{facts['device']} with random-init weights: batch 1, median of "
-            f"{facts['repeats']} after {facts['warmup']} warm-up calls, each encoder's image "
-            "path at its tower's input size; the paper's times are on its GPU. Rows without a "
-            "time are the paper's architectures beside a config that runs its own (tiny) "
-            f"ones.{note} Config {config_hash}."
-            )

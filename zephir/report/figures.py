@@ -1,12 +1,16 @@
-"""Figures 3, 7, 8, 9 and 10 of the paper, one function each, drawn from results files.
+"""Every figure of the report, one function each, drawn from results files.
 
-Each function reads what the evaluation wrote (predictions.csv, arrays.npz) or the source
-images, and writes one PNG atomically; restyling a figure never retrains a model. Titles say
+Figures 1, 3, 7, 8, 9 and 10 (and the transfer figure beyond the paper) read what the
+evaluation wrote (predictions.csv, arrays.npz), a trained model's folder or the source images;
+figures 6, 11, 21 and section 9.1's comparisons read the restored PNGs themselves, as crops
+beside the LQ and HQ images of the set. Each writes one PNG atomically; restyling a figure
+never retrains or re-restores anything. Titles say
 when the encoder was trained from random init or is a tiny architecture. Which inputs and
 options each figure takes is declared in :mod:`zephir.report.registry`.
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Sequence
@@ -23,9 +27,10 @@ from zephir import data as zdata  # noqa: E402
 from zephir import io as zio  # noqa: E402
 from zephir.degrade import levels as dlevels  # noqa: E402
 from zephir.degrade import ops  # noqa: E402
+from zephir.degrade.blind import read_manifest as blind_manifest  # noqa: E402
 from zephir.degrade.synth import clean_crop, read_manifest  # noqa: E402
 from zephir.report.captions import figure_note  # noqa: E402
-from zephir.report.results import LABELS, losses_of  # noqa: E402
+from zephir.report.results import LABELS, MODES, losses_of  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -342,3 +347,198 @@ def figure1(checkpoint: Path, out: Path, *, kind: str = "blur") -> Path:
     fig.colorbar(im, ax=axes, label="cosine similarity", shrink=0.85)
     fig.suptitle("Fig. 1: similarity across levels, CLIP prompts vs HD-CLIP anchors" + note)
     return _save(fig, out)
+
+
+# ------------------------------------------- restoration: figures 6, 11, 21, comparisons
+
+def _done(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = min(size, h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return img[y:y + s, x:x + s]
+
+
+def _panel_label(done: dict) -> str:
+    job = done["job"]
+    if job["mode"] == "cfpg" and "w_orth" in job:
+        return f"CFPG w_orth={job['w_orth']:g} w_par={job['w_par']:g}"
+    return MODES[job["mode"]]
+
+
+def _grid(rows: list[list[np.ndarray]], row_titles: list[str], col_titles: list[str],
+          title: str, out: Path) -> Path:
+    n_rows, n_cols = len(rows), len(rows[0])
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.4 * n_cols, 2.5 * n_rows + 0.6),
+                             squeeze=False, layout="constrained")
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            ax = axes[i, j]
+            ax.imshow(img, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(col_titles[j], fontsize=9)
+            if j == 0:
+                ax.set_ylabel(row_titles[i], fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, out)
+
+
+def _restored_note(dones: Sequence[dict]) -> str:
+    what = (["random-init backbone"] if any(d["random_init"] for d in dones) else []) + \
+        (["random-init HD-CLIP"] if any(d["hdclip_random_init"] for d in dones) else [])
+    return f" [{', '.join(what)}: not the paper's images]" if what else ""
+
+
+def _upscale_nearest(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    ys = (np.arange(shape[0]) * img.shape[0] // shape[0]).clip(0, img.shape[0] - 1)
+    xs = (np.arange(shape[1]) * img.shape[1] // shape[1]).clip(0, img.shape[1] - 1)
+    return img[ys][:, xs]
+
+
+def figure6(restored: Sequence[Path], blind: Path, out: Path, *, crop: int = 96,
+            images: int = 3) -> Path:
+    """Fig. 6: crops of LQ (nearest-neighbour upscaled) / each run / HQ for the first
+    ``images`` images of a blind set; ``restored``: one shard record of each run."""
+    dones = [_done(p) for p in restored]
+    rows_in = blind_manifest(blind)[:images]
+    root = Path(blind).parent
+    rows, titles = [], []
+    for row in rows_in:
+        stem = Path(row["lq"]).stem
+        hq = zio.load_image(root / row["hq"]).pixels
+        lq = _upscale_nearest(zio.load_image(root / row["lq"]).pixels, hq.shape[:2])
+        panels = [_crop(lq, crop)]
+        for path in restored:
+            panels.append(_crop(zio.load_image(Path(path).parent / f"{stem}.png").pixels, crop))
+        rows.append(panels + [_crop(hq, crop)])
+        titles.append(stem)
+    cols = ["LQ (x4 nearest)"] + [_panel_label(d) for d in dones] + ["HQ"]
+    return _grid(rows, titles, cols, "Fig. 6: restorations" + _restored_note(dones), out)
+
+
+def figure11(restored: Sequence[Path], blind: Path, out: Path, *, crop: int = 96) -> Path:
+    """Fig. 11: CFPG over the w_orth x w_par sweep, crops of the first image of the set, one
+    row per w_orth and one column per w_par."""
+    dones = [_done(p) for p in restored]
+    stem = Path(blind_manifest(blind)[0]["lq"]).stem
+    grid: dict[float, dict[float, np.ndarray]] = {}
+    for path, d in zip(restored, dones):
+        img = zio.load_image(Path(path).parent / f"{stem}.png").pixels
+        grid.setdefault(d["job"]["w_orth"], {})[d["job"]["w_par"]] = _crop(img, crop)
+    w_orths = sorted(grid)
+    w_pars = sorted({p for row in grid.values() for p in row})
+    missing = [(o, p) for o in w_orths for p in w_pars if p not in grid[o]]
+    if missing:
+        raise ValueError(f"figure 11: the sweep lacks (w_orth, w_par) {missing}")
+    rows = [[grid[o][p] for p in w_pars] for o in w_orths]
+    return _grid(rows, [f"w_orth={o:g}" for o in w_orths], [f"w_par={p:g}" for p in w_pars],
+                 f"Fig. 11: CFPG weights on {stem}" + _restored_note(dones), out)
+
+
+# ----------------------------------------------------- figure 21 and section 9.1's comparisons
+
+def disagreement_crop(images: Sequence[np.ndarray], size: int) -> tuple[int, int]:
+    """The crop rule of the comparison figures (not chosen by hand): of the ``size`` x ``size``
+    windows on a grid of stride ``size // 2`` (plus the windows flush with the right and bottom
+    edges), the one where the runs' restorations of one image differ most, i.e. with the
+    largest mean over the window of the per-pixel standard deviation across the runs (ties:
+    the first in raster order). Returns its top-left corner (y, x)."""
+    stack = np.stack([np.asarray(im, dtype=np.float64) for im in images])
+    spread = stack.std(axis=0)
+    spread = spread.mean(axis=-1) if spread.ndim == 3 else spread
+    h, w = spread.shape
+    s = min(size, h, w)
+    integral = np.pad(spread.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def starts(n: int) -> list[int]:
+        out = list(range(0, n - s + 1, max(1, s // 2)))
+        return out if out[-1] == n - s else out + [n - s]
+
+    best, corner = -1.0, (0, 0)
+    for y in starts(h):
+        for x in starts(w):
+            total = (integral[y + s, x + s] - integral[y, x + s] - integral[y + s, x]
+                     + integral[y, x])
+            if total > best + 1e-12:
+                best, corner = total, (y, x)
+    return corner
+
+
+def _set_name(lq: Path) -> str:
+    """A set's name from its LQ source: results/<run>/{blind,data}/<set>/<file>."""
+    return Path(lq).parent.name
+
+
+def _hq_of(lq: Path) -> dict[str, Path]:
+    """{stem: HQ path} of a blind manifest; empty for an image index (an hq: false set)."""
+    lq = Path(lq)
+    with lq.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "hq" not in rows[0]:
+        return {}
+    return {Path(r["lq"]).stem: lq.parent / r["hq"] for r in rows}
+
+
+def _comparison_row(restored: Sequence[Path], stem: str, lq_path: Path, hq: Path | None,
+                    crop: int) -> list[np.ndarray]:
+    outs = [zio.load_image(Path(p).parent / f"{stem}.png").pixels for p in restored]
+    lq = _upscale_nearest(zio.load_image(lq_path).pixels, outs[0].shape[:2])
+    y, x = disagreement_crop(outs, crop)
+    s = min(crop, *outs[0].shape[:2])
+    panels = [lq, *outs] + ([zio.load_image(hq).pixels] if hq is not None else [])
+    return [p[y:y + s, x:x + s] for p in panels]
+
+
+def _restored_stems(restored: Sequence[Path], lq: Path) -> list[tuple[str, Path]]:
+    return [(stem, path) for stem, path in zdata.lq_inputs(lq).items()
+            if all((Path(p).parent / f"{stem}.png").is_file() for p in restored)]
+
+
+def comparison(restored: Sequence[Path], lq: Path, out: Path, *, crop: int = 96,
+               images: int = 3) -> Path:
+    """Section 9.1: one set restored by one backbone in every mode, the first ``images``
+    images (by stem) as rows: LQ (nearest-upscaled), each run, HQ where the set has it; each
+    row cropped where the runs differ most (:func:`disagreement_crop`)."""
+    dones = [_done(p) for p in restored]
+    stems = _restored_stems(restored, lq)[:images]
+    if not stems:
+        raise ValueError(f"comparison: no image of {lq} is restored by every run given")
+    hq = _hq_of(lq)
+    rows = [_comparison_row(restored, stem, path, hq.get(stem), crop) for stem, path in stems]
+    cols = ["LQ (nearest)"] + [_panel_label(d) for d in dones] + (["HQ"] if hq else [])
+    backbone = dones[0]["job"].get("backbone", "")
+    return _grid(rows, [s for s, _ in stems], cols,
+                 f"{_set_name(lq)}, {backbone}: crops where the runs differ most"
+                 + _restored_note(dones),
+                 out)
+
+
+def figure21(restored: Sequence[Path], lq: Sequence[Path], out: Path, *, crop: int = 96
+             ) -> Path:
+    """Fig. 21: RealDeg's subsets (one ``lq`` source each) restored by one backbone in every
+    mode: ``restored`` holds the runs of the first set, then of the second, ... (the same
+    modes in the same order); a row per set, its first restored image, cropped where the runs
+    differ most (:func:`disagreement_crop`)."""
+    if not lq or len(restored) % len(lq):
+        raise ValueError(f"figure 21: {len(restored)} --restored records do not split into "
+                         f"{len(lq)} sets of the same runs")
+    per = len(restored) // len(lq)
+    dones = [_done(p) for p in restored]
+    rows, titles = [], []
+    for i, source in enumerate(lq):
+        runs = restored[i * per:(i + 1) * per]
+        stems = _restored_stems(runs, source)
+        if not stems:
+            raise ValueError(f"figure 21: no image of {source} is restored by its runs")
+        stem, path = stems[0]
+        rows.append(_comparison_row(runs, stem, path, None, crop))
+        titles.append(f"{_set_name(source)}: {stem}")
+    cols = ["LQ (nearest)"] + [_panel_label(d) for d in dones[:per]]
+    backbone = dones[0]["job"].get("backbone", "")
+    return _grid(rows, titles, cols, f"Fig. 21: real-world sets, {backbone}: crops where the "
+                 "runs differ most" + _restored_note(dones), out)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from zephir.report import captions, render
 from zephir.report.render import CORR, MAE, PERCENT, Column
-from zephir.report.results import read_results
+from zephir.report.results import read_results, read_scores
 
 
 def resolve(ref: str | Callable) -> Callable:
@@ -215,14 +215,14 @@ MANIFEST = Input("manifest", "synth manifest.csv of the evaluated samples")
 SOURCES = Input("sources", "image index of the clean source images")
 #: Restoration results of ``zephir score`` (tables 1, 5, 7) and ``zephir restore`` (figures).
 SCORES = Input("scores", "<run>.json score files of `zephir score`",
-               read=lambda paths: resolve("zephir.report.restoration:read_scores")(paths))
+               read=read_scores)
 RESTORED = Input("restored", "shard-*.done.json of a `zephir restore` run (its folder holds "
                  "the images)")
 CHECKPOINT = Input("checkpoint", "a trained HD-CLIP model's folder or model.safetensors")
 BLIND = Input("blind", "blind manifest.csv of the restored set (LQ and HQ images)")
 LQ = Input("lq", "the LQ images a restoration read: the blind manifest.csv, or the image "
            "index of an hq: false set")
-RESTORATION_COLUMNS = "zephir.report.restoration:MetricColumns"
+RESTORATION_COLUMNS = "zephir.report.tables:MetricColumns"
 
 # -------------------------------------------------------------------------- tables
 
@@ -257,13 +257,13 @@ TABLES: dict[str, Table] = _index([
           columns=ESTIMATION, source=several(METRICS), caption=captions.topk_gap),
     Table("table1", "Table 1: restoration of the synthetic test sets (Real-ESRGAN LQ images), "
           "each backbone without HD-CLIP (baseline), with the CFG variant and with CFPG.",
-          build="zephir.report.restoration:table1", runs="restorations",
+          build="zephir.report.tables:table1", runs="restorations",
           columns=RESTORATION_COLUMNS, source=several(SCORES), caption=captions.restoration),
     Table("table5", "Table 5: CFPG's weights w_orth x w_par (eq. 14).",
-          build="zephir.report.restoration:table5", runs="sweep", columns=RESTORATION_COLUMNS,
+          build="zephir.report.tables:table5", runs="sweep", columns=RESTORATION_COLUMNS,
           source=several(SCORES), caption=captions.restoration),
     Table("table7", "Table 7: restoration of real-world LQ images without ground truth "
-          "(no-reference metrics).", build="zephir.report.restoration:table7",
+          "(no-reference metrics).", build="zephir.report.tables:table7",
           runs="realworld", columns=RESTORATION_COLUMNS, source=several(SCORES),
           caption=captions.restoration),
 ], "name")
@@ -271,11 +271,11 @@ TABLES: dict[str, Table] = _index([
 #: Tables from the config alone (no results): ``zephir table NAME --config FILE``.
 CONFIG_TABLES: dict[str, ConfigTable] = _index([
     ConfigTable("table6", "Table 6: encoder efficiency (parameters, size, context dimension, "
-                "inference time).", build="zephir.report.efficiency:table6",
+                "inference time).", build="zephir.report.tables:table6",
                 columns={"Params (M)": Column(".2f"), "Size (MiB)": Column(".2f"),
                          "Context dim.": Column(".0f"), "Inference Time (ms)": Column(".2f"),
                          "Paper time, GPU (ms)": Column(".3f")},
-                caption="zephir.report.efficiency:caption"),
+                caption=captions.table6),
 ], "name")
 
 # -------------------------------------------------------------------------- figures
@@ -300,18 +300,18 @@ FIGURES: dict[int | str, Figure] = _index([
            (Option("type", str, "blur", "degradation type whose anchors are shown",
                    param="kind"),), paired=True),
     Figure(21, "real-world sets: baseline, CFG, CFPG (one --lq per set; --restored the runs "
-           "of each set in turn)", "zephir.report.restoration:figure21",
+           "of each set in turn)", "zephir.report.figures:figure21",
            (several(RESTORED), several(LQ)), (Option("crop", int, 96, "crop side in pixels"),)),
     Figure("comparison", "section 9.1: one set and backbone in every mode",
-           "zephir.report.restoration:comparison", (several(RESTORED), LQ),
+           "zephir.report.figures:comparison", (several(RESTORED), LQ),
            (Option("crop", int, 96, "crop side in pixels"),)),
     Figure("transfer", "beyond the paper: per-photo level curves of the transfer set (one "
            "--predictions / --metrics pair of `zephir evaluate --transfer` per model)",
            "zephir.report.figures:figure_transfer", (several(PREDICTIONS), several(METRICS)),
            paired=True),
-    Figure(6, "restorations: LQ, baseline, CFG, CFPG, HQ", "zephir.report.restoration:figure6",
+    Figure(6, "restorations: LQ, baseline, CFG, CFPG, HQ", "zephir.report.figures:figure6",
            (several(RESTORED), BLIND), (Option("crop", int, 96, "crop side in pixels"),)),
-    Figure(11, "CFPG over the w_orth x w_par sweep", "zephir.report.restoration:figure11",
+    Figure(11, "CFPG over the w_orth x w_par sweep", "zephir.report.figures:figure11",
            (several(RESTORED), BLIND), (Option("crop", int, 96, "crop side in pixels"),)),
 ], "number")
 

@@ -1,7 +1,8 @@
-"""Results files as the report reads them, and the metadata tables, figures and captions use.
+"""Results files as the report reads them, and the names tables, figures and captions give them.
 
-Light on purpose (no pandas, no matplotlib): the registry, the command line and the workflow
-import it to list and describe tables and figures.
+The report's leaf: it imports no other module of :mod:`zephir.report`. Light on purpose (no
+pandas, no matplotlib): the registry, the command line and the workflow import it to list and
+describe tables and figures.
 """
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ def read_json(paths: Sequence[Path], what: str = "results", made_by: str = "") -
             raise FileNotFoundError(f"{p}: no {what}{hint}")
         out.append(json.loads(p.read_text()))
     return out
+
+
+def read_scores(paths: Sequence[Path]) -> list[dict]:
+    """The score files of restorations (``<run>.json`` of ``zephir score``: one per set x
+    backbone x run, with the metric means, their labels and directions, and what was restored:
+    the job's settings and whether the backbone and HD-CLIP were random-init)."""
+    return read_json(paths, "scores", "zephir score")
 
 
 def read_results(paths: Sequence[Path]) -> list[dict]:
@@ -88,6 +96,25 @@ def losses_of(result: dict) -> str:
     """The table 3 letter of a model's loss configuration."""
     flags = (bool(result["train"]["use_level"]), bool(result["train"]["use_slerp"]))
     return next(k for k, v in LOSS_ABLATIONS.items() if v == flags)
+
+
+#: How tables and figures name each restoration run.
+MODES = {"baseline": "baseline", "cfg": "CFG", "cfpg": "CFPG"}
+
+
+def run_label(result: dict) -> str:
+    """A score file's run: ``CFPG``, ``CFG``, ``baseline``, or ``CFPG w_orth=0.6 w_par=1`` for
+    a run of the sweep."""
+    run = result["meta"]["run"]
+    if run in MODES:
+        return MODES[run]
+    w_orth, w_par = run.removeprefix("cfpg-wo").split("-wp")
+    return f"CFPG w_orth={w_orth} w_par={w_par}"
+
+
+def metric_label(result: dict, metric: str) -> str:
+    """A metric as a score file labels it (``PSNR`` for ``psnr``)."""
+    return result["labels"].get(metric, metric)
 
 
 def topk_label(k) -> str:

@@ -1,19 +1,24 @@
-"""Builders of tables 2-4 (and the beyond-the-paper companions of table 2): results -> DataFrame.
+"""Builders of every table: results -> DataFrame.
 
-Every table is built from the ``metrics.json`` files written by ``zephir evaluate`` (no number
-typed by hand). Which files a table reads, how its columns are shown and what its caption says
-are declared in :mod:`zephir.report.registry`; :mod:`zephir.report.render` writes it.
+Tables 2-4 (and the beyond-the-paper companions of table 2) are built from the ``metrics.json``
+files of ``zephir evaluate``, tables 1, 5 and 7 from the score files of ``zephir score``, table 6
+from the config's architectures (:mod:`zephir.report.efficiency` measures them): no number typed
+by hand. Which files a table reads, how its columns are shown and what its caption says are
+declared in :mod:`zephir.report.registry`; :mod:`zephir.report.render` writes it.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import pandas as pd
 
 from zephir.config import LOSS_ABLATIONS as LOSSES
 from zephir.degrade.levels import LABEL_ORDER
-from zephir.report.results import LABELS, losses_of, topk_label
+from zephir.report.render import Column
+from zephir.report.results import LABELS, losses_of, metric_label, run_label, topk_label
+
+# ------------------------------------------------------- degradation estimation: tables 2-4
 
 #: The table 2 metrics: column, key in metrics.json, scale.
 METRICS = [("Type Acc (%)", "type_acc", 100.0), ("MAE", "mae", 1.0), ("SROCC", "srocc", 1.0),
@@ -111,3 +116,89 @@ def table4(results: Sequence[dict]) -> pd.DataFrame:
         rows.append({"top-k": topk_label(r["hdclip"]["topk"]),
                      "gap size": f"{r['hdclip']['gap']:g}", **_cells(r["metrics"]["single"])})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------- restoration: tables 1, 5 and 7
+
+#: Decimals of each restoration metric, as the paper prints them.
+FORMATS = {"psnr": ".2f", "ssim": ".4f", "lpips": ".4f", "musiq": ".2f", "qalign": ".4f",
+           "niqe": ".4f", "brisque": ".4f"}
+
+
+class MetricColumns(Mapping):
+    """The column formats of a table whose columns are ``<set>/<metric label>`` or a metric
+    label: each metric's decimals and direction, read from the score files."""
+
+    def __init__(self, results: Sequence[dict]):
+        self._columns: dict[str, Column] = {}
+        for r in results:
+            for metric, label in r["labels"].items():
+                better = "lower" if r["lower_better"][metric] else "higher"
+                self._columns[label] = Column(FORMATS.get(metric, ".4f"), better)
+
+    def _metric(self, key: str) -> str:
+        return str(key).rsplit("/", 1)[-1]
+
+    def __getitem__(self, key: str) -> Column:
+        return self._columns[self._metric(key)]
+
+    def __contains__(self, key) -> bool:
+        return self._metric(key) in self._columns
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+
+def _score(result: dict, metric: str):
+    """A metric's mean: a number, or NaN where there is none."""
+    value = result["means"].get(metric)
+    return float("nan") if value is None else value
+
+
+def _wide(results: Sequence[dict], per_set: bool) -> pd.DataFrame:
+    """One row per backbone and run; one column per metric (per set when ``per_set``)."""
+    rows: dict[tuple[str, str], dict] = {}
+    for r in results:
+        m = r["meta"]
+        row = rows.setdefault((m["backbone"], run_label(r)),
+                              {"Backbone": m["backbone"], "Mode": run_label(r)})
+        prefix = f"{m.get('label', m['dataset'])}/" if per_set else ""
+        for metric in r["means"]:
+            row[prefix + metric_label(r, metric)] = _score(r, metric)
+    return pd.DataFrame(list(rows.values()))
+
+
+def table1(results: Sequence[dict]) -> pd.DataFrame:
+    """Table 1: the sets with HQ images (DIV2K-Val, RealSR, DRealSR) x PSNR, SSIM, LPIPS,
+    MUSIQ and Q-Align, a row per backbone and mode."""
+    return _wide(results, per_set=True)
+
+
+def table7(results: Sequence[dict]) -> pd.DataFrame:
+    """Table 7: the real-world sets without HQ images (RealDeg's Classic Film, Social Media,
+    Old Photo) x NIQE, BRISQUE, MUSIQ and Q-Align, a row per backbone and mode."""
+    return _wide(results, per_set=True)
+
+
+def table5(results: Sequence[dict]) -> pd.DataFrame:
+    """Table 5: CFPG over the w_orth x w_par grid, one row per pair, the metrics as columns."""
+    rows = []
+    for r in results:
+        w_orth, w_par = r["meta"]["run"].removeprefix("cfpg-wo").split("-wp")
+        rows.append({"w_orth": w_orth, "w_par": w_par,
+                     **{metric_label(r, k): _score(r, k) for k in r["means"]}})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------- encoder efficiency: table 6
+
+def table6(config: dict) -> tuple[pd.DataFrame, dict]:
+    """Table 6 of ``config`` as a DataFrame, and the facts its caption states (measured by
+    :func:`zephir.report.efficiency.measure`; torch and open_clip only when it is made)."""
+    from zephir.report.efficiency import measure
+
+    rows, facts = measure(config)
+    return pd.DataFrame(rows), facts

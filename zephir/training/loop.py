@@ -39,6 +39,7 @@ from zephir import io as zio
 from zephir import seed as zseed
 from zephir.config import train_budget_problem
 from zephir.degrade.synth import read_manifest
+from zephir.estimators import level_scale
 from zephir.hdclip.model import HDCLIPConfig
 from zephir.metrics import estimation
 from zephir.schema import default
@@ -160,7 +161,7 @@ def validate(model, dataset: LabelledSet, device) -> dict:
     names = np.asarray(dataset.types)
     return estimation.summarize(estimation.predicted_types(est.scores.numpy(), dataset.types),
                                 names[true_k], pred_level, true_level, dataset.types,
-                                level_scale=evaluation.level_scale(model))
+                                level_scale=level_scale(model))
 
 
 # --------------------------------------------------------------------------- run identity
