@@ -34,7 +34,7 @@ PY
 
 stage "CUDA tests"
 timed $py -m pytest -q -p no:cacheprovider -m "slow or not slow" \
-    tests/training/test_cuda.py tests/training/test_data.py \
+    tests/training/test_cuda.py tests/training/test_batches.py \
     2>&1 | tee "$work/tests.txt"
 
 stage "HD-CLIP, config/embedded-gpu.yaml"
@@ -53,9 +53,9 @@ fi
 photos=${PHOTOS:-}
 if [ -z "$photos" ]; then
     photos=$work/photos
-    $py -c 'import sys, yaml; from zephir import data
+    $py -c 'import sys, yaml; from zephir import datasets
 cfg = yaml.safe_load(open(sys.argv[1]))
-data.write_embedded(sys.argv[2], cfg["datasets"][cfg["train_set"]]["images"])' \
+datasets.write_embedded(sys.argv[2], cfg["datasets"][cfg["train_set"]]["images"])' \
         "$config" "$photos" || echo "-- training photos unwritable from $config"
 fi
 (
@@ -70,10 +70,10 @@ dev=cpu
 $py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && dev=cuda
 tphotos=$work/transfer-photos
 # the transfer set's photos, and the settings that rule transfer_set passes (estimation.smk)
-settings=$($py -c 'import sys, yaml; from zephir import data
+settings=$($py -c 'import sys, yaml; from zephir import datasets
 cfg = yaml.safe_load(open(sys.argv[1]))
 t = cfg["estimation"]["transfer"]
-data.write_embedded(sys.argv[2], cfg["datasets"][t["set"]]["images"])
+datasets.write_embedded(sys.argv[2], cfg["datasets"][t["set"]]["images"])
 print(2 if sys.argv[3] == "1" else t["per_type"], cfg["synth"]["crop_size"], t["seed"],
       *cfg["synth"]["types"])' "$config" "$tphotos" "$smoke") \
     || echo "-- transfer photos or settings unreadable from $config"

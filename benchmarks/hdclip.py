@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from timing import timings
 
-from zephir import data as zdata
+from zephir import datasets as zdata
 from zephir import io as zio
 from zephir.hdclip import losses
 from zephir.hdclip.model import HDCLIPConfig, build

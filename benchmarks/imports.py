@@ -39,13 +39,13 @@ def inputs(root: Path) -> dict[str, list[str]]:
     import cv2
     import torch
 
-    from zephir import checkpoints, data, methods
+    from zephir import checkpoints, datasets, estimator_registry
     from zephir import io as zio
     from zephir.hdclip.model import HDCLIPConfig
 
     names = ["chelsea", "coffee", "astronaut", "rocket"]
     for name in names:
-        img = data.embedded_image(name)
+        img = datasets.embedded_image(name)
         y, x = img.shape[0] // 2 - 64, img.shape[1] // 2 - 64
         hq = img[y:y + 128, x:x + 128]
         zio.write_png(root / "hq" / f"{name}.png", hq)
@@ -55,7 +55,7 @@ def inputs(root: Path) -> dict[str, list[str]]:
                               cv2.resize(hq, (32, 32), interpolation=cv2.INTER_AREA))
     torch.manual_seed(0)
     cfg = HDCLIPConfig(arch="zephir-tiny-rn")
-    ckpt = checkpoints.save_model(root / "hdclip", methods.build("hdclip", cfg),
+    ckpt = checkpoints.save_model(root / "hdclip", estimator_registry.build("hdclip", cfg),
                                   {"method": "hdclip", "hdclip": cfg.to_dict()})
     hq = [str(root / "hq" / f"{name}.png") for name in names]
     config = str(REPO / "config" / "config.yaml")

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from zephir import data
+from zephir import datasets
 from zephir.degrade import levels, synth
 
 CROP = 512
@@ -74,14 +74,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="best of N runs")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    names = [n for n in data.EMBEDDED if min(data.embedded_image(n).shape[:2]) >= CROP]
+    names = [n for n in datasets.EMBEDDED if min(datasets.embedded_image(n).shape[:2]) >= CROP]
     names = names[: args.images]
     spec = synth.SynthSpec(levels_per_type=args.levels, crop_size=CROP, val_fraction=0.0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = tmp / "src"
-        paths = data.write_embedded(src, names)
-        images = [data.embedded_image(n) for n in names]
+        paths = datasets.write_embedded(src, names)
+        images = [datasets.embedded_image(n) for n in names]
         n = len(images) * len(spec.types) * spec.levels_per_type
         (tmp / "base").mkdir()
         t_base = best_of(lambda: baseline(images, spec, tmp / "base"), args.repeat)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zephir import data
+from zephir import datasets
 from zephir import io as zio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
-    return data.embedded_image("astronaut")
+    return datasets.embedded_image("astronaut")
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,7 @@ def photo_dir(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("photos")
     for name in ("astronaut", "chelsea", "coffee", "camera"):
-        img = data.embedded_image(name)
+        img = datasets.embedded_image(name)
         img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
         zio.write_png(folder / f"{name}.png", img)
     return folder

@@ -52,7 +52,7 @@ import torch
 import yaml
 
 from tests.conftest import REPO
-from zephir import checkpoints, data, methods
+from zephir import checkpoints, datasets, estimator_registry
 from zephir import config as zconfig
 from zephir import io as zio
 from zephir.hdclip.model import HDCLIPConfig
@@ -130,7 +130,7 @@ def lq_dir(tmp_path_factory) -> Path:
     """Two 32 px LQ images (bundled photos, area-downscaled)."""
     folder = tmp_path_factory.mktemp("lq")
     for name in ("chelsea", "coffee"):
-        img = cv2.resize(data.embedded_image(name), (32, 32), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(datasets.embedded_image(name), (32, 32), interpolation=cv2.INTER_AREA)
         zio.write_png(folder / f"{name}.png", img)
     return folder
 
@@ -142,7 +142,7 @@ def embeddings(lq_dir, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("hdclip")
     torch.manual_seed(0)
     cfg = HDCLIPConfig(arch="zephir-tiny-rn")
-    model_dir = checkpoints.save_model(tmp / "hdclip", methods.build("hdclip", cfg),
+    model_dir = checkpoints.save_model(tmp / "hdclip", estimator_registry.build("hdclip", cfg),
                                        {"method": "hdclip", "hdclip": cfg.to_dict()})
     out = tmp / "hdclip-embeddings.safetensors"
     proc = subprocess.run([sys.executable, "-m", "zephir", "embed", "--hdclip",

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zephir import methods
+from zephir import estimator_registry
 from zephir.backbones import load
 from zephir.bridge import (
     TAG_TEMPLATE,
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def hd_model():
     torch.manual_seed(0)
-    return methods.build("hdclip", HDCLIPConfig(arch="zephir-tiny-rn")).eval()
+    return estimator_registry.build("hdclip", HDCLIPConfig(arch="zephir-tiny-rn")).eval()
 
 
 @pytest.fixture(scope="module")

@@ -252,13 +252,13 @@ def test_weights_check_lists_every_weight_of_the_paper_config(tmp_path, capsys, 
 
 
 def test_train_offers_every_method_but_the_imported_one():
-    """`zephir train --method` lists every estimator of zephir.methods except DA-CLIP's
+    """`zephir train --method` lists every estimator of zephir.estimator_registry except DA-CLIP's
     released weights, which `zephir import-daclip` reads instead of training."""
-    from zephir import methods
+    from zephir import estimator_registry
 
     train = cli.build_parser()._subparsers._group_actions[0].choices["train"]
     choices = next(a.choices for a in train._actions if a.dest == "method")
-    assert set(choices) == set(methods.METHODS) - {"daclip_released"}
+    assert set(choices) == set(estimator_registry.METHODS) - {"daclip_released"}
 
 
 def test_synth_split_val_puts_every_image_in_val_with_its_mixtures(photo_dir, tmp_path, capsys):

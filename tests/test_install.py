@@ -210,12 +210,12 @@ def test_a_missing_workflow_package_is_an_error_naming_the_extra(tmp_path):
     modules still import."""
     code = ("import sys\n"
             "for m in ('matplotlib', 'skimage', 'sklearn', 'pyiqa'): sys.modules[m] = None\n"
-            "from zephir import cli, data\n"
+            "from zephir import cli, datasets\n"
             "rc = cli.main(['figure', '3', '--out', 'f.png', '--arrays', 'a.npz', "
             "'--predictions', 'p.csv', '--metrics', 'm.json'])\n"
             "assert rc == 2, rc\n"
             "try:\n"
-            "    data.embedded_image('astronaut')\n"
+            "    datasets.embedded_image('astronaut')\n"
             "except ModuleNotFoundError as exc:\n"
             "    print(exc)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -14,7 +14,7 @@ import cv2
 import pytest
 
 from zephir import config as zconfig
-from zephir import data
+from zephir import datasets
 from zephir import io as zio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def toy(tmp_path_factory) -> dict[str, Path]:
     """Two bundled photos: 128 px centre crops (HQ) and their 32 px area-downscaled LQ."""
     root = tmp_path_factory.mktemp("toy")
     for name in ("chelsea", "coffee"):
-        img = data.embedded_image(name)
+        img = datasets.embedded_image(name)
         y, x = img.shape[0] // 2 - 64, img.shape[1] // 2 - 64
         hq = img[y:y + 128, x:x + 128]
         zio.write_png(root / "hq" / f"{name}.png", hq)
@@ -108,12 +108,12 @@ def checkpoint(tmp_path_factory) -> Path:
     """A tiny random-init HD-CLIP checkpoint, as `zephir train` writes one."""
     import torch
 
-    from zephir import checkpoints, methods
+    from zephir import checkpoints, estimator_registry
     from zephir.hdclip.model import HDCLIPConfig
 
     torch.manual_seed(0)
     cfg = HDCLIPConfig(arch="zephir-tiny-rn")
-    return checkpoints.save_model(tmp_path_factory.mktemp("ckpt"), methods.build("hdclip", cfg),
+    return checkpoints.save_model(tmp_path_factory.mktemp("ckpt"), estimator_registry.build("hdclip", cfg),
                                   {"method": "hdclip", "hdclip": cfg.to_dict()})
 
 

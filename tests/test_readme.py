@@ -171,7 +171,7 @@ def cfpg_folder(tmp_path) -> Path:
     random-init) in results/embedded/hdclip and an LQ photo in my_lq/."""
     import torch
 
-    from zephir import checkpoints, data, io as zio
+    from zephir import checkpoints, datasets, io as zio
     from zephir.hdclip import create_model
 
     torch.manual_seed(0)
@@ -181,7 +181,7 @@ def cfpg_folder(tmp_path) -> Path:
                             "train": {"steps": 1, "batch_size": 8, "lr": 1e-3, "seed": 0},
                             "metrics": {}})
     (tmp_path / "my_lq").mkdir()
-    zio.write_png(tmp_path / "my_lq" / "photo.png", data.embedded_image("coffee")[:24, :32])
+    zio.write_png(tmp_path / "my_lq" / "photo.png", datasets.embedded_image("coffee")[:24, :32])
     return tmp_path
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from zephir import checkpoints, conditioning, data, methods
+from zephir import checkpoints, conditioning, datasets, estimator_registry
 from zephir import io as zio
 from zephir.backbones import load
 from zephir.backbones.tiny import TinyBackbone
@@ -31,7 +31,7 @@ def hd_checkpoint(tmp_path_factory) -> Path:
     """A tiny random-init HD-CLIP saved as a model folder (as `zephir train` writes one)."""
     torch.manual_seed(0)
     cfg = HDCLIPConfig(arch="zephir-tiny-rn")
-    model = methods.build("hdclip", cfg)
+    model = estimator_registry.build("hdclip", cfg)
     return checkpoints.save_model(tmp_path_factory.mktemp("hdclip"), model,
                                   {"method": "hdclip", "hdclip": cfg.to_dict()})
 
@@ -41,7 +41,7 @@ def lq_dir(tmp_path_factory) -> Path:
     """Three 32 px LQ images (bundled photos, area-downscaled)."""
     folder = tmp_path_factory.mktemp("lq")
     for name in ("chelsea", "coffee", "camera"):
-        img = cv2.resize(data.embedded_image(name), (32, 32), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(datasets.embedded_image(name), (32, 32), interpolation=cv2.INTER_AREA)
         zio.write_png(folder / f"{name}.png", img)
     return folder
 
@@ -243,7 +243,7 @@ def test_an_image_missing_from_the_embeddings_is_refused_by_name(embeddings, lq_
     src.mkdir()
     for p in lq_dir.glob("*.png"):
         (src / p.name).write_bytes(p.read_bytes())
-    img = cv2.resize(data.embedded_image("astronaut"), (32, 32), interpolation=cv2.INTER_AREA)
+    img = cv2.resize(datasets.embedded_image("astronaut"), (32, 32), interpolation=cv2.INTER_AREA)
     zio.write_png(src / "astronaut.png", img)
     zio.write_png(src / "camera.png", np.zeros((32, 32, 3), np.uint8))  # another LQ file
     done = _run(src, tmp_path / "out", embeddings, mode="cfg")

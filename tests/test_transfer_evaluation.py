@@ -124,11 +124,11 @@ def test_full_image_reads_each_image_on_its_own(models, transfer_set):
 def test_per_photo_srocc_recomputed_with_pandas(models, transfer_set):
     """evaluate_table's per-photo and pooled SROCCs against pandas' Spearman on the same
     (full-precision) predictions."""
-    from zephir import checkpoints, evaluation
+    from zephir import checkpoints, estimator_evaluation
     from zephir.metrics.estimation import evaluate_table
 
     model, _ = checkpoints.load_pretrained(models["hdclip"])
-    table, arrays = evaluation.evaluate(model, transfer_set, full_image=True)
+    table, arrays = estimator_evaluation.evaluate(model, transfer_set, full_image=True)
     assert arrays == {}
     metrics = evaluate_table(table, model.cfg.types)
     per_photo = metrics["per_photo"]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import zephir.config
-from zephir import data
+from zephir import datasets
 from zephir import io as zio
 from zephir.degrade import blind
 
@@ -326,7 +326,7 @@ def test_embedded_default_end_to_end(workdir):
     # the embedding bridge carries severity: one held-out photo blurred at rising levels moves
     # the HD conditioning further and further from the clean photo's, continuously; the words
     # of the prompt bridge move it in a few steps (docs/restoration.md, measured 2026-12-06)
-    photo = data.embedded_image("immunohistochemistry")
+    photo = datasets.embedded_image("immunohistochemistry")
     top, left = (photo.shape[0] - 128) // 2, (photo.shape[1] - 128) // 2
     crop = photo[top:top + 128, left:left + 128]
     series = list(range(10, 100, 10))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zephir import data
+from zephir import datasets
 from zephir import io as zio
 
 from .test_workflow import run_snakemake, workdir  # noqa: F401 - the fixture
@@ -27,7 +27,7 @@ def test_restoration_tables_and_figures_from_the_restored_images(workdir):  # no
     cfg["datasets"]["held_out"]["images"] = ["china", "kodim04"]
     lq = workdir / "data" / "reallq"
     for name in ("coffee", "rocket"):  # real LQ images as they are: a 32-px crop of each
-        zio.write_png(lq / f"{name}.png", data.embedded_image(name)[100:132, 100:132])
+        zio.write_png(lq / f"{name}.png", datasets.embedded_image(name)[100:132, 100:132])
     cfg["datasets"]["reallq"] = {"kind": "folder", "path": "data/reallq", "hq": False,
                                  "label": "Real LQ"}
     cfg["synth"].update(levels_per_type=2, mixtures_per_image=0, val_fraction=0.25)

@@ -4,7 +4,7 @@ A trained estimator (HD-CLIP or a baseline of table 2) is a folder in the Huggin
 layout, which can be uploaded as it is:
 
 - ``model.safetensors``: the state dict (safetensors holds tensors only);
-- ``config.json``: :data:`FORMAT`, ``method`` (a key of :data:`zephir.methods.METHODS`),
+- ``config.json``: :data:`FORMAT`, ``method`` (a key of :data:`zephir.estimator_registry.METHODS`),
   ``hdclip`` (the :class:`~zephir.hdclip.config.HDCLIPConfig` as a dict), ``train`` (the
   training settings), ``step``, ``random_init``, ``metrics`` (its validation metrics, when it
   was validated) and what else its writer knew (``precision``, ``semantic_target``, ``data``,
@@ -127,7 +127,7 @@ def save_model(folder: str | Path, model: torch.nn.Module, meta: dict) -> Path:
 def read_metadata(path: str | Path) -> dict:
     """A model folder's ``config.json``, checked: a zephir estimator of a known version and
     method, with its model settings."""
-    from zephir import methods
+    from zephir import estimator_registry
 
     folder = model_dir(path)
     file = folder / CONFIG
@@ -153,9 +153,9 @@ def read_metadata(path: str | Path) -> dict:
         raise CheckpointError(f"{file}: format_version {version!r}: this zephir reads "
                               f"version {VERSION} and earlier; update zephir to read it")
     method = meta.get("method")
-    if method not in methods.METHODS:
+    if method not in estimator_registry.METHODS:
         raise CheckpointError(f"{file}: unknown method {method!r}; this zephir knows "
-                              f"{', '.join(methods.METHODS)}")
+                              f"{', '.join(estimator_registry.METHODS)}")
     if not isinstance(meta.get("hdclip"), dict):
         raise CheckpointError(f"{file}: no model settings (key hdclip)")
     return meta
@@ -207,12 +207,12 @@ class _NoRandomInitWarning(logging.Filter):
 
 
 def _rebuild(method: str, saved: HDCLIPConfig, weights: dict, file: Path, device):
-    from zephir import methods
+    from zephir import estimator_registry
 
     quiet = _NoRandomInitWarning()
     logging.getLogger().addFilter(quiet)
     try:
-        model = methods.build(method, HDCLIPConfig(**{**saved.to_dict(), "checkpoint": None}))
+        model = estimator_registry.build(method, HDCLIPConfig(**{**saved.to_dict(), "checkpoint": None}))
     finally:
         logging.getLogger().removeFilter(quiet)
     _fit(model, weights, file, f"a {method} model of {saved.arch} with the saved settings")
@@ -247,7 +247,7 @@ def load_pretrained(path: str | Path, device="cpu") -> tuple[torch.nn.Module, di
 def _load_legacy(path: Path, device) -> tuple[torch.nn.Module, dict]:
     """A ``checkpoint.pt`` of zephir's earlier layout (a dict of the state dict and plain
     settings), read with ``weights_only=True``."""
-    from zephir import methods
+    from zephir import estimator_registry
 
     remedy = (f"A trained zephir model is a folder with {WEIGHTS} and {CONFIG}: pass that "
               "folder (`zephir train` writes one).")
@@ -257,9 +257,9 @@ def _load_legacy(path: Path, device) -> tuple[torch.nn.Module, dict]:
         raise CheckpointError(f"{path}: not a zephir estimator checkpoint (found {keys}). "
                               f"{remedy}")
     method = ckpt.get("method", "hdclip")
-    if method not in methods.METHODS:
+    if method not in estimator_registry.METHODS:
         raise CheckpointError(f"{path}: unknown method {method!r}; this zephir knows "
-                              f"{', '.join(methods.METHODS)}")
+                              f"{', '.join(estimator_registry.METHODS)}")
     saved = HDCLIPConfig.from_dict(ckpt["hdclip"], f"{path}: hdclip")
     model = _rebuild(method, saved, ckpt["model"], path, device)
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler")}
@@ -289,7 +289,7 @@ def model_card(meta: dict) -> str:
         lines += [("> **Random-init CLIP.** This model was trained from a CLIP with random "
                    "weights: every number it gives, and every number below, is a random-init "
                    "result, not the paper's."), ""]
-    lines += [f"- method: `{meta['method']}` (zephir.methods)",
+    lines += [f"- method: `{meta['method']}` (zephir.estimator_registry)",
               f"- CLIP architecture: `{hd['arch']}`; CLIP weights: {clip}",
               f"- degradation types: {', '.join(hd['types'])}",
               f"- ordinal space: gap {hd['gap']}, top-k {hd['topk']}, tau {hd['tau']}"]

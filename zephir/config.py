@@ -73,7 +73,7 @@ def _check_semantics(config: dict, origin: str, given: set[str]) -> None:
         if ds["kind"] == "folder" and "path" not in ds:
             raise ConfigError(f"{origin}: datasets.{name}.path is required for kind folder")
         if ds["kind"] == "embedded":
-            from zephir.data import EMBEDDED
+            from zephir.datasets import EMBEDDED
 
             unknown = [i for i in ds["images"] if i not in EMBEDDED]
             if unknown:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from zephir import conditioning, data
+from zephir import conditioning, datasets
 from zephir import io as zio
 
 
@@ -50,7 +50,7 @@ def embed_set(checkpoint: str | Path, source: str | Path, out: str | Path, *,
               device: str | torch.device = "cpu", batch: int = 8,
               progress: bool = False) -> conditioning.Embeddings:
     """Write the conditioning file ``out`` of every LQ image of ``source`` (a blind manifest,
-    an image folder or an index CSV: zephir.data.lq_inputs) with the trained HD-CLIP at
+    an image folder or an index CSV: zephir.datasets.lq_inputs) with the trained HD-CLIP at
     ``checkpoint`` (its folder or ``model.safetensors``: zephir.hdclip.load_pretrained);
     returns it as read back. An unreadable image is a ValueError naming it
     (every restore job needs every image)."""
@@ -58,7 +58,7 @@ def embed_set(checkpoint: str | Path, source: str | Path, out: str | Path, *,
     from zephir.hdclip import load_pretrained
     from zephir.restore import hdclip_info
 
-    inputs = data.lq_inputs(source)
+    inputs = datasets.lq_inputs(source)
     hd_model, meta = load_pretrained(checkpoint, device)
     hd_model.eval()
     sha1 = {stem: zio.file_sha1(path) for stem, path in inputs.items()}

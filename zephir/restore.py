@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from zephir import conditioning as zcond
-from zephir import data
+from zephir import datasets
 from zephir import io as zio
 from zephir import weights as zweights
 from zephir.backbones import BACKBONES, CFG_RATIO, MODES, Backbone, canonical, load
@@ -285,7 +285,7 @@ def restore_folder(manifest_or_folder: str | Path, out_dir: str | Path, *,
     out_dir = Path(out_dir)
     options = (bridge_options if isinstance(bridge_options, BridgeOptions)
                else BridgeOptions.from_dict(bridge_options))
-    inputs = data.lq_inputs(manifest_or_folder)
+    inputs = datasets.lq_inputs(manifest_or_folder)
     mine = shard_of(list(inputs), shard, shards)
     job = job_settings(backbone_name=backbone_name, settings=settings, weights=weights,
                        hdclip_sha1=None if emb is None else emb.hdclip.get("sha1"), mode=mode,

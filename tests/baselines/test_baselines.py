@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from zephir import checkpoints, evaluation, methods
+from zephir import checkpoints, estimator_evaluation, estimator_registry
 from zephir.baselines import clip_zeroshot
 from zephir.degrade import levels
 from zephir.hdclip.model import HDCLIPConfig
@@ -57,11 +57,11 @@ def test_readout_reads_type_and_level_from_the_best_prompt():
 
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match="unknown method 'nope'"):
-        methods.build("nope", CFG)
+        estimator_registry.build("nope", CFG)
 
 
 def test_zero_shot_has_nothing_to_train():
-    model = methods.build("clip_zeroshot", CFG)
+    model = estimator_registry.build("clip_zeroshot", CFG)
     assert not [p for p in model.parameters() if p.requires_grad]
     est = model.estimate_batch(torch.rand(3, 3, 128, 128))
     scores, lv = est.scores, est.levels
@@ -78,9 +78,9 @@ def test_every_method_trains_saves_and_rebuilds(method, labelled, tmp_path):
     else:
         assert 0.0 <= metrics["type_acc"] <= 1.0
     model, ckpt = checkpoints.load_pretrained(tmp_path / "model.safetensors")
-    assert ckpt["method"] == method and type(model) is type(methods.build(method, CFG))
-    table, _ = evaluation.evaluate(model, labelled)
-    again, _ = evaluation.evaluate(checkpoints.load_pretrained(tmp_path / "model.safetensors")[0],
-                                   labelled)
+    assert ckpt["method"] == method and type(model) is type(estimator_registry.build(method, CFG))
+    table, _ = estimator_evaluation.evaluate(model, labelled)
+    again, _ = estimator_evaluation.evaluate(checkpoints.load_pretrained(tmp_path / "model.safetensors")[0],
+                                             labelled)
     assert table.equals(again)
     assert ckpt["step"] == (0 if method == "clip_zeroshot" else 2)

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zephir import checkpoints, methods
+from zephir import checkpoints, estimator_registry
 from zephir.baselines import clip_zeroshot, daclip_style
-from zephir.estimators import SemanticTargets
+from zephir.estimator_interface import SemanticTargets
 from zephir.hdclip.model import HDCLIPConfig, load_clip, normalize
 from zephir.hdclip.ordinal import bin_centres
 
@@ -46,7 +46,7 @@ def test_prompt_targets_pick_the_nearest_bin_of_single_type_rows():
 
 def test_degradation_loss_is_daclips_batchwise_clip_loss():
     torch.manual_seed(0)
-    model = methods.build("daclip_style", HDCLIPConfig(arch="zephir-tiny-vit"))
+    model = estimator_registry.build("daclip_style", HDCLIPConfig(arch="zephir-tiny-vit"))
     with torch.no_grad():
         model.logit_scale.fill_(math.log(20.0))
     present = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 0],
@@ -93,7 +93,7 @@ def _perturb(module: torch.nn.Module, scale: float = 0.05) -> None:
 
 def test_frozen_block_i_gets_controller_block_l_minus_1_minus_i():
     torch.manual_seed(1)
-    model = methods.build("daclip_style", VIT).eval()
+    model = estimator_registry.build("daclip_style", VIT).eval()
     assert model.content and len(model.zero_modules) == len(model.tower.transformer.resblocks)
     assert model.clip.visual.transformer.batch_first  # the reference below assumes it
     _perturb(model.tower)
@@ -124,7 +124,7 @@ def test_frozen_block_i_gets_controller_block_l_minus_1_minus_i():
 
 def test_content_loss_trains_the_controller_through_the_zero_modules():
     torch.manual_seed(2)
-    model = methods.build("daclip_style", VIT).train()
+    model = estimator_registry.build("daclip_style", VIT).train()
     _perturb(model.zero_modules)
     present = torch.eye(4)
     level = present * 50
@@ -141,7 +141,7 @@ def test_content_loss_trains_the_controller_through_the_zero_modules():
 
 
 def test_a_resnet_tower_has_no_content_branch():
-    model = methods.build("daclip_style", HDCLIPConfig(arch="zephir-tiny-rn", controller=True))
+    model = estimator_registry.build("daclip_style", HDCLIPConfig(arch="zephir-tiny-rn", controller=True))
     assert not model.content and len(model.zero_modules) == 0
     with pytest.raises(ValueError, match="transformer tower"):
         model(torch.rand(1, 3, 128, 128), semantic=True)
@@ -150,7 +150,7 @@ def test_a_resnet_tower_has_no_content_branch():
 @pytest.mark.parametrize("arch", ["zephir-tiny-rn", "zephir-tiny-vit"])
 def test_training_lowers_the_loss_on_a_fixed_batch(arch):
     torch.manual_seed(0)
-    model = methods.build("daclip_style", HDCLIPConfig(arch=arch)).train()
+    model = estimator_registry.build("daclip_style", HDCLIPConfig(arch=arch)).train()
     losses = fixed_batch_losses(model, torch.rand(8, 3, 128, 128), steps=12)
     assert min(losses[-3:]) < 0.7 * losses[0]
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from zephir import evaluation, methods
+from zephir import estimator_evaluation, estimator_registry
 from zephir.baselines import mmrealsr_style as mm
 from zephir.degrade import ops
 from zephir.hdclip.model import HDCLIPConfig
@@ -105,7 +105,7 @@ def test_anchor_noise_follows_the_saved_step_count():
 
 
 def test_unmodelled_types_are_nan():
-    model = methods.build("mmrealsr_style", CFG).eval()
+    model = estimator_registry.build("mmrealsr_style", CFG).eval()
     assert model.modelled == ["blur", "noise"] and model.level_scale is False
     est = model.estimate_batch(torch.rand(3, 3, 128, 128))
     assert est.scores.shape == est.levels.shape == (3, 4)
@@ -123,11 +123,11 @@ def test_training_lowers_the_loss_on_a_fixed_batch():
 
 def test_evaluation_and_table2_show_unmodelled_types_as_such(labelled, tmp_path):
     torch.manual_seed(0)
-    model = methods.build("mmrealsr_style", CFG)
+    model = estimator_registry.build("mmrealsr_style", CFG)
     ckpt = {"method": "mmrealsr_style", "hdclip": CFG.to_dict(), "random_init": True,
             "train": {"steps": 0}}
-    result = evaluation.write_evaluation(model, ckpt, tmp_path / "model.safetensors", labelled,
-                                         tmp_path / "eval")
+    result = estimator_evaluation.write_evaluation(model, ckpt, tmp_path / "model.safetensors", labelled,
+                                                   tmp_path / "eval")
     table = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     assert table[["jpeg_score", "jpeg_pred", "downsample_pred"]].isna().all().all()
     assert table["blur_pred"].notna().all() and table["pred_type"].isna().all()

@@ -238,14 +238,14 @@ def test_cell_is_blurred_at_native_resolution():
     of them."""
     import yaml
 
-    from zephir import data
+    from zephir import datasets
 
     cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml")
                          .read_text())
     names = cfg["datasets"]["transfer"]["images"]
     assert "cell" in names
-    refs = [zio.to_float(data.embedded_image(n)) for n in ("astronaut", "coffee", "kodim03")]
-    own = {n: float(np.median([own_blur(zio.to_float(data.embedded_image(n)), r)
+    refs = [zio.to_float(datasets.embedded_image(n)) for n in ("astronaut", "coffee", "kodim03")]
+    own = {n: float(np.median([own_blur(zio.to_float(datasets.embedded_image(n)), r)
                                for r in refs])) for n in names}
     assert 1.0 <= own["cell"] <= 2.0, own
     assert levels.normalize("blur", own["cell"]) > 20

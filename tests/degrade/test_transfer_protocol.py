@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from zephir import data
+from zephir import datasets
 from zephir import io as zio
 from zephir.degrade import transfer as T
 
@@ -18,7 +18,7 @@ from ..conftest import REPO
 
 @pytest.fixture(scope="module")
 def refs():
-    return [zio.to_float(data.embedded_image(n)) for n in T.SHARP_REFERENCES]
+    return [zio.to_float(datasets.embedded_image(n)) for n in T.SHARP_REFERENCES]
 
 
 def test_measure_reads_a_known_blur(refs):
@@ -45,7 +45,7 @@ def test_embedded_transfer_photos_follow_the_rule(refs):
     names = cfg["datasets"]["transfer"]["images"]
     got = {}
     for n in names:
-        img = zio.to_float(data.embedded_image(n))
+        img = zio.to_float(datasets.embedded_image(n))
         small, factor, measured = T.sharpen_by_reduction(n, img, refs, limit, 160)
         assert measured < limit and small.shape[0] == round(img.shape[0] / factor)
         if factor > 1:  # the factor before it was not enough
@@ -59,7 +59,7 @@ def test_embedded_transfer_photos_follow_the_rule(refs):
 def test_manifest_records_the_reduction(tmp_path, refs):
     photos = tmp_path / "photos"
     for n in ("cell", "kodim04"):
-        zio.write_png(photos / f"{n}.png", data.embedded_image(n))
+        zio.write_png(photos / f"{n}.png", datasets.embedded_image(n))
     manifest = T.make(sorted(photos.glob("*.png")), tmp_path / "set", per_type=2, seed=0,
                       crop_sizes=(64, 96), max_blur=0.9)
     with manifest.open(newline="") as fh:
@@ -67,11 +67,11 @@ def test_manifest_records_the_reduction(tmp_path, refs):
     by = {r["source"]: r for r in rows}
     assert float(by["cell"]["source_reduction"]) > 1 and float(by["cell"]["source_blur"]) < 0.9
     assert float(by["kodim04"]["source_reduction"]) == 1
-    cell = data.embedded_image("cell")
+    cell = datasets.embedded_image("cell")
     factor = float(by["cell"]["source_reduction"])
     for r in rows:
         if r["source"] == "cell":  # crops lie inside the reduced photo
             assert int(r["crop_y"]) + int(r["crop_size"]) <= round(cell.shape[0] / factor)
-    blurry = T.gaussian_blur(zio.to_float(data.embedded_image("kodim04")), 6.0)
+    blurry = T.gaussian_blur(zio.to_float(datasets.embedded_image("kodim04")), 6.0)
     with pytest.raises(ValueError, match="blurry_one: no area reduction"):
         T.sharpen_by_reduction("blurry_one", blurry, refs, 0.9, 160)

@@ -139,11 +139,11 @@ def _fit_noise_readout(m: M.HDCLIP, rng, crops_per_photo: int = 12, steps: int =
     """Train HD-CLIP briefly for noise levels, the cheap way: the tower keeps its random
     weights (its BatchNorm statistics read from the training crops, as training would set
     them), the heads and the shift learn through eq. 5, 7 and 9 on the tower's features."""
-    from zephir import data
+    from zephir import datasets
 
     images, lv = [], []
     for name in TRAIN_PHOTOS:
-        img = data.embedded_image(name)
+        img = datasets.embedded_image(name)
         for _ in range(crops_per_photo):
             y, x = rng.integers(0, img.shape[0] - 128), rng.integers(0, img.shape[1] - 128)
             px, level = _noisy(img[y:y + 128, x:x + 128], rng.uniform(0, 100), rng)
@@ -181,7 +181,7 @@ def test_predict_ranks_noise_levels_of_unseen_photos(tmp_path, one_torch_thread,
     """`zephir predict` on photos never seen in training, each noised at four known levels:
     the predicted noise levels rank with the truth (rank correlation >= 0.85 pooled, >= 0.8 on
     average per photo)."""
-    from zephir import checkpoints, cli, data
+    from zephir import checkpoints, cli, datasets
     from zephir import io as zio
 
     torch.manual_seed(0)
@@ -192,7 +192,7 @@ def test_predict_ranks_noise_levels_of_unseen_photos(tmp_path, one_torch_thread,
                                                           "hdclip": cfg.to_dict()})
     truth, files = [], []
     for name in HELD_OUT:
-        img = data.embedded_image(name)
+        img = datasets.embedded_image(name)
         img = np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img
         for level in (5.0, 35.0, 65.0, 95.0):
             px, level = _noisy(img[60:260, 60:320], level, rng)    # 200 x 260: six crops

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zephir.estimators import SemanticTargets
+from zephir.estimator_interface import SemanticTargets
 from zephir.hdclip import model as M
 
 

@@ -16,7 +16,7 @@ from scipy import io as sio
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from zephir import data
+from zephir import datasets
 from zephir import io as zio
 from zephir.metrics import iqa
 
@@ -24,7 +24,7 @@ PHOTOS = ("astronaut", "coffee", "chelsea")
 
 
 def _crop(name: str, size: int) -> np.ndarray:
-    img = data.embedded_image(name)
+    img = datasets.embedded_image(name)
     h, w = img.shape[:2]
     return np.ascontiguousarray(img[(h - size) // 2:(h + size) // 2,
                                     (w - size) // 2:(w + size) // 2])

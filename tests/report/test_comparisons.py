@@ -66,10 +66,10 @@ def _standin_runs(root: Path, name: str, stems, modes=("baseline", "cfg", "cfpg"
             writer.writeheader()
             writer.writerows(rows)
     else:
-        from zephir import data
+        from zephir import datasets
 
         source = lq_dir / "index.csv"
-        data.index_folder(lq_dir / "lq", source)
+        datasets.index_folder(lq_dir / "lq", source)
     records = []
     for mode in modes:
         run = root / "restore" / name / "standin" / mode

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zephir import cli, evaluation
+from zephir import cli, estimator_evaluation
 from zephir import io as zio
 from zephir.hdclip.model import HDCLIPConfig
 from zephir.report import figures, registry, tables
@@ -25,8 +25,8 @@ def evaluated(labelled, tmp_path_factory):
         cfg = TrainConfig(steps=2, batch_size=8, use_level=flags[0], use_slerp=flags[1])
         train(labelled, root / name, HDCLIPConfig(arch="zephir-tiny-rn"), cfg, method=method,
               progress=False)
-        evaluation.evaluate_checkpoint(root / name / "model.safetensors", labelled,
-                                       root / name / "eval")
+        estimator_evaluation.evaluate_checkpoint(root / name / "model.safetensors", labelled,
+                                                 root / name / "eval")
         out[name] = root / name / "eval"
     return out
 
@@ -42,8 +42,8 @@ def transferred(evaluated, photo_dir, tmp_path_factory):
                              crop_sizes=(96, 140))
     out = {}
     for name in ("D", "mm"):
-        evaluation.evaluate_checkpoint(evaluated[name].parent / "model.safetensors", manifest,
-                                       root / name, transfer=True)
+        estimator_evaluation.evaluate_checkpoint(evaluated[name].parent / "model.safetensors", manifest,
+                                                 root / name, transfer=True)
         out[name] = root / name
     return out
 
@@ -198,10 +198,10 @@ def _restorations(hdclip, photo_dir, tmp_path) -> dict:
 
 def test_every_figure_is_drawn(evaluated, transferred, labelled, photo_dir, tmp_path):
     """Each figure of the registry, drawn through its dispatch from real evaluation files."""
-    from zephir import data
+    from zephir import datasets
 
     index = tmp_path / "index.csv"
-    data.index_folder(photo_dir, index)
+    datasets.index_folder(photo_dir, index)
     d, a, mm = evaluated["D"], evaluated["A"], evaluated["mm"]
     inputs = {
         1: {"checkpoint": d.parent / "model.safetensors"},

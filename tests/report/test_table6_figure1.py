@@ -64,12 +64,12 @@ def test_hdclip_count_is_its_parts(paper_config):
 
 def test_meta_count_is_the_built_models(one_torch_thread):
     """The meta-device build counts what zephir's own builders make with real weights."""
-    from zephir import methods
+    from zephir import estimator_registry
     from zephir.hdclip.model import HDCLIPConfig
 
     for method in ("hdclip", "daclip_style"):
         cfg = HDCLIPConfig(arch="zephir-tiny-vit", controller=True)
-        real = methods.build(method, cfg)
+        real = estimator_registry.build(method, cfg)
         assert efficiency.parameters(efficiency.build(method, cfg, "meta")) == \
             sum(p.numel() for p in real.parameters())
 

@@ -25,7 +25,7 @@ from zephir.checkpoints import load_state
 from zephir.degrade.synth import read_manifest
 from zephir.hdclip.model import HDCLIPConfig, build
 from zephir.seed import seed_everything
-from zephir.training.data import batch_indices
+from zephir.training.batches import batch_indices
 from zephir.training.loop import LAST, LOG, TrainConfig, train
 
 from ..conftest import REPO
@@ -264,10 +264,10 @@ def test_two_process_ddp_matches_one_process(labelled, tmp_path, batch):
 
 
 def test_semantic_losses_train_the_controller(labelled, photo_dir, tmp_path):
-    from zephir import data
+    from zephir import datasets
 
     index = tmp_path / "sources.csv"
-    data.write_index(index, sorted(photo_dir.glob("*.png")))
+    datasets.write_index(index, sorted(photo_dir.glob("*.png")))
     cfg = TrainConfig(steps=12, batch_size=8, lr=2e-3, warmup=2, lambda_semantic=1.0,
                       lambda_clip=0.1, eval_every=100, checkpoint_every=100)
     model_cfg = HDCLIPConfig(arch="zephir-tiny-vit", controller=True)

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zephir.degrade import levels as dlevels
-from zephir.estimators import Estimate
+from zephir.estimator_interface import Estimate
 from zephir.hdclip.model import HDCLIPConfig, load_clip, normalize, tower_image_size
 from zephir.hdclip.ordinal import bin_centres
 

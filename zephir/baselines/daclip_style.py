@@ -17,7 +17,7 @@ is the degradation embedding; CLIP itself stays frozen. What its code does, and 
   have no such text and are left out of this loss.
 - **Content loss**: the frozen tower's embedding, steered by the controller, against the
   caption's text embedding, with the same loss. Kept when the trainer hands the model
-  semantic targets (:class:`zephir.estimators.SemanticTargets`; without captions the frozen
+  semantic targets (:class:`zephir.estimator_interface.SemanticTargets`; without captions the frozen
   CLIP embedding of the clean crop stands in for the caption), as the ``clip`` term.
 - **Controller wiring** (``transformer.py``, ``ControlTransformer``): after controller block j
   a zero-initialised ``Linear(width, width)`` (zero module j, on the controller's side) maps
@@ -47,7 +47,7 @@ from zephir.hdclip import losses
 from zephir.hdclip.model import HDCLIPConfig, load_clip, normalize, tower_kind
 
 if TYPE_CHECKING:
-    from zephir.estimators import SemanticTargets
+    from zephir.estimator_interface import SemanticTargets
 
 #: DA-CLIP clamps its logit scale to at most ln 100 after every step.
 MAX_LOGIT_SCALE = math.log(100.0)

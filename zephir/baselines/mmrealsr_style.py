@@ -49,7 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zephir.degrade import levels as dlevels
-from zephir.estimators import Estimate
+from zephir.estimator_interface import Estimate
 from zephir.hdclip.interp import float32_math
 from zephir.hdclip.model import HDCLIPConfig, register_architectures, tiny_architectures
 

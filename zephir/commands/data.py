@@ -38,10 +38,10 @@ def register(sub) -> None:
 
 
 def check(args: argparse.Namespace) -> int:
-    from zephir import data
+    from zephir import datasets
 
     cfg = zconfig.load(args.config)
-    rows = data.check(cfg, root=args.root)
+    rows = datasets.check(cfg, root=args.root)
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -60,10 +60,10 @@ def check(args: argparse.Namespace) -> int:
 
 
 def embedded(args: argparse.Namespace) -> int:
-    from zephir import data
+    from zephir import datasets
 
     if args.list:
-        print("\n".join(data.EMBEDDED))
+        print("\n".join(datasets.EMBEDDED))
         return 0
     if args.out is None:
         raise ValueError("--out is required (or use --list)")
@@ -74,14 +74,14 @@ def embedded(args: argparse.Namespace) -> int:
         if ds is None or ds["kind"] != "embedded":
             raise ValueError(f"{args.config}: datasets.{args.dataset} is not an embedded dataset")
         names = names or ds["images"]
-    paths = data.write_embedded(args.out, names or list(data.EMBEDDED))
+    paths = datasets.write_embedded(args.out, names or list(datasets.EMBEDDED))
     print(f"wrote {len(paths)} bundled photo(s) to {args.out}")
     return 0
 
 
 def index(args: argparse.Namespace) -> int:
-    from zephir import data
+    from zephir import datasets
 
-    n = data.index_folder(args.images, args.out, url=args.url or "")
+    n = datasets.index_folder(args.images, args.out, url=args.url or "")
     print(f"indexed {n} image(s) of {args.images} into {args.out}")
     return 0

@@ -121,7 +121,7 @@ def synth(args: argparse.Namespace) -> int:
 
 
 def transfer_set(args: argparse.Namespace) -> int:
-    from zephir.data import image_list
+    from zephir.datasets import image_list
     from zephir.degrade import transfer
     from zephir.schema import default
 

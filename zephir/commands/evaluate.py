@@ -44,10 +44,10 @@ def register(sub) -> None:
 def evaluate_into(checkpoint: Path, manifest: Path, out: Path, split: str, device: str,
                   transfer: bool = False) -> None:
     """Evaluate a model folder into ``out`` and print its table 2 metrics."""
-    from zephir import evaluation
+    from zephir import estimator_evaluation
 
-    result = evaluation.evaluate_checkpoint(checkpoint, manifest, out, split=split,
-                                            device=device, transfer=transfer)
+    result = estimator_evaluation.evaluate_checkpoint(checkpoint, manifest, out, split=split,
+                                                      device=device, transfer=transfer)
     m = result["metrics"]["single"]
     note = " (random-init CLIP)" if result["random_init"] else ""
     note += ", transfer set" if transfer else ""

@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 def predict(args: argparse.Namespace) -> int:
     from zephir import checkpoints
-    from zephir.estimators import level_scale
+    from zephir.estimator_interface import level_scale
     from zephir.hdclip import predict as hdpredict
 
     model, ckpt = checkpoints.load_pretrained(args.checkpoint, args.device)

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from scipy import special
 
-from zephir import data
+from zephir import datasets
 from zephir import io as zio
 from zephir import seed as zseed
 from zephir.degrade import ops
@@ -471,8 +471,8 @@ def blind_folder(images, out, *, scale: int = 4, seed: int = 0, workers: int = 1
     if cfg.crop is not None and (cfg.crop < 4 * scale or cfg.crop % scale):
         raise ValueError(f"blind.crop: {cfg.crop} must be a multiple of the scale {scale} and "
                          f"at least {4 * scale}")
-    files = list(data.by_stem(data.image_list(images) if isinstance(images, (str, Path))
-                              else sorted(map(Path, images))).values())
+    files = list(datasets.by_stem(datasets.image_list(images) if isinstance(images, (str, Path))
+                                  else sorted(map(Path, images))).values())
     results = pmap(blind_image, [(f, out, scale, seed, cfg) for f in files], workers=workers,
                    desc="blind", progress=progress)
     done = [r for r in results if r.refused is None]

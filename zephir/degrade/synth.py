@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zephir import data
+from zephir import datasets
 from zephir import io as zio
 from zephir import seed as zseed
 from zephir.degrade import levels, ops
@@ -384,8 +384,8 @@ def synthesize(images: Sequence[Path] | Path, out: Path, spec: SynthSpec, *, wor
     out = Path(out)
     if split not in (None, "train", "val"):
         raise ValueError(f"split: {split!r} is not 'train' or 'val' (or None: by image)")
-    stems = data.by_stem(data.image_list(images) if isinstance(images, (str, Path))
-                         else sorted(map(Path, images)))
+    stems = datasets.by_stem(datasets.image_list(images) if isinstance(images, (str, Path))
+                             else sorted(map(Path, images)))
     files = list(stems.values())
     splits = ({n: split for n in stems} if split
               else split_sources(list(stems), spec.val_fraction, spec.seed))

@@ -377,7 +377,7 @@ def make(images: Sequence[Path], out: Path, *, per_type: int = 10, seed: int = 0
     records each photo's factor and measured blur (columns ``source_reduction``,
     ``source_blur``) and the crops are taken from the reduced photo.
     """
-    from zephir.data import by_stem, embedded_image
+    from zephir.datasets import by_stem, embedded_image
     from zephir.degrade.synth import MANIFEST, manifest_columns, rows_to_csv
 
     out = Path(out)

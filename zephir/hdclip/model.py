@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zephir.estimators import Estimate, SemanticTargets
+from zephir.estimator_interface import Estimate, SemanticTargets
 from zephir.hdclip import losses
 from zephir.hdclip.config import HDCLIPConfig
 from zephir.hdclip.interp import float32_math, interpolate_level
@@ -306,7 +306,7 @@ class HDCLIP(nn.Module):
         sim = torch.einsum("bkd,kjd->bkj", embeddings, anchors)
         return interpolate_level(sim, self.bins, topk=self.cfg.topk, tau=self.cfg.tau)
 
-    # -- the estimator interface (zephir.estimators.Estimator)
+    # -- the estimator interface (zephir.estimator_interface.Estimator)
     def loss_terms(self, out: HDCLIPOutput, present: torch.Tensor, level: torch.Tensor, *,
                    terms: Collection[str], targets: SemanticTargets | None = None
                    ) -> dict[str, torch.Tensor]:

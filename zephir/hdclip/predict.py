@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from zephir import io as zio
 from zephir.conditioning import describe_levels as _describe
-from zephir.estimators import Estimator
+from zephir.estimator_interface import Estimator
 from zephir.hdclip.model import HDCLIP
 
 
@@ -97,7 +97,7 @@ def full_image(model: Estimator, images: Sequence[np.ndarray], device="cpu", bat
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, K) presence scores and 0..100 levels of full-size RGB uint8 ``images``, for any
     estimator: HD-CLIP through :func:`embed`; any other estimator averages
-    :meth:`~zephir.estimators.Estimator.estimate_batch` over each image's :func:`crops` (a
+    :meth:`~zephir.estimator_interface.Estimator.estimate_batch` over each image's :func:`crops` (a
     type it does not model stays NaN)."""
     if isinstance(model, HDCLIP):
         embs = embed(model, images, device, batch, semantic=False)

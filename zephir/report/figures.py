@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from zephir import data as zdata  # noqa: E402
+from zephir import datasets as zdata  # noqa: E402
 from zephir import io as zio  # noqa: E402
 from zephir.degrade import levels as dlevels  # noqa: E402
 from zephir.degrade import ops  # noqa: E402

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from zephir.config import LOSS_ABLATIONS
 
-#: How tables and figures name each method of :data:`zephir.methods.METHODS`.
+#: How tables and figures name each method of :data:`zephir.estimator_registry.METHODS`.
 LABELS = {"hdclip": "HD-CLIP", "clip_zeroshot": "CLIP (zero-shot)",
           "daclip_style": "DA-CLIP-style", "daclip_released": "DA-CLIP (released weights)",
           "mmrealsr_style": "MM-RealSR-style"}

@@ -34,19 +34,19 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from zephir import checkpoints, evaluation, methods
+from zephir import checkpoints, estimator_evaluation, estimator_registry
 from zephir import io as zio
 from zephir import seed as zseed
 from zephir.config import train_budget_problem
 from zephir.degrade.synth import read_manifest
-from zephir.estimators import level_scale
+from zephir.estimator_interface import level_scale
 from zephir.hdclip.model import HDCLIPConfig
 from zephir.metrics import estimation
 from zephir.schema import default
 from zephir.training import distributed
-from zephir.training.data import (Composition, LabelledSet, SemanticTable, StepBatches,
-                                  batches, caption_of, compose, flip, flip_states, hq_targets,
-                                  read_captions)
+from zephir.training.batches import (Composition, LabelledSet, SemanticTable, StepBatches,
+                                     batches, caption_of, compose, flip, flip_states, hq_targets,
+                                     read_captions)
 
 LAST = "last.pt"          # full training state, for --resume
 FINAL = checkpoints.WEIGHTS   # the trained model's weights; out/ is its folder
@@ -154,7 +154,7 @@ def weighted(terms: dict[str, torch.Tensor], cfg: TrainConfig, share: torch.Tens
 
 def validate(model, dataset: LabelledSet, device) -> dict:
     """Table 2 metrics on single-type samples: type accuracy, MAE / SROCC / PCC on the true type."""
-    est = evaluation.estimate(model, dataset.images(), device)
+    est = estimator_evaluation.estimate(model, dataset.images(), device)
     true_k = dataset.present.argmax(1).numpy()
     true_level = dataset.level.numpy()[np.arange(len(true_k)), true_k]
     pred_level = est.levels.numpy()[np.arange(len(true_k)), true_k]
@@ -259,7 +259,7 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
           method: str = "hdclip", sources: Path | None = None, captions: Path | None = None,
           val_manifest: Path | None = None, resume: bool = False, device: str = "auto",
           progress: bool = True, evaluate_into: Path | None = None) -> dict:
-    """Train HD-CLIP (or a baseline of :mod:`zephir.methods`); returns the final validation
+    """Train HD-CLIP (or a baseline of :mod:`zephir.estimator_registry`); returns the final validation
     metrics. Writes ``out/`` (see module doc). A method with nothing to train (CLIP zero-shot)
     runs no step and is saved and evaluated all the same.
 
@@ -267,7 +267,7 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     same manifest) validates. ``sources`` (the clean images' index) gives the semantic losses
     their targets, ``captions`` (DA-CLIP's CSV layout) the CLIP loss its texts. With
     ``evaluate_into``, the final model is also evaluated on the validation split (singles and
-    mixtures) and the files of :func:`zephir.evaluation.write_evaluation` are written there."""
+    mixtures) and the files of :func:`zephir.estimator_evaluation.write_evaluation` are written there."""
     out = Path(out)
     val_manifest = Path(val_manifest or manifest)
     world, dev = distributed.init(device)
@@ -277,7 +277,7 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
     # deterministic mode also fills every new tensor with NaN to expose reads of unwritten
     # memory; no kernel here reads any, and the fill costs memory bandwidth every step
     torch.utils.deterministic.fill_uninitialized_memory = False
-    model = methods.build(method, model_cfg).to(dev)
+    model = estimator_registry.build(method, model_cfg).to(dev)
     size = model.image_size
     train_rows = read_manifest(manifest, "train")
     val_rows = read_manifest(val_manifest, "val", single_only=True)
@@ -466,8 +466,8 @@ def _finish(model, final: dict, history: dict, out: Path, manifest: Path,
     metrics = next((r for r in reversed(val_rows) if r["step"] == final["step"]), None)
     metrics = {k: v for k, v in metrics.items() if k != "step"} if metrics else {}
     if evaluate_into is not None:
-        result = evaluation.write_evaluation(model, final, out, manifest, evaluate_into,
-                                             device=dev)
+        result = estimator_evaluation.write_evaluation(model, final, out, manifest, evaluate_into,
+                                                       device=dev)
         metrics = result["metrics"]["single"]
         val_rows.append({"step": final["step"], **metrics})
     elif not metrics and val_set is not None:

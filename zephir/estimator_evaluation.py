@@ -18,7 +18,7 @@ import torch
 from zephir import checkpoints
 from zephir import io as zio
 from zephir.degrade.synth import read_manifest
-from zephir.estimators import Estimate, Estimator, level_scale
+from zephir.estimator_interface import Estimate, Estimator, level_scale
 from zephir.hdclip.ordinal import bin_centres
 from zephir.metrics.estimation import evaluate_table, predicted_types
 

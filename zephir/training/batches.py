@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zephir import data as zdata
-from zephir import estimators
+from zephir import datasets as zdata
+from zephir import estimator_interface
 from zephir import io as zio
 from zephir import seed as zseed
-from zephir.data import read_captions  # noqa: F401 - the trainer reads it from here
+from zephir.datasets import read_captions  # noqa: F401 - the trainer reads it from here
 from zephir.degrade import synth
 
 #: The flip states of a sample: index ``2 * horizontal + vertical``.
@@ -231,17 +231,17 @@ def caption_of(rows: Sequence[dict], captions: dict[str, str], path: Path) -> li
 
 class SemanticTable:
     """The semantic targets of every training sample, read per batch (:meth:`pick`) as
-    :class:`zephir.estimators.SemanticTargets`."""
+    :class:`zephir.estimator_interface.SemanticTargets`."""
 
     def __init__(self, hq: torch.Tensor, text: torch.Tensor | None, group: torch.Tensor):
         self.hq, self.text, self.group = hq, text, group  # (N, 4, d), (N, d) | None, (N,)
 
     def pick(self, idx: torch.Tensor, states: torch.Tensor, device
-             ) -> estimators.SemanticTargets:
+             ) -> estimator_interface.SemanticTargets:
         """The targets of the samples ``idx`` whose inputs were flipped by ``states``."""
         idx = torch.as_tensor(idx, dtype=torch.long).cpu()
         group = self.group[idx]
-        return estimators.SemanticTargets(
+        return estimator_interface.SemanticTargets(
             image=self.hq[idx, states.cpu()].to(device),
             text=None if self.text is None else self.text[idx].to(device),
             same=(group[:, None] == group[None, :]).to(device))

@@ -7,9 +7,9 @@ import torch
 
 from zephir import io as zio
 from zephir.degrade.synth import read_manifest
-from zephir.training.data import (FLIP_STATES, LabelledSet, SemanticTable, StepBatches,
-                                  batches, caption_of, compose, composed_indices, flip,
-                                  flip_states, hq_targets, read_captions)
+from zephir.training.batches import (FLIP_STATES, LabelledSet, SemanticTable, StepBatches,
+                                     batches, caption_of, compose, composed_indices, flip,
+                                     flip_states, hq_targets, read_captions)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 TYPES = ("blur", "noise", "jpeg", "downsample")
@@ -67,12 +67,12 @@ def test_loader_workers_deliver_the_cached_batches(labelled, device):
 
 def test_semantic_targets_follow_the_flips_and_mark_same_photo_pairs(labelled, photo_dir,
                                                                      tmp_path):
-    from zephir import data
+    from zephir import datasets
     from zephir.hdclip.model import HDCLIPConfig, build
 
     rows = read_manifest(labelled, "train")[:6]
     index = tmp_path / "sources.csv"
-    data.write_index(index, sorted(photo_dir.glob("*.png")))
+    datasets.write_index(index, sorted(photo_dir.glob("*.png")))
     model = build(HDCLIPConfig(arch="zephir-tiny-vit")).eval()
     hq = hq_targets(model, rows, index, "cpu", batch=4)
     group = torch.tensor([0, 0, 1, 1, 2, 0])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from zephir.estimators import Estimator
+from zephir.estimator_interface import Estimator
 from zephir.hdclip.config import HDCLIPConfig
 
 #: method -> "module:builder" of a callable HDCLIPConfig -> Estimator

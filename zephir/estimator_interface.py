@@ -2,7 +2,7 @@
 
 :class:`Estimator` is what the trainer, the evaluation and ``zephir predict`` rely on, and
 :class:`Estimate` what an estimator says of a batch of images. This module imports nothing of
-zephir's: the models below it implement the interface, :mod:`zephir.methods` names them.
+zephir's: the models below it implement the interface, :mod:`zephir.estimator_registry` names them.
 """
 from __future__ import annotations
 
