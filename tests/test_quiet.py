@@ -113,7 +113,8 @@ def checkpoint(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     cfg = HDCLIPConfig(arch="zephir-tiny-rn")
-    return checkpoints.save_model(tmp_path_factory.mktemp("ckpt"), estimator_registry.build("hdclip", cfg),
+    return checkpoints.save_model(tmp_path_factory.mktemp("ckpt"),
+                                  estimator_registry.build("hdclip", cfg),
                                   {"method": "hdclip", "hdclip": cfg.to_dict()})
 
 

@@ -212,7 +212,8 @@ def _rebuild(method: str, saved: HDCLIPConfig, weights: dict, file: Path, device
     quiet = _NoRandomInitWarning()
     logging.getLogger().addFilter(quiet)
     try:
-        model = estimator_registry.build(method, HDCLIPConfig(**{**saved.to_dict(), "checkpoint": None}))
+        model = estimator_registry.build(
+            method, HDCLIPConfig(**{**saved.to_dict(), "checkpoint": None}))
     finally:
         logging.getLogger().removeFilter(quiet)
     _fit(model, weights, file, f"a {method} model of {saved.arch} with the saved settings")

@@ -122,8 +122,9 @@ STAGES = (
           # figure 1 reads a trained model, table 6 builds the encoders of table 2
           code=_COMMAND + ("zephir/degrade/blind.py", "zephir/metrics/__init__.py",
                            "zephir/metrics/estimation.py", "zephir/report", "zephir/baselines",
-                           "zephir/checkpoints.py", "zephir/conditioning.py", "zephir/estimator_interface.py",
-                           "zephir/hdclip", "zephir/estimator_registry.py", "zephir/safe_load.py"),
+                           "zephir/checkpoints.py", "zephir/conditioning.py",
+                           "zephir/estimator_interface.py", "zephir/hdclip",
+                           "zephir/estimator_registry.py", "zephir/safe_load.py"),
           smk=("workflow/rules/report.smk",),
           params=(),
           reads=("data", "synth", "synth_eval", "blind", "hdclip/eval", "baselines",

@@ -80,7 +80,7 @@ def test_every_method_trains_saves_and_rebuilds(method, labelled, tmp_path):
     model, ckpt = checkpoints.load_pretrained(tmp_path / "model.safetensors")
     assert ckpt["method"] == method and type(model) is type(estimator_registry.build(method, CFG))
     table, _ = estimator_evaluation.evaluate(model, labelled)
-    again, _ = estimator_evaluation.evaluate(checkpoints.load_pretrained(tmp_path / "model.safetensors")[0],
-                                             labelled)
+    reloaded = checkpoints.load_pretrained(tmp_path / "model.safetensors")[0]
+    again, _ = estimator_evaluation.evaluate(reloaded, labelled)
     assert table.equals(again)
     assert ckpt["step"] == (0 if method == "clip_zeroshot" else 2)

@@ -141,7 +141,8 @@ def test_content_loss_trains_the_controller_through_the_zero_modules():
 
 
 def test_a_resnet_tower_has_no_content_branch():
-    model = estimator_registry.build("daclip_style", HDCLIPConfig(arch="zephir-tiny-rn", controller=True))
+    model = estimator_registry.build("daclip_style",
+                                     HDCLIPConfig(arch="zephir-tiny-rn", controller=True))
     assert not model.content and len(model.zero_modules) == 0
     with pytest.raises(ValueError, match="transformer tower"):
         model(torch.rand(1, 3, 128, 128), semantic=True)

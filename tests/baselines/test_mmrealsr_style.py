@@ -126,8 +126,8 @@ def test_evaluation_and_table2_show_unmodelled_types_as_such(labelled, tmp_path)
     model = estimator_registry.build("mmrealsr_style", CFG)
     ckpt = {"method": "mmrealsr_style", "hdclip": CFG.to_dict(), "random_init": True,
             "train": {"steps": 0}}
-    result = estimator_evaluation.write_evaluation(model, ckpt, tmp_path / "model.safetensors", labelled,
-                                                   tmp_path / "eval")
+    result = estimator_evaluation.write_evaluation(model, ckpt, tmp_path / "model.safetensors",
+                                                   labelled, tmp_path / "eval")
     table = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     assert table[["jpeg_score", "jpeg_pred", "downsample_pred"]].isna().all().all()
     assert table["blur_pred"].notna().all() and table["pred_type"].isna().all()

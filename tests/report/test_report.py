@@ -42,8 +42,8 @@ def transferred(evaluated, photo_dir, tmp_path_factory):
                              crop_sizes=(96, 140))
     out = {}
     for name in ("D", "mm"):
-        estimator_evaluation.evaluate_checkpoint(evaluated[name].parent / "model.safetensors", manifest,
-                                                 root / name, transfer=True)
+        estimator_evaluation.evaluate_checkpoint(evaluated[name].parent / "model.safetensors",
+                                                 manifest, root / name, transfer=True)
         out[name] = root / name
     return out
 

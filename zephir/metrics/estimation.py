@@ -124,7 +124,8 @@ def not_modelled(pred: np.ndarray, types) -> list[str]:
 
 
 def evaluate_table(table, types, gap: float = 5.0, *, level_scale: bool = True) -> dict:
-    """Every estimation metric of one predictions table (:func:`zephir.estimator_evaluation.evaluate`).
+    """Every estimation metric of one predictions table
+    (:func:`zephir.estimator_evaluation.evaluate`).
 
     ``single``: table 2 on single-type samples (:func:`summarize`). Beyond the paper:
     ``near_bin`` / ``between_bins``: level metrics of the single-type samples whose true level

@@ -259,15 +259,16 @@ def train(manifest: Path, out: Path, model_cfg: HDCLIPConfig, cfg: TrainConfig, 
           method: str = "hdclip", sources: Path | None = None, captions: Path | None = None,
           val_manifest: Path | None = None, resume: bool = False, device: str = "auto",
           progress: bool = True, evaluate_into: Path | None = None) -> dict:
-    """Train HD-CLIP (or a baseline of :mod:`zephir.estimator_registry`); returns the final validation
-    metrics. Writes ``out/`` (see module doc). A method with nothing to train (CLIP zero-shot)
-    runs no step and is saved and evaluated all the same.
+    """Train HD-CLIP (or a baseline of :mod:`zephir.estimator_registry`); returns the final
+    validation metrics. Writes ``out/`` (see module doc). A method with nothing to train (CLIP
+    zero-shot) runs no step and is saved and evaluated all the same.
 
     ``manifest``'s train split is trained on; the val split of ``val_manifest`` (default: the
     same manifest) validates. ``sources`` (the clean images' index) gives the semantic losses
     their targets, ``captions`` (DA-CLIP's CSV layout) the CLIP loss its texts. With
     ``evaluate_into``, the final model is also evaluated on the validation split (singles and
-    mixtures) and the files of :func:`zephir.estimator_evaluation.write_evaluation` are written there."""
+    mixtures) and the files of :func:`zephir.estimator_evaluation.write_evaluation` are written
+    there."""
     out = Path(out)
     val_manifest = Path(val_manifest or manifest)
     world, dev = distributed.init(device)
