@@ -14,9 +14,11 @@ restore jobs read it inside the backbone's own environment (SeeSR's torch 2.0.1,
 
 and once per file ``text`` (V, d): HD-CLIP's unit text embeddings of the bridge's texts
 (zephir.bridge.hdclip_texts), so that the bridge can fit its map without HD-CLIP. Its string
-metadata holds JSON: ``types`` (K names), ``texts`` (V strings), ``hdclip`` (what produced it:
-checkpoint, sha1, method, step, arch, ``random_init``), ``lq_sha1`` ({stem: sha1 of the LQ
-file}) and ``format``.
+metadata has one key, ``zephir``: a JSON object (keys sorted) of ``types`` (K names), ``texts``
+(V strings), ``hdclip`` (what produced it: checkpoint, sha1, method, step, arch,
+``random_init``), ``lq_sha1`` ({stem: sha1 of the LQ file}) and ``format``. One key, because
+safetensors writes the metadata map in a per-process random order (a Rust hash map): with one
+key the same conditioning gives the same bytes, so DVC and a Slurm run agree with a local one.
 
 This module imports torch, safetensors and the level maps (zephir.degrade.levels, NumPy) only.
 """
@@ -35,8 +37,9 @@ import torch
 
 from zephir.degrade import levels as dlevels
 
-FORMAT = 1
-"""Version of the file's layout; a file of another version is refused by name."""
+FORMAT = 2
+"""Version of the file's layout (1: one metadata key per field); a file of another version is
+refused by name."""
 FIELDS = ("semantic", "embeddings", "present", "levels")
 
 
@@ -142,9 +145,9 @@ def write(path: str | Path, images: Mapping[str, Conditioning], *, texts: Sequen
     for stem, c in images.items():
         for name in FIELDS:
             tensors[f"{stem}/{name}"] = getattr(c, name).detach().float().contiguous().cpu()
-    meta = {"format": str(FORMAT), "types": json.dumps(list(next(iter(types), ()))),
-            "texts": json.dumps(list(texts)), "hdclip": json.dumps(hdclip, sort_keys=True),
-            "lq_sha1": json.dumps(dict(lq_sha1), sort_keys=True)}
+    meta = {"zephir": json.dumps({"format": FORMAT, "types": list(next(iter(types), ())),
+                                  "texts": list(texts), "hdclip": hdclip,
+                                  "lq_sha1": dict(lq_sha1)}, sort_keys=True)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -168,17 +171,21 @@ def read(path: str | Path) -> Embeddings:
                                 f"{path}`)")
     try:
         with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
+            header = fh.metadata() or {}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
     except Exception as exc:  # noqa: BLE001 (SafetensorError has no stable import path)
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
-    if meta.get("format") != str(FORMAT):
-        raise ValueError(f"{path}: embeddings format {meta.get('format')!r}, this zephir "
-                         f"reads {FORMAT}; recompute it with `zephir embed`")
     try:
-        types = tuple(json.loads(meta["types"]))
-        texts = tuple(json.loads(meta["texts"]))
-        hdclip, lq_sha1 = json.loads(meta["hdclip"]), json.loads(meta["lq_sha1"])
+        meta = json.loads(header["zephir"])
+    except (KeyError, ValueError):
+        meta = {"format": header.get("format")}
+    if not isinstance(meta, dict) or str(meta.get("format")) != str(FORMAT):
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"{path}: embeddings format {found!r}, this zephir reads {FORMAT}; "
+                         "recompute it with `zephir embed`")
+    try:
+        types, texts = tuple(meta["types"]), tuple(meta["texts"])
+        hdclip, lq_sha1 = meta["hdclip"], meta["lq_sha1"]
         images = {stem: Conditioning(*(tensors[f"{stem}/{n}"] for n in FIELDS), types=types)
                   for stem in lq_sha1}
         text = tensors["text"]
