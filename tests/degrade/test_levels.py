@@ -98,3 +98,47 @@ def test_realizable_jpeg_rounds_the_quality_and_relabels():
     value, level = levels.realizable("noise", 50.0)
     assert (value, level) == (pytest.approx(20.5), 50.0)
     assert isinstance(level, float) and isinstance(value, float)
+
+
+# Survivors of `mutmut run "zephir.degrade.levels*"` (docs/mutation.md), each killed here.
+
+def test_an_unknown_type_names_the_four_known_ones():
+    with pytest.raises(ValueError, match=r"'fog'; expected one of blur, noise, jpeg, "
+                                         r"downsample$"):
+        levels.get("fog")
+
+
+def test_single_precision_inputs_are_mapped_in_double_precision():
+    """A float32 value (e.g. read from a tensor) gives the float64 level: in float32,
+    100 (1 - 0.1) / 3.9 is 23.076923 (off by ~1e-6), and 0.1 + 3.9 * 0.25 is 1.0750000477."""
+    assert levels.normalize("blur", np.float32(1.0)) == pytest.approx(100 * 0.9 / 3.9, abs=1e-12)
+    assert levels.denormalize("blur", np.float32(25.0)) == pytest.approx(1.075, abs=1e-12)
+    got = levels.normalize("blur", np.array([1.0, 1.0], dtype=np.float32))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, [100 * 0.9 / 3.9] * 2, rtol=0, atol=1e-12)
+
+
+def test_scalars_come_back_as_plain_python_floats():
+    """Records are written as YAML/JSON: a numpy scalar would not pass yaml.safe_dump."""
+    import yaml
+
+    for value in (levels.normalize("noise", 20.5), levels.denormalize("blur", 50.0),
+                  *levels.realizable("jpeg", 50.0), *levels.realizable("noise", 50.0)):
+        assert type(value) is float
+    yaml.safe_dump({"level": levels.denormalize("blur", 50.0)})
+
+
+def test_the_range_tolerance_is_one_billionth_of_the_range_on_both_sides():
+    """noise: range 39, tolerance 3.9e-8 exactly at each end (inclusive); 4e-8 beyond the top
+    (between 39e-9 and the 41e-9 a sum of the ends would give) is refused."""
+    eps = 1e-9 * 39.0
+    assert levels.normalize("noise", 1.0 - eps) == 0.0
+    assert levels.normalize("noise", 40.0 + eps) == 100.0
+    for bad in (40.0 + 4.0e-8, 1.0 - 4.0e-8):
+        with pytest.raises(ValueError, match="noise: sigma_255="):
+            levels.normalize("noise", bad)
+
+
+def test_an_out_of_range_level_names_its_type():
+    with pytest.raises(ValueError, match=r"^blur: level 101"):
+        levels.denormalize("blur", 101.0)
