@@ -178,6 +178,21 @@ def test_shape_mismatch_is_refused():
         cfpg(tn, tp, hn, hp[:, :2], scale=2.0)
 
 
+@pytest.mark.parametrize("position", range(4))
+def test_a_shape_that_would_broadcast_is_refused_in_every_argument(position):
+    """One channel where the others have four would broadcast silently (and guide with a
+    smeared prediction): every argument of cfpg, cfg and project is checked."""
+    preds = _preds(14)
+    preds[position] = preds[position][:, :1]
+    with pytest.raises(AssertionError, match="shape mismatch"):
+        cfpg(*preds, scale=2.0)
+    if position < 2:
+        with pytest.raises(AssertionError, match="shape mismatch"):
+            cfg(*preds[:2], 2.0)
+        with pytest.raises(AssertionError, match="shape mismatch"):
+            project(*preds[:2])
+
+
 def test_add_embeddings_adds_with_the_ratio_and_broadcasts_over_tokens():
     g = torch.Generator().manual_seed(13)
     text = torch.randn(2, 7, 8, generator=g)

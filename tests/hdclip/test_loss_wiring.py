@@ -91,7 +91,9 @@ def _reference(out, present, level, bins, targets, negatives):
         align += _log_sum_exp(s) - s[near]
     ref["align"] = align / len(pairs)
     sem = out.semantic.double().numpy()
-    img, txt = targets.image.double().numpy(), targets.text.double().numpy()
+    # CLIP's partner of each LQ image: its caption, or its clean crop when there are none
+    img = targets.image.double().numpy()
+    txt = img if targets.text is None else targets.text.double().numpy()
     same = targets.same.numpy()
     ref["semantic"] = float(np.mean([1 - sem[i] @ img[i] / np.linalg.norm(sem[i])
                                      / np.linalg.norm(img[i]) for i in range(len(sem))]))
@@ -156,3 +158,25 @@ def test_the_reference_tells_the_types_apart(setting):
     other = _reference(rolled, present, level.tolist(), bins, targets, "bins")
     for name in ("slerp", "align"):
         assert abs(other[name] - want[name]) > 0.1 * abs(want[name]), name
+
+
+def test_without_captions_the_clip_term_pairs_each_image_with_its_clean_crop(setting):
+    m, out, present, level, targets = setting
+    no_text = SemanticTargets(image=targets.image, text=None, same=targets.same)
+    got = m.loss_terms(out, present, level, targets=no_text, terms=["clip"])["clip"]
+    want = _reference(out, present, level.tolist(), m.bins.tolist(), no_text, "bins")["clip"]
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    with_text = m.loss_terms(out, present, level, targets=targets, terms=["clip"])["clip"]
+    assert abs(with_text.item() - got.item()) > 1e-3
+
+
+def test_only_the_named_terms_come_back_even_with_targets(setting):
+    """conf always (eq. 5 is in every ablation); the semantic terms only when named, targets
+    or not: the trainer sums whatever comes back."""
+    m, out, present, level, targets = setting
+    for terms in (["conf"], ["conf", "level"], ["conf", "slerp", "clip"],
+                  ["conf", "align", "semantic"]):
+        got = m.loss_terms(out, present, level, targets=targets, terms=terms)
+        assert sorted(got) == sorted(terms), terms
+    assert sorted(m.loss_terms(out, present, level, terms=["conf", "semantic", "clip"])) \
+        == ["conf"]
