@@ -119,6 +119,32 @@ def test_restore_image_returns_the_output_and_its_record(embeddings, lq_dir):
         restore_image(lq, backbone=backbone, mode="cfg")
 
 
+def test_restore_image_hands_the_backbone_cfpgs_two_weights_in_order(embeddings, lq_dir):
+    """Unequal weights (issue 29): restore_image's pixels equal the backbone run directly with
+    w_par and w_orth as given, and differ from the same run with the two swapped."""
+    emb = conditioning.read(embeddings)
+    backbone = load("tiny", STEPS)
+    bridge = Bridge("prompt", backbone, emb.text_embeddings)
+    cond = emb.conditioning("coffee")
+    lq = zio.load_image(lq_dir / "coffee.png").pixels
+    w_par, w_orth = 1.0, 0.2
+    out, record = restore_image(lq, backbone=backbone, conditioning=cond, bridge=bridge,
+                                mode="cfpg", w_par=w_par, w_orth=w_orth, seed=4, prompt="cup")
+    assert (record["w_par"], record["w_orth"]) == (w_par, w_orth)
+    positive, negative = backbone.compose_prompts(lq, "cup", None)
+    hd_pair, _ = bridge.pair(cond, prompt=positive, negative_prompt=negative)
+
+    def direct(a, b):
+        return backbone.restore(lq, prompt=positive, negative_prompt=negative, hd_pair=hd_pair,
+                                mode="cfpg", w_par=a, w_orth=b, cfg_ratio=0.5,
+                                steps=record["steps"], scale=record["scale"],
+                                generator=torch.Generator().manual_seed(4), controlnet="rerun")
+
+    assert np.array_equal(out, direct(w_par, w_orth))
+    swapped = direct(w_orth, w_par)
+    assert np.abs(swapped.astype(int) - out.astype(int)).max() > 0
+
+
 # --------------------------------------------------------------------------- a shard of a set
 
 def test_restore_folder_resumes_and_redoes_what_changed(embeddings, lq_dir, tmp_path):

@@ -31,6 +31,18 @@ def _cfg64(neg: torch.Tensor, pos: torch.Tensor, s: float) -> torch.Tensor:
     return neg + s * (pos - neg)
 
 
+def _cfpg_loops(tn, tp, hn, hp, w_par: float, w_orth: float, s: float) -> np.ndarray:
+    """Eq. 12-15 written out per sample and per element from ``_project_loops`` (numpy, no
+    zephir code): rectify each branch, then CFG on the two rectified branches."""
+    branches = []
+    for t, h in ((tn, hn), (tp, hp)):
+        t, h = t.double().numpy(), h.double().numpy()
+        par, orth = _project_loops(h - t, t)                      # eq. 12, 13
+        branches.append(t + w_par * par + w_orth * orth)          # eq. 14
+    neg, pos = branches
+    return neg + s * (pos - neg)                                  # eq. 15
+
+
 def test_eq13_matches_a_per_sample_loop():
     d, b, _, _ = _preds(0)
     par, orth = project(d, b)
@@ -91,15 +103,21 @@ def test_eq14_weights_act_on_their_own_part():
                      * t.flatten(1).norm(dim=1))
 
 
-def test_eq15_cfpg_matches_rectified_branches_in_cfg():
+@pytest.mark.parametrize("w_par,w_orth", [(1.0, 0.6), (0.3, 1.7)])
+def test_eq15_cfpg_matches_the_loop_reference(w_par, w_orth):
+    """Unequal weights, both ways round: swapping w_par and w_orth, or the negative and
+    positive branches, moves the result away from the loop reference."""
     tn, tp, hn, hp = _preds(6)
-    w_par, w_orth, s = 1.0, 0.6, 5.5
-    neg = rectify(tn, hn, w_par=w_par, w_orth=w_orth)
-    pos = rectify(tp, hp, w_par=w_par, w_orth=w_orth)
-    expected = neg + s * (pos - neg)
+    s = 5.5
+    expected = _cfpg_loops(tn, tp, hn, hp, w_par, w_orth, s)
     got = cfpg(tn, tp, hn, hp, w_par=w_par, w_orth=w_orth, scale=s)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(cfg(neg, pos, s), expected, rtol=0, atol=0)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10, atol=1e-12)
+    swapped = _cfpg_loops(tn, tp, hn, hp, w_orth, w_par, s)
+    assert np.abs(swapped - expected).max() > 1e-3
+    # eq. 15 alone: the negative branch plus s times the step to the positive one
+    neg, pos = torch.from_numpy(_cfpg_loops(tn, tp, hn, hp, w_par, w_orth, 0.0)), \
+        torch.from_numpy(_cfpg_loops(tn, tp, hn, hp, w_par, w_orth, 1.0))
+    np.testing.assert_allclose(cfg(neg, pos, s).numpy(), expected, rtol=1e-10, atol=1e-10)
 
 
 def test_defaults_are_the_papers():
@@ -115,6 +133,9 @@ def test_case_i_zero_weights_is_plain_text_cfg(dtype, tol):
     got = cfpg(tn, tp, hn, hp, w_par=0.0, w_orth=0.0, scale=7.5)
     expected = _cfg64(tn.double(), tp.double(), 7.5)
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+    # the per-element loop reference reaches the same closed form
+    np.testing.assert_allclose(_cfpg_loops(tn, tp, hn, hp, 0.0, 0.0, 7.5), expected.numpy(),
+                               rtol=1e-10, atol=1e-10)
     assert torch.equal(rectify(tp, hp, w_par=0.0, w_orth=0.0), tp)
 
 
@@ -124,6 +145,8 @@ def test_case_ii_unit_weights_is_pure_hdclip_cfg(dtype, tol):
     got = cfpg(tn, tp, hn, hp, w_par=1.0, w_orth=1.0, scale=7.5)
     expected = _cfg64(hn.double(), hp.double(), 7.5)
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(_cfpg_loops(tn, tp, hn, hp, 1.0, 1.0, 7.5), expected.numpy(),
+                               rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("w", [0.25, 0.6, 2.0])
@@ -132,6 +155,8 @@ def test_case_iii_equal_weights_is_linear_interpolation(w):
     got = cfpg(tn, tp, hn, hp, w_par=w, w_orth=w, scale=4.0)
     expected = _cfg64((1 - w) * tn + w * hn, (1 - w) * tp + w * hp, 4.0)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_cfpg_loops(tn, tp, hn, hp, w, w, 4.0), expected.numpy(),
+                               rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -151,6 +176,21 @@ def test_shape_mismatch_is_refused():
     tn, tp, hn, hp = _preds(12)
     with pytest.raises(AssertionError):
         cfpg(tn, tp, hn, hp[:, :2], scale=2.0)
+
+
+@pytest.mark.parametrize("position", range(4))
+def test_a_shape_that_would_broadcast_is_refused_in_every_argument(position):
+    """One channel where the others have four would broadcast silently (and guide with a
+    smeared prediction): every argument of cfpg, cfg and project is checked."""
+    preds = _preds(14)
+    preds[position] = preds[position][:, :1]
+    with pytest.raises(AssertionError, match="shape mismatch"):
+        cfpg(*preds, scale=2.0)
+    if position < 2:
+        with pytest.raises(AssertionError, match="shape mismatch"):
+            cfg(*preds[:2], 2.0)
+        with pytest.raises(AssertionError, match="shape mismatch"):
+            project(*preds[:2])
 
 
 def test_add_embeddings_adds_with_the_ratio_and_broadcasts_over_tokens():

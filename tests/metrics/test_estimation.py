@@ -25,6 +25,34 @@ def test_against_references():
     assert estimation.pcc(PRED, TRUE) == pytest.approx(np.corrcoef(PRED, TRUE)[0, 1])
 
 
+def test_srocc_and_pcc_on_a_hand_worked_case_with_ties():
+    """Worked by hand, no library (issue 29).
+
+    pred = [10, 20, 20, 40, 30]  -> average ranks [1, 2.5, 2.5, 5, 4]
+    true = [1, 2, 3, 3, 5]       -> average ranks [1, 2, 3.5, 3.5, 5]
+    SROCC = Pearson of the ranks; both rank means are 3, deviations
+    [-2, -.5, -.5, 2, 1] and [-2, -1, .5, .5, 2]: sum of products 7.25, sums of squares 9.5
+    and 9.5, so SROCC = 7.25 / 9.5 = 29/38. (The tie-free shortcut 1 - 6 sum d^2 / (n(n^2-1))
+    gives 1 - 6 * 4.5 / 120 = 0.775 instead: ties must get average ranks.)
+    PCC on the values: means 24 and 2.8, deviations [-14, -4, -4, 16, 6] and
+    [-1.8, -.8, .2, .2, 2.2]: sum of products 44, sums of squares 520 and 8.8, so
+    PCC = 44 / sqrt(520 * 8.8) = 44 / sqrt(4576).
+    """
+    pred, true = np.array([10.0, 20, 20, 40, 30]), np.array([1.0, 2, 3, 3, 5])
+    assert estimation.srocc(pred, true) == pytest.approx(29 / 38, abs=1e-12)
+    assert estimation.srocc(true, pred) == pytest.approx(29 / 38, abs=1e-12)
+    assert estimation.srocc(pred, -true) == pytest.approx(-29 / 38, abs=1e-12)
+    assert estimation.pcc(pred, true) == pytest.approx(44 / math.sqrt(4576), abs=1e-12)
+    # a monotone but bent relation: ranks agree exactly, the linear correlation does not
+    x = np.array([1.0, 2, 3, 4, 5])
+    assert estimation.srocc(x ** 3, x) == pytest.approx(1.0, abs=1e-12)
+    # x^3 = [1, 8, 27, 64, 125], mean 45: deviations [-44, -37, -18, 19, 80] against
+    # [-2, -1, 0, 1, 2]: 88 + 37 + 19 + 160 = 304; squares 1936 + 1369 + 324 + 361 + 6400 =
+    # 10390 and 10
+    assert estimation.pcc(x ** 3, x) == pytest.approx(304 / math.sqrt(103900), abs=1e-12)
+    assert math.isnan(estimation.srocc(np.array([3.0]), np.array([1.0])))
+
+
 def test_summary_pools_and_splits_by_type():
     s = estimation.summarize(T_PRED, T_TRUE, PRED, TRUE, list(TYPES))
     assert s["n"] == 200 and s["type_acc"] == pytest.approx(np.mean(T_PRED == T_TRUE))
