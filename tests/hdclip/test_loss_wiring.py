@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zephir.estimators import SemanticTargets
+from zephir.estimator_interface import SemanticTargets
 from zephir.hdclip import model as M
 
 TAU = 0.1       # a temperature far from the config's default, so the test pins its use
