@@ -240,7 +240,7 @@ def test_adding_a_photo_reruns_the_dataset_and_what_depends_on_it(workdir):
 @pytest.mark.timeout(2400)  # ~13 min on 2 idle cores; far longer on a loaded machine
 def test_embedded_default_end_to_end(workdir):
     """The embedded default, with a smaller ablation grid and budgets so that CI stays near
-    15 minutes (the whole default grid takes about 20 on 2 cores; README)."""
+    15 minutes (the whole default grid takes about 20 on 2 cores; docs/notes.md)."""
     cfg = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     cfg["estimation"].update(topk=[2, "all"], gap=[5, 20], ablation_steps=20, baseline_steps=20)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -195,7 +195,7 @@ def batches(dataset: LabelledSet, order: StepBatches, *, workers: int, device: t
     A decoded set is indexed directly (moved to a GPU once, when it fits in a quarter of the
     free memory). Otherwise a DataLoader's ``workers`` processes decode whole batches (one
     batch a worker, ``depth`` batches ahead each), pinned for the copy to a GPU; with no
-    worker the main process decodes. Measured on one H200 (README "Benchmarks"): processes
+    worker the main process decodes. Measured on one H200 (docs/benchmarks.md): processes
     fed tiny-rn at 0.71-0.77 of its bare step, where 8 decoding threads reached only 0.32.
     """
     if dataset.cached:
