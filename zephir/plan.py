@@ -419,6 +419,9 @@ class Plan:
             metrics = self.transfer_results()
             return {"predictions": [m.with_name("predictions.csv") for m in metrics],
                     "metrics": metrics}
+        if number not in (6, 11, 21, "comparison"):
+            raise ValueError(f"figure {number} of the registry has no inputs in zephir.plan "
+                             "(Plan.figure_inputs)")
         runs = self.figure_runs(number, dataset, backbone)
         inputs: dict[str, Path | list[Path]] = {
             "restored": [self.restore_done(*r)[0] for r in runs],
