@@ -206,3 +206,34 @@ def test_add_embeddings_adds_with_the_ratio_and_broadcasts_over_tokens():
         torch.testing.assert_close(out[:, j], text[:, j] + 0.5 * pooled[:, 0])
     with pytest.raises(AssertionError):
         add_embeddings(text[:, :1], tokens, 0.3)
+
+
+@pytest.mark.parametrize("position", range(2))
+def test_rectify_refuses_a_shape_that_would_broadcast_in_either_argument(position):
+    preds = _preds(15)[:2]
+    preds[position] = preds[position][:, :1]
+    with pytest.raises(AssertionError, match="shape mismatch"):
+        rectify(*preds)
+
+
+def test_one_value_per_sample_is_a_batch_and_a_scalar_is_refused():
+    """Shape (B,) is a batch of one-element predictions (eq. 13 per sample: the deviation is
+    all parallel to a nonzero baseline); a 0-d tensor has no batch dimension."""
+    tn, tp, hn, hp = (p.flatten(1)[:, 0] for p in _preds(16))
+    got = cfpg(tn, tp, hn, hp, w_par=0.7, w_orth=0.2, scale=3.0)
+    np.testing.assert_allclose(got.numpy(), _cfpg_loops(tn, tp, hn, hp, 0.7, 0.2, 3.0),
+                               rtol=1e-10, atol=1e-12)
+    with pytest.raises(AssertionError, match=r"^predictions need a batch dimension$"):
+        cfpg(*(p[0] for p in (tn, tp, hn, hp)), scale=3.0)
+
+
+def test_eq13_eps_is_added_to_the_baselines_squared_norm():
+    """A baseline with <b, b> = 1e-12 = EPS: D_par = <D, b> / (2 EPS) b, by hand half of D's
+    component along b, and never longer than D (eps subtracted would divide by zero)."""
+    b = torch.zeros(2, 3, dtype=torch.float64)
+    b[:, 0] = 1e-6
+    d = torch.tensor([[4.0, 1.0, -2.0], [-6.0, 0.0, 3.0]], dtype=torch.float64)
+    par, orth = project(d, b)
+    expected = torch.tensor([[2.0, 0.0, 0.0], [-3.0, 0.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(par, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(orth, d - expected, rtol=1e-12, atol=0)

@@ -83,3 +83,17 @@ def test_neighbour_bins_bracket_the_level():
     ia, ib, alpha = neighbour_bins(torch.tensor([0.0, 12.5, 100.0, 40.0]), bins)
     assert ia.tolist() == [0, 2, 19, 8] and ib.tolist() == [1, 3, 20, 9]
     assert alpha.tolist() == pytest.approx([0.0, 0.5, 1.0, 0.0])
+
+
+def test_neighbour_bins_clamp_a_level_beyond_the_grid_to_its_end_bins():
+    """Below 0 the target is the first bin (alpha 0), above 100 the last (alpha 1): never an
+    index that wraps around to the other end, never an alpha outside [0, 1]."""
+    ia, ib, alpha = neighbour_bins(torch.tensor([-2.0, 103.0]), bin_centres(5))
+    assert ia.tolist() == [0, 19] and ib.tolist() == [1, 20]
+    assert alpha.tolist() == [0.0, 1.0]
+
+
+def test_neighbour_bins_take_cpu_bins_to_the_levels_device():
+    meta = torch.device("meta")
+    ia, ib, alpha = neighbour_bins(torch.tensor([12.5], device=meta), bin_centres(5))
+    assert ia.device == ib.device == alpha.device == meta

@@ -206,3 +206,15 @@ def test_eq9_with_numclips_batch_negatives_against_a_plain_loop():
     alone = losses.slerp_loss_batch(emb[[1, 3]], anchors2[kind[[1, 3]]], level[[1, 3]], bins,
                                     kind[[1, 3]], tau=tau)
     assert alone.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_eq10_by_hand_on_a_fine_grid():
+    """Bins 0, 0.5, 1 and the level 0.5: distances 0.5, 0, 0.5, their mean 1/3, so
+    v = 1.5, 0, 1.5 (a mean distance below 1 is divided by, not clamped)."""
+    v = losses.ordinal_weights(torch.tensor([0.5]), torch.tensor([0.0, 0.5, 1.0]))
+    assert v[0].tolist() == pytest.approx([1.5, 0.0, 1.5], rel=1e-6)
+
+
+def test_eq10_takes_cpu_bins_to_the_levels_device():
+    meta = torch.device("meta")
+    assert losses.ordinal_weights(torch.tensor([5.0], device=meta), bin_centres(5)).device == meta

@@ -64,3 +64,65 @@ def test_eq2_anchors_are_unit_and_ordered():
     moved = composition_anchors(words, bins, shift)
     changed = (moved - anchors).abs().sum(-1) > 1e-6
     assert changed.sum() == 1 and changed[2, 7]
+
+
+def _pe_loop(level: float, d: int, base: float) -> list[float]:
+    """Eq. 1 in Python floats: [sin(u / base^(2i/d)), cos(u / base^(2i/d))] for i < d/2."""
+    out = []
+    for i in range(d // 2):
+        angle = (level / 100.0) / base ** (2 * i / d)
+        out += [math.sin(angle), math.cos(angle)]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64, torch.int64])
+def test_eq1_default_base_is_10000_and_the_math_is_float32_for_any_level_dtype(dtype):
+    """The transformer base 10000 when none is given; a float16 level is not rounded to
+    float16 before it is divided by 100 (0.37 would become 0.3701), a float64 one gives
+    float32 anchors like every other."""
+    levels = [0.0, 37.0, 100.0]        # exact in every dtype above
+    pe = ordinal_embedding(torch.tensor(levels).to(dtype), 16)
+    assert pe.dtype == torch.float32
+    ref = torch.tensor([_pe_loop(level, 16, 10000.0) for level in levels], dtype=torch.float64)
+    # float32 rounding is ~3e-8 here; base 10001 would move the angles by up to 4e-6
+    torch.testing.assert_close(pe.double(), ref, rtol=0, atol=3e-7)
+
+
+def test_eq3_gap_must_be_positive():
+    for gap in (0, 0.0, -5):
+        with pytest.raises(ValueError, match="must be positive"):
+            bin_centres(gap)
+
+
+@pytest.mark.parametrize("base,pe_scale", [(None, None), (100.0, 0.5)])
+def test_eq2_against_a_loop(base, pe_scale):
+    """t_k(l_j) = normalize(word_k / |word_k| + pe_scale sqrt(2/d) PE(l_j) + delta_kj), each
+    (type, bin) written out in Python floats, with words of unequal norms and a random shift;
+    by default base 10000 and pe_scale 1."""
+    g = torch.Generator().manual_seed(3)
+    k, d = 3, 8
+    words = torch.randn(k, d, generator=g) * torch.tensor([[0.5], [2.0], [7.0]])
+    levels = bin_centres(25)
+    shift = torch.randn(k, levels.numel(), d, generator=g) * 0.3
+    if base is None:
+        got, base, pe_scale = composition_anchors(words, levels, shift), 10000.0, 1.0
+    else:
+        got = composition_anchors(words, levels, shift, base=base, pe_scale=pe_scale)
+    for a in range(k):
+        w = words[a].double().tolist()
+        norm_w = math.sqrt(sum(x * x for x in w))
+        for j, level in enumerate(levels.tolist()):
+            pe = _pe_loop(level, d, base)
+            t = [w[i] / norm_w + pe_scale * math.sqrt(2 / d) * pe[i] + shift[a, j, i].item()
+                 for i in range(d)]
+            norm_t = math.sqrt(sum(x * x for x in t))
+            assert got[a, j].tolist() == pytest.approx([x / norm_t for x in t], abs=1e-6)
+
+
+def test_eq1_2_stay_on_the_device_of_their_inputs():
+    """Levels (or CPU bins from bin_centres) with a model on another device: the frequencies
+    and the PE are made there ("meta" stands in for an accelerator)."""
+    meta = torch.device("meta")
+    assert ordinal_embedding(torch.tensor([5.0, 50.0], device=meta), 8).device == meta
+    words, shift = torch.zeros(2, 8, device=meta), torch.zeros(2, 21, 8, device=meta)
+    assert composition_anchors(words, bin_centres(5), shift).device == meta

@@ -44,9 +44,14 @@ def _check_batch(*tensors: torch.Tensor) -> None:
 
 
 def _parallel64(d: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
-    """Eq. 13's parallel part of float64 ``d`` along float64 ``b``, per sample."""
-    dims = tuple(range(1, d.ndim))
-    return (d * b).sum(dim=dims, keepdim=True) / ((b * b).sum(dim=dims, keepdim=True) + eps) * b
+    """Eq. 13's parallel part of float64 ``d`` along float64 ``b``, per sample.
+
+    The inner products run over each sample's flattened elements: ``sum(dim=())`` would sum
+    over the whole batch when a sample is a single value (shape ``(B,)``)."""
+    shape = (d.shape[0],) + (1,) * (d.ndim - 1)
+    dot = (d * b).reshape(d.shape[0], -1).sum(1).reshape(shape)
+    bb = (b * b).reshape(b.shape[0], -1).sum(1).reshape(shape)
+    return dot / (bb + eps) * b
 
 
 def project(deviation: torch.Tensor, baseline: torch.Tensor,
