@@ -106,6 +106,10 @@ def test_eq2_against_a_loop(base, pe_scale):
     shift = torch.randn(k, levels.numel(), d, generator=g) * 0.3
     if base is None:
         got, base, pe_scale = composition_anchors(words, levels, shift), 10000.0, 1.0
+        # the defaults are exactly the Transformer's base and scale 1 (a base of 10001 moves
+        # the anchors by less than the loop's float32 tolerance, so it is pinned here)
+        assert torch.equal(got, composition_anchors(words, levels, shift, base=10000.0,
+                                                    pe_scale=1.0))
     else:
         got = composition_anchors(words, levels, shift, base=base, pe_scale=pe_scale)
     for a in range(k):
