@@ -20,6 +20,7 @@ WORKFLOW = {
     "snakemake_executor_plugin_slurm": "the workflow's Slurm executor",
     "dvc": "the DVC stages",
     "pyiqa": "the image-quality metrics, `zephir score`",
+    "icecream": "pyiqa's Q-Align, which imports it without declaring it",
     "matplotlib": "the figures, `zephir figure`",
     "skimage": "the photos of the embedded default",
     "sklearn": "the photos of the embedded default and figure 3's PCA",

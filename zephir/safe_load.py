@@ -24,7 +24,9 @@ class CheckpointError(ValueError):
 def _global(exc: Exception) -> str | None:
     """The object (``module.name``) whose import torch's restricted unpickler refused, or None
     when the file failed for another reason (not a pickle, truncated, ...)."""
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    # "Unsupported global: GLOBAL m.f" for an object outside the allow-list, "Trying to load
+    # unsupported GLOBAL posix.system whose module posix is blocked" for a blocked module
+    found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(exc))
     return found.group(1) if found else None
 
 

@@ -12,6 +12,11 @@ computed by ``pyiqa.create_metric``; nothing here reimplements a metric. What th
   missing file never reaches pyiqa's downloader (which would wait on the network). Such a
   metric gives NaN for every image, "n/a (weights missing)" in the summary, and one line on
   stderr that names the file and how to get it;
+- weights as data: pyiqa reads a ``.pth`` weights file with ``torch.load(weights_only=False)``
+  (pyiqa/archs/arch_util.py, ``load_pretrained_network``), which would run any code pickled in
+  it; :func:`create` first reads the file with :func:`zephir.safe_load.safe_torch_load` and
+  refuses one that holds anything but tensors and plain values;
+- Q-Align on transformers 5 (:func:`_qalign_on_transformers5`);
 - folder scoring: restored and reference images matched by file stem, read through
   :func:`zephir.io.load_image` (RGB uint8), handed to pyiqa as RGB float tensors in [0, 1].
 """
@@ -121,10 +126,46 @@ def _offline_loading(torch_hub: Path) -> Iterator[None]:
         constants.HF_HUB_OFFLINE = offline_before
 
 
+def _qalign_on_transformers5() -> None:
+    """Give pyiqa's Q-Align abstractor the ``invert_attention_mask`` transformers 5 removed.
+
+    pyiqa 0.1.16 (and its main branch, 2026-03) calls ``self.invert_attention_mask`` in
+    ``MplugOwlVisualAbstractorModel.forward`` (pyiqa/archs/q_align/visual_encoder.py, line
+    918), a method of transformers 4's ``ModuleUtilsMixin`` that transformers 5 no longer has,
+    so Q-Align fails on its first image. The method it needs turns a (B, S) or (B, S, S) mask of
+    ones (attend) and zeros into an additive one: 0 where attended, the dtype's lowest value
+    elsewhere, shaped (B, 1, 1, S) or (B, 1, S, S). Added only where the class lacks it.
+    """
+    import torch
+    from pyiqa.archs.q_align import visual_encoder
+
+    cls = visual_encoder.MplugOwlVisualAbstractorModel
+    if hasattr(cls, "invert_attention_mask"):
+        return
+
+    def invert_attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        ext = mask[:, None, None, :] if mask.dim() == 2 else mask[:, None, :, :]
+        ext = ext.to(self.dtype)
+        return (1.0 - ext) * torch.finfo(self.dtype).min
+
+    cls.invert_attention_mask = invert_attention_mask
+
+
+def _tensors_only(path: Path, name: str, weights_section: dict | None) -> None:
+    """Read a ``.pth`` weights file as data before pyiqa unpickles it (see the module doc):
+    :class:`zephir.safe_load.CheckpointError`, naming the file, for one that holds code."""
+    from zephir.safe_load import safe_torch_load
+
+    source = weights.entry(weights_section, METRICS[name].model_file).source
+    safe_torch_load(path, what=f"{METRICS[name].label} weights file",
+                    remedy=f"Replace it with the file of the original source: {source}")
+
+
 def create(name: str, *, device: str, weights_section: dict | None):
     """The pyiqa metric ``name`` with zephir's options and local weights, on ``device``.
 
-    Raises FileNotFoundError (naming the file and how to get it) when a weight is missing.
+    Raises FileNotFoundError (naming the file and how to get it) when a weight is missing, and
+    :class:`zephir.safe_load.CheckpointError` when a ``.pth`` file holds more than tensors.
     """
     import torch
 
@@ -135,8 +176,12 @@ def create(name: str, *, device: str, weights_section: dict | None):
         raise FileNotFoundError(reason)
     options = dict(metric.options)
     if metric.model_file is not None:
-        options["pretrained_model_path"] = str(weights.resolve(weights_section,
-                                                               metric.model_file))
+        path = weights.resolve(weights_section, metric.model_file)
+        if path.suffix == ".pth":
+            _tensors_only(path, name, weights_section)
+        options["pretrained_model_path"] = str(path)
+    if name == "qalign":
+        _qalign_on_transformers5()
     torch_hub = weights.entry(weights_section, "lpips_alexnet").path.parent.parent
     with _offline_loading(torch_hub):
         return pyiqa.create_metric(metric.pyiqa, device=torch.device(device), **options)
