@@ -110,7 +110,7 @@ STAGES = (
     # restore.smk: its wildcard constraints (backbone, run) apply to the score rule too
     Stage("score", rules=("score",),
           code=_COMMAND + ("zephir/metrics/__init__.py", "zephir/metrics/iqa.py",
-                           "zephir/weights.py"),
+                           "zephir/safe_load.py", "zephir/weights.py"),
           smk=("workflow/rules/restore.smk", "workflow/rules/score.smk"),
           params=("datasets", "train_set", "eval_set", "blind_sets", "restoration", "weights",
                   "metrics"),
