@@ -11,7 +11,6 @@ from sklearn.metrics import r2_score
 
 from zephir.backbones.base import TextEmbeds
 from zephir.bridge import (
-    DEGRADATION_NOUNS,
     TAG_TEMPLATE,
     TAGS,
     Bridge,
@@ -40,6 +39,20 @@ def test_a_type_without_a_noun_is_named_by_itself():
     desc = {"degradations": {"haze": {"present": 0.9, "level": 80.0},
                              "jpeg": {"present": 0.7, "level": 10.0}}}
     assert degradation_words(desc) == ["heavy haze", "slight jpeg artifacts"]
+
+
+def test_degradation_words_use_the_options_level_words():
+    words = BridgeOptions(level_words=((50.0, "strong"), (0.0, "weak")))
+    desc = {"degradations": {"blur": {"present": 0.9, "level": 60.0},
+                             "noise": {"present": 0.9, "level": 40.0}}}
+    assert degradation_words(desc, words) == ["strong blur", "weak noise"]
+
+
+def test_unknown_options_are_named_with_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        BridgeOptions.from_dict({"zeta": 1, "alpha": 2})
+    assert str(err.value) == ("bridge options: unknown key(s) alpha, zeta; expected some of "
+                              "embedding_scale, level_words, present_threshold, ridge, tags")
 
 
 def test_vocabulary_is_the_listed_phrases():
@@ -211,7 +224,10 @@ def test_the_pooled_embedding_gets_its_own_map_at_its_own_scale():
     rms = np.sqrt(np.mean(np.sum((Xc @ A) ** 2, axis=1)))
     text = backbone.encode_pair("lowres", "a photo")
     n_ref = np.linalg.norm(text.pooled.double().numpy(), axis=1).mean()
-    delta = lambda x: (x.double().numpy() - X.mean(0)) @ A  # noqa: E731
+
+    def delta(x):
+        return (x.double().numpy() - X.mean(0)) @ A
+
     v_neg = sum(p * delta(e[i]) for i, p in enumerate(present))
     v_pos = delta(cond.semantic)
     added = (pair.pooled - text.pooled).double().numpy()
