@@ -338,10 +338,14 @@ def test_rerun_without_the_controlnet_hooked_is_an_error(tokenizer):
     unet = pipe.unet
     pipe.unet = CFPGDenoiser(unet, hd_encoder_hidden_states=_other(_encode(pipe)))
     try:
-        with pytest.raises(ValueError, match="hook_controlnet"):
+        with pytest.raises(ValueError) as err:
             _runner(pipe, CASES["controlnet_img2img"][1])()
     finally:
         pipe.unet = unet
+    assert str(err.value) == (
+        "CFPGDenoiser(controlnet='rerun') got down_block_additional_residuals but the "
+        "ControlNet did not run on the HD rows before: install it with wrap_pipeline(pipe, ...) "
+        "or denoiser.hook_controlnet(pipe.controlnet), or pass controlnet='reuse'")
     with pytest.raises(ValueError, match="controlnet"):
         CFPGDenoiser(unet, hd_encoder_hidden_states=torch.zeros(2, 3, 32), controlnet="twice")
 
@@ -413,6 +417,13 @@ def test_hd_added_cond_kwargs_replace_only_their_entries(tokenizer):
     assert denoiser.add_embedding is unet.add_embedding
     with pytest.raises(KeyError, match="text_embeds"):
         denoiser(sample, 10, text, added_cond_kwargs={"time_ids": added["time_ids"]})
+    # without CFG both images' rows are positive: the HD rows take the positive pooled row
+    plain = CFPGDenoiser(unet, hd_encoder_hidden_states=hd, w_par=1.0, w_orth=1.0,
+                         guidance=False, hd_added_cond_kwargs={"text_embeds": hd_pooled})
+    eps = plain(sample, 10, text, added_cond_kwargs=added, return_dict=False)[0]
+    positive = {**added, "text_embeds": hd_pooled[1:].repeat(2, 1)}
+    expected = unet(sample, 10, hd[1:].repeat(2, 1, 1), added_cond_kwargs=positive).sample
+    torch.testing.assert_close(eps, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_attributes_fall_through_to_the_wrapped_unet(unet):
