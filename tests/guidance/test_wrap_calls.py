@@ -172,3 +172,20 @@ def test_the_hd_pair_takes_the_prompts_dtype(nets):
                        **W)
     torch.testing.assert_close(eps[torch.float32], expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(eps[torch.float64], eps[torch.float32], rtol=0, atol=0)
+
+
+def test_the_stand_ins_errors_say_what_is_wrong(nets):
+    unet, _ = nets
+    with pytest.raises(AssertionError) as err:
+        CFPGDenoiser(unet, hd_encoder_hidden_states=torch.zeros(3, 7, tiny.TEXT_WIDTH))
+    assert str(err.value) == ("hd_encoder_hidden_states must be a (2, L, D) [negative, "
+                              f"positive] pair, got (3, 7, {tiny.TEXT_WIDTH})")
+    with pytest.raises(ValueError) as err:
+        CFPGDenoiser(unet, hd_encoder_hidden_states=torch.zeros(2, 7, tiny.TEXT_WIDTH),
+                     controlnet="twice")
+    assert str(err.value) == "controlnet: expected one of rerun, reuse, got 'twice'"
+    sample, t, text, _, hd = _inputs(1)
+    den = CFPGDenoiser(unet, hd_encoder_hidden_states=hd, **W)
+    with pytest.raises(AssertionError) as err:
+        den(sample, t, text[:1])
+    assert str(err.value) == "encoder_hidden_states has 1 rows, sample 2"
