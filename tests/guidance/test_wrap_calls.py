@@ -127,10 +127,11 @@ def test_reuse_leaves_a_hooked_controlnet_on_the_pipelines_rows(nets):
     unet, controlnet = nets
     sample, t, text, cond, hd = _inputs(1)
     seen = []
-    probe = controlnet.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["sample"].shape[0]), with_kwargs=True)
     den = CFPGDenoiser(unet, hd_encoder_hidden_states=hd, controlnet="reuse", **W)
     hooks = den.hook_controlnet(controlnet)
+    # registered after the stand-in's pre-hook: it sees the call as the ControlNet runs it
+    probe = controlnet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["sample"].shape[0]), with_kwargs=True)
     try:
         down, mid = controlnet(sample=sample, timestep=t, encoder_hidden_states=text,
                                controlnet_cond=cond, return_dict=False)
