@@ -231,6 +231,8 @@ def test_restore_folder_writes_what_restore_image_makes_of_its_settings(
         assert fp == fingerprint(done["job"], stem, extra["lq_sha1"],
                                  conditioning_sha1=cond_sha1)
     assert done["job"]["hdclip_sha1"] == emb.hdclip["sha1"] is not None
+    assert (done["job"]["steps"], done["job"]["scale"], done["job"]["prompt"],
+            done["job"]["negative_prompt"]) == (1, 4.0, "a photo", "ugly")
     assert done["job"]["bridge_options"] == options.to_dict()
     # a BridgeOptions object is taken as it is
     again = restore_folder(lq_dir, out, settings=STEPS, embeddings=embeddings, mode=mode,
@@ -502,3 +504,19 @@ def test_a_shard_with_no_usable_image_is_an_error_listing_every_reason(tmp_path)
         restore_folder(src, tmp_path / "out", settings=STEPS, mode="baseline")
     assert str(err.value) == f"no usable image among 2: {'; '.join(reasons)}"
     assert not done_path(tmp_path / "out", 0, 1).exists()
+
+
+def test_restore_folders_argument_errors_word_for_word(lq_dir, embeddings, tmp_path):
+    out = tmp_path / "out"
+    cases = [
+        ({"mode": "cfgp"}, "mode: expected one of baseline, cfg, cfpg, got 'cfgp'"),
+        ({"bridge": "clip", "embeddings": embeddings},
+         "bridge: expected one of embedding, prompt, got 'clip'"),
+        ({"mode": "cfg"}, "mode 'cfg' needs the set's HD-CLIP embeddings (embeddings=; written "
+                          "by `zephir embed`)"),
+    ]
+    for kw, message in cases:
+        with pytest.raises(ValueError) as err:
+            restore_folder(lq_dir, out, settings=STEPS, **kw)
+        assert str(err.value) == message
+    assert not out.exists()
