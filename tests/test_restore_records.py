@@ -264,7 +264,7 @@ def test_the_done_record_lists_the_shard_key_by_key(lq_dir, tmp_path):
 
 
 def test_unreadable_inputs_are_refused_by_name_and_the_rest_restored(lq_dir, embeddings,
-                                                                     tmp_path):
+                                                                     tmp_path, monkeypatch):
     """An index listing a missing file and an undecodable one, both sorted first: each gets
     its exact reason, and the shard goes on to the other images."""
     src = tmp_path / "lq"
@@ -282,14 +282,16 @@ def test_unreadable_inputs_are_refused_by_name_and_the_rest_restored(lq_dir, emb
         "a_absent": f"{src / 'a_absent.png'}: cannot read (No such file or directory)",
         "a_bad": str(bad.value)}
     assert [i["stem"] for i in done["images"]] == STEMS and done["restored"] == 3
-    # in a mode with HD-CLIP, an image the embeddings lack: the KeyError's words, unquoted
-    emb = conditioning.read(embeddings)
+    # in a mode with HD-CLIP, an image the embeddings lack: the KeyError's words, unquoted and
+    # whole (the file named by a relative path that begins with a letter)
+    monkeypatch.chdir(tmp_path)
+    Path("Xemb.safetensors").write_bytes(embeddings.read_bytes())
     zio.write_png(src / "zebra.png", np.zeros((32, 32, 3), np.uint8))
     done = restore_folder(src, tmp_path / "cfg", settings=STEPS, mode="cfg",
-                          embeddings=embeddings, bridge="prompt")
+                          embeddings="Xemb.safetensors", bridge="prompt")
     assert done["refused"]["zebra"] == (
-        f"{emb.path}: no HD-CLIP embedding of image 'zebra'; recompute it with `zephir embed` "
-        "over the same LQ images")
+        "Xemb.safetensors: no HD-CLIP embedding of image 'zebra'; recompute it with "
+        "`zephir embed` over the same LQ images")
 
 
 def test_a_changed_lq_file_is_redone_even_without_hdclip(lq_dir, tmp_path):
@@ -512,8 +514,8 @@ def test_restore_folders_argument_errors_word_for_word(lq_dir, embeddings, tmp_p
         ({"mode": "cfgp"}, "mode: expected one of baseline, cfg, cfpg, got 'cfgp'"),
         ({"bridge": "clip", "embeddings": embeddings},
          "bridge: expected one of embedding, prompt, got 'clip'"),
-        ({"mode": "cfg"}, "mode 'cfg' needs the set's HD-CLIP embeddings (embeddings=; written "
-                          "by `zephir embed`)"),
+        ({"mode": "cfg"}, ("mode 'cfg' needs the set's HD-CLIP embeddings (embeddings=; "
+                           "written by `zephir embed`)")),
     ]
     for kw, message in cases:
         with pytest.raises(ValueError) as err:
