@@ -139,3 +139,78 @@ def test_errors_word_for_word():
     with pytest.raises(ValueError) as err:
         M.build(M.HDCLIPConfig(arch="zephir-tiny-rn", slerp_negatives="all"))
     assert str(err.value) == "hdclip.model.slerp_negatives: 'all' is not bins or batch"
+
+
+# --------------------------------------------------------------------------- loading CLIP
+
+def _quick_gelu(model: nn.Module) -> bool:
+    from open_clip.transformer import QuickGELU
+
+    return any(isinstance(mod, QuickGELU) for mod in model.modules())
+
+
+def test_clip_is_built_with_gelu_unless_quick_gelu_is_asked():
+    assert not _quick_gelu(M.load_clip("zephir-tiny-vit")[0])
+    assert _quick_gelu(M.load_clip("zephir-tiny-vit", quick_gelu=True)[0])
+    assert _quick_gelu(M.build(M.HDCLIPConfig(arch="zephir-tiny-vit", quick_gelu=True)).clip)
+    assert not _quick_gelu(M.build(M.HDCLIPConfig(arch="zephir-tiny-vit")).clip)
+
+
+def test_build_loads_the_configured_local_clip_weights(tmp_path):
+    torch.manual_seed(5)
+    clip, _ = M.load_clip("zephir-tiny-rn")
+    path = tmp_path / "clip.pt"
+    torch.save(clip.state_dict(), path)
+    torch.manual_seed(6)
+    m = M.build(M.HDCLIPConfig(arch="zephir-tiny-rn", checkpoint=str(path)))
+    for key, value in clip.state_dict().items():
+        assert torch.equal(m.clip.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("arch,tag", [
+    ("ViT-B-32-quickgelu", "openai"),   # QuickGELU in the architecture's own config and the tag's
+    ("ViT-B-32", "laion2b_s34b_b79k"),  # GELU: neither config names quick_gelu
+])
+def test_a_tag_that_matches_the_architectures_activation_goes_to_open_clip(arch, tag,
+                                                                           monkeypatch):
+    import open_clip
+
+    seen = {}
+
+    def fake(name, **kwargs):
+        seen.update(arch=name, **kwargs)
+        raise RuntimeError("stop before any download")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake)
+    with pytest.raises(RuntimeError, match="stop before"):
+        M.load_clip(arch, tag)
+    assert (seen["arch"], seen["pretrained"], seen["force_quick_gelu"]) == (arch, tag, False)
+
+
+def test_an_unknown_architecture_lists_the_tiny_ones():
+    with pytest.raises(ValueError) as err:
+        M.load_clip("ViT-Q-99")
+    assert str(err.value) == ("unknown CLIP architecture 'ViT-Q-99'; shipped tiny ones: "
+                              "zephir-tiny-rn, zephir-tiny-vit; open_clip knows e.g. ViT-B-32")
+
+
+def test_convolutional_towers_run_channels_last_and_transformers_do_not():
+    rn = M.build(M.HDCLIPConfig(arch="zephir-tiny-rn"))
+    assert rn.channels_last is True
+    for tower in (rn.clip.visual, rn.degradation_branch):
+        assert tower.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        assert not tower.conv1.weight.is_contiguous()
+    assert M.build(M.HDCLIPConfig(arch="zephir-tiny-vit")).channels_last is False
+
+
+def test_a_fresh_controller_model_runs_its_towers_on_their_own():
+    """Before any forward: the frozen tower is plain CLIP (no residual pending) and the
+    degradation branch runs by itself."""
+    torch.manual_seed(0)
+    m = M.build(M.HDCLIPConfig(arch="zephir-tiny-rn", controller=True)).eval()
+    clip, _ = M.load_clip("zephir-tiny-rn")
+    clip.load_state_dict(m.clip.state_dict())
+    x = m.normalize(torch.rand(1, 3, m.image_size, m.image_size))
+    with torch.no_grad():
+        assert torch.allclose(m.clip.visual(x), clip.eval().visual(x), atol=1e-5)
+        assert m.degradation_branch(x).shape == (1, m.embed_dim)
