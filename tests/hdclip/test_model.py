@@ -201,9 +201,9 @@ def test_encode_text_gives_unit_embeddings_of_the_frozen_text_tower():
 
 # --------------------------------------------------------------------------- CLIP weights
 
-def test_pretrained_tag_is_passed_to_open_clip(monkeypatch):
-    """A known tag of the architecture goes to open_clip as ``pretrained=`` (which downloads
-    it on first use); the open_clip call is recorded here, no network."""
+@pytest.fixture()
+def open_clip_call(monkeypatch) -> dict:
+    """open_clip.create_model_and_transforms recorded, then stopped before any download."""
     import open_clip
 
     seen = {}
@@ -213,12 +213,31 @@ def test_pretrained_tag_is_passed_to_open_clip(monkeypatch):
         raise RuntimeError("stop before any download")
 
     monkeypatch.setattr(open_clip, "create_model_and_transforms", fake)
+    return seen
+
+
+def test_pretrained_tag_is_passed_to_open_clip(open_clip_call):
+    """A known tag of the architecture goes to open_clip as ``pretrained=`` (which downloads
+    it on first use); the open_clip call is recorded here, no network."""
+    seen = open_clip_call
     with pytest.raises(RuntimeError, match="stop before"):
         M.load_clip("ViT-B-32", "openai", quick_gelu=True)
     assert seen["arch"] == "ViT-B-32" and seen["pretrained"] == "openai"
     assert seen["force_quick_gelu"] is True
     assert not M.HDCLIPConfig(arch="ViT-B-32", checkpoint="openai").random_init
     assert M.HDCLIPConfig(arch="ViT-B-32", checkpoint=None).random_init
+
+
+@pytest.mark.parametrize("arch,tag", [
+    ("ViT-B-32-quickgelu", "openai"),   # QuickGELU in the architecture's own config and the tag's
+    ("ViT-B-32", "laion2b_s34b_b79k"),  # GELU: neither config names quick_gelu
+])
+def test_a_tag_that_matches_the_architectures_activation_goes_to_open_clip(arch, tag,
+                                                                           open_clip_call):
+    with pytest.raises(RuntimeError, match="stop before"):
+        M.load_clip(arch, tag)
+    assert (open_clip_call["arch"], open_clip_call["pretrained"],
+            open_clip_call["force_quick_gelu"]) == (arch, tag, False)
 
 
 def test_pretrained_tag_with_the_wrong_activation_is_an_error():

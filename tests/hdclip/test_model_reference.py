@@ -167,26 +167,6 @@ def test_build_loads_the_configured_local_clip_weights(tmp_path):
         assert torch.equal(m.clip.state_dict()[key], value), key
 
 
-@pytest.mark.parametrize("arch,tag", [
-    ("ViT-B-32-quickgelu", "openai"),   # QuickGELU in the architecture's own config and the tag's
-    ("ViT-B-32", "laion2b_s34b_b79k"),  # GELU: neither config names quick_gelu
-])
-def test_a_tag_that_matches_the_architectures_activation_goes_to_open_clip(arch, tag,
-                                                                           monkeypatch):
-    import open_clip
-
-    seen = {}
-
-    def fake(name, **kwargs):
-        seen.update(arch=name, **kwargs)
-        raise RuntimeError("stop before any download")
-
-    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake)
-    with pytest.raises(RuntimeError, match="stop before"):
-        M.load_clip(arch, tag)
-    assert (seen["arch"], seen["pretrained"], seen["force_quick_gelu"]) == (arch, tag, False)
-
-
 def test_an_unknown_architecture_lists_the_tiny_ones():
     with pytest.raises(ValueError) as err:
         M.load_clip("ViT-Q-99")
