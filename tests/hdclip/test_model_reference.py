@@ -194,3 +194,15 @@ def test_a_fresh_controller_model_runs_its_towers_on_their_own():
     with torch.no_grad():
         assert torch.allclose(m.clip.visual(x), clip.eval().visual(x), atol=1e-5)
         assert m.degradation_branch(x).shape == (1, m.embed_dim)
+
+
+def test_the_tiny_architectures_are_registered_with_open_clip_once(monkeypatch):
+    import open_clip
+
+    calls = []
+    real = open_clip.add_model_config
+    monkeypatch.setattr(M, "_registered", False)
+    monkeypatch.setattr(open_clip, "add_model_config", lambda p: (calls.append(p), real(p))[1])
+    M.register_architectures()
+    M.register_architectures()
+    assert len(calls) == 1 and "zephir-tiny-rn" in open_clip.list_models()
