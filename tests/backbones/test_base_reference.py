@@ -378,3 +378,45 @@ def test_checkout_on_path_puts_the_checkout_first_once(tmp_path, monkeypatch):
         base.checkout_on_path(repo, backbone="pasd", probe="pasd/x.py")
     assert str(err.value) == (f"backbone pasd: {repo.resolve()} is not a checkout of its code "
                               "(pasd/x.py is missing)")
+
+
+# --------------------------------------------------------------------------- prompt encoding
+
+@pytest.fixture(scope="module")
+def clip_text():
+    from zephir.backbones.tiny import build_pipeline
+
+    pipe = build_pipeline()
+    return pipe.tokenizer, pipe.text_encoder
+
+
+def test_clip_encode_pads_to_max_length_and_finds_each_rows_end_token(clip_text, monkeypatch):
+    """As diffusers' SD pipelines encode a prompt: ids padded to the tokenizer's max length,
+    the text model's last hidden state without a mask, cast to its dtype; the end token's
+    position found in the ids by hand."""
+    tokenizer, encoder = clip_text
+    texts = ["a cat", "a much longer prompt about a dog"]
+    calls = []
+    real = encoder.forward
+
+    def recording(input_ids, attention_mask=None, **kw):
+        calls.append((input_ids.clone(), attention_mask))
+        return real(input_ids, attention_mask=attention_mask, **kw)
+
+    monkeypatch.setattr(encoder, "forward", recording)
+    got = base.clip_encode(tokenizer, encoder, texts, torch.device("cpu"))
+    (ids, mask), = calls
+    assert mask is None and ids.shape == (2, tokenizer.model_max_length)
+    for row, text in enumerate(texts):
+        plain = tokenizer(text)["input_ids"]
+        assert ids[row, :len(plain)].tolist() == plain
+        assert int(got.eos[row]) == plain.index(tokenizer.eos_token_id) == len(plain) - 1
+    with torch.no_grad():
+        assert torch.equal(got.hidden, real(ids)[0])
+    assert got.hidden.dtype == encoder.dtype and got.pooled is None
+
+    monkeypatch.setattr(encoder.config, "use_attention_mask", True, raising=False)
+    base.clip_encode(tokenizer, encoder, texts, torch.device("cpu"))
+    mask = calls[-1][1]
+    assert mask is not None and mask.sum(dim=1).tolist() == [len(tokenizer(t)["input_ids"])
+                                                             for t in texts]
