@@ -237,7 +237,19 @@ def test_a_tag_that_matches_the_architectures_activation_goes_to_open_clip(arch,
     with pytest.raises(RuntimeError, match="stop before"):
         M.load_clip(arch, tag)
     assert (open_clip_call["arch"], open_clip_call["pretrained"],
-            open_clip_call["force_quick_gelu"]) == (arch, tag, False)
+            open_clip_call["force_quick_gelu"], open_clip_call["pretrained_text"]) == (
+        arch, tag, False, False)
+
+
+@pytest.mark.parametrize("tag,quick_gelu,trained,setting", [
+    ("openai", False, "QuickGELU", "true"), ("laion2b_s34b_b79k", True, "GELU", "false")])
+def test_a_tag_with_the_other_activation_says_which_and_what_to_set(tag, quick_gelu, trained,
+                                                                    setting, open_clip_call):
+    with pytest.raises(ValueError) as err:
+        M.load_clip("ViT-B-32", tag, quick_gelu=quick_gelu)
+    assert str(err.value) == (f"open_clip's ViT-B-32 '{tag}' weights were trained with "
+                              f"{trained}: set hdclip.model.quick_gelu to {setting}")
+    assert open_clip_call == {}
 
 
 def test_pretrained_tag_with_the_wrong_activation_is_an_error():
