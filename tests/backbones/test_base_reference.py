@@ -94,6 +94,21 @@ def test_mix_is_c_plus_r_times_hd_minus_c_row_by_row_in_float64():
     assert _embeds(2, pooled=False, seed=7).mix(hd, (1.0, 1.0)).pooled is None
     with pytest.raises(AssertionError, match=r"HD pair \(2, 3, 5\) and text pair \(2, 4, 5\)"):
         text.mix(_embeds(2, length=3, seed=8), (0.5, 0.5))
+    with pytest.raises(AssertionError, match=r"^mix works on \[negative, positive\] pairs$"):
+        _embeds(3, seed=9).mix(_embeds(2, seed=10), (0.5, 0.5))
+
+
+def test_mix_works_in_the_texts_dtype_and_device():
+    """An HD pair of another dtype is cast to the text's; on another device ("meta" for a
+    GPU) the ratios follow the text there."""
+    text, hd = _embeds(2, seed=4), _embeds(2, seed=5).to(dtype=torch.float64)
+    got = text.mix(hd, (0.25, 0.75))
+    assert got.hidden.dtype == got.pooled.dtype == torch.float32
+    ref = text.hidden[1].double() + 0.75 * (hd.hidden[1] - text.hidden[1].double())
+    assert torch.allclose(got.hidden[1].double(), ref, atol=1e-6)
+    on_meta = _embeds(2, seed=4).to(device="meta").mix(_embeds(2, seed=5).to(device="meta"),
+                                                       (0.25, 0.75))
+    assert on_meta.hidden.device.type == "meta"
 
 
 # --------------------------------------------------------------------------- small helpers
