@@ -109,6 +109,8 @@ def test_mix_works_in_the_texts_dtype_and_device():
     on_meta = _embeds(2, seed=4).to(device="meta").mix(_embeds(2, seed=5).to(device="meta"),
                                                        (0.25, 0.75))
     assert on_meta.hidden.device.type == "meta"
+    hd_elsewhere = _embeds(2, seed=4).to(device="meta").mix(_embeds(2, seed=5), (0.25, 0.75))
+    assert hd_elsewhere.hidden.device.type == "meta"  # the HD pair follows the text
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -127,6 +129,7 @@ def test_join_prompt_comma_joins_the_parts_that_say_something():
     assert join_prompt(" a cat, ", ",8k,", "  ", ",", " , ") == "a cat, 8k"
     assert join_prompt("", "  ") == "" and join_prompt() == ""
     assert join_prompt("clean, high-resolution") == "clean, high-resolution"
+    assert join_prompt("X-ray,", "8kX") == "X-ray, 8kX"  # only commas and spaces are trimmed
 
 
 def test_check_lq_gives_contiguous_rgb_uint8_and_names_what_it_got():
@@ -429,6 +432,12 @@ def test_clip_encode_pads_to_max_length_and_finds_each_rows_end_token(clip_text,
     with torch.no_grad():
         assert torch.equal(got.hidden, real(ids)[0])
     assert got.hidden.dtype == encoder.dtype and got.pooled is None
+
+    # a prompt longer than the text model's context is cut to it, as the pipelines cut it
+    long = " ".join(["word"] * (tokenizer.model_max_length + 5))
+    cut = base.clip_encode(tokenizer, encoder, [long], torch.device("cpu"))
+    assert calls[-1][0].shape == (1, tokenizer.model_max_length)
+    assert int(cut.eos[0]) == tokenizer.model_max_length - 1
 
     monkeypatch.setattr(encoder.config, "use_attention_mask", True, raising=False)
     base.clip_encode(tokenizer, encoder, texts, torch.device("cpu"))

@@ -110,9 +110,24 @@ def test_loading_a_diffusers_folder_passes_the_dtype_and_stays_offline(tmp_path,
         return real(path, **kw)
 
     monkeypatch.setattr(StableDiffusionUpscalePipeline, "from_pretrained", recording)
-    b = load("sd-x4-upscaler", {"dtype": "float32", "steps": 2}, {"sd_x4_upscaler": str(folder)})
+    # called as the class's own loader, with no device: the CPU
+    b = up.UpscalerBackbone.load({"dtype": "bfloat16", "steps": 2},
+                                 {"sd_x4_upscaler": str(folder)})
     ((path, kw),) = seen
     dtype_key = next(k for k in kw if k in ("dtype", "torch_dtype"))
-    assert path == str(folder) and kw == {"local_files_only": True, dtype_key: torch.float32}
+    assert path == str(folder) and kw == {"local_files_only": True, dtype_key: torch.bfloat16}
+    assert b.pipe.unet.dtype == torch.bfloat16
     assert b.defaults.steps == 2 and b.random_init and b.scale_factor == 4
     assert b.device == torch.device("cpu")
+    assert b.weights == {"sd_x4_upscaler": str(folder)}
+
+
+def test_the_tiny_backbone_is_built_from_its_seed_setting_on_the_cpu():
+    from zephir.backbones.tiny import TinyBackbone
+
+    default, other = TinyBackbone.load(), TinyBackbone.load({"seed": 5})
+    assert default.device == torch.device("cpu") == other.device
+    assert other.weights == {"tiny": "built in code, torch.manual_seed(5)"}
+    a, b = (next(x.pipe.unet.parameters()) for x in (default, other))
+    assert not torch.equal(a, b)
+    assert torch.equal(a, next(TinyBackbone.load({"seed": 0}).pipe.unet.parameters()))
