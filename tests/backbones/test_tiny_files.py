@@ -8,6 +8,7 @@ import json
 import types
 
 import pytest
+import torch
 
 from zephir.backbones import tiny
 from zephir.backbones.sd_x4_upscaler import STANDIN_MARKER, is_standin
@@ -38,3 +39,61 @@ def test_without_open_clip_the_tokenizer_says_what_to_install(spec, monkeypatch)
         tiny.bpe_file()
     assert str(err.value) == ("the tiny backbone's tokenizer reads open_clip's bundled BPE "
                               "file: pip install open_clip_torch")
+
+
+def test_the_tiny_pipelines_layout_is_the_one_it_declares():
+    """The stand-in's components as build_pipeline declares them: the embedded default's
+    restorations depend on every one of these numbers."""
+    pipe = tiny.build_pipeline()
+    te = pipe.text_encoder.config
+    assert (te.vocab_size, te.hidden_size, te.intermediate_size, te.num_hidden_layers,
+            te.num_attention_heads, te.max_position_embeddings) == (
+        tiny.VOCAB, tiny.TEXT_WIDTH, 37, 2, 4, tiny.CONTEXT)
+    assert (te.bos_token_id, te.eos_token_id, te.pad_token_id) == (
+        tiny.VOCAB - 2, tiny.VOCAB - 1, tiny.VOCAB - 1)
+    un = pipe.unet.config
+    assert (tuple(un.block_out_channels), un.layers_per_block, un.norm_num_groups,
+            un.in_channels, un.out_channels, un.sample_size, un.attention_head_dim,
+            un.cross_attention_dim, un.num_class_embeds) == (
+        (8, 16), 1, 4, 7, 4, 32, 2, tiny.TEXT_WIDTH, 1000)
+    assert tuple(un.down_block_types) == ("CrossAttnDownBlock2D", "DownBlock2D")
+    assert tuple(un.up_block_types) == ("UpBlock2D", "CrossAttnUpBlock2D")
+    va = pipe.vae.config
+    assert (tuple(va.block_out_channels), va.norm_num_groups, va.latent_channels,
+            va.force_upcast, va.scaling_factor) == ((4, 8, 8), 2, 4, False, 0.08333)
+    assert tuple(va.down_block_types) == ("DownEncoderBlock2D",) * 3
+    assert tuple(va.up_block_types) == ("UpDecoderBlock2D",) * 3
+    assert pipe.config.max_noise_level == 350
+    assert pipe.safety_checker is None and pipe.feature_extractor is None
+    assert pipe.watermarker is None
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert type(pipe.low_res_scheduler).__name__ == "DDPMScheduler"
+    assert pipe._progress_bar_config == {"disable": True}
+
+
+def test_the_tiny_backbone_loads_in_the_dtype_asked_and_float32_otherwise():
+    from zephir.backbones.tiny import TinyBackbone
+
+    assert TinyBackbone.load({"dtype": "bfloat16"}).pipe.unet.dtype == torch.bfloat16
+    assert TinyBackbone.load({"dtype": "float32"}).pipe.unet.dtype == torch.float32
+    assert TinyBackbone.load(None, None, "cpu").pipe.unet.dtype == torch.float32
+
+
+def test_an_upscaler_backbone_silences_its_pipelines_progress_bar():
+    from zephir.backbones.sd_x4_upscaler import UpscalerBackbone
+
+    pipe = tiny.build_pipeline()
+    pipe.set_progress_bar_config(disable=False)
+    b = UpscalerBackbone(pipe, random_init=True)
+    assert pipe._progress_bar_config == {"disable": True}
+    assert b.device == torch.device("cpu") and b.scale_factor == pipe.vae_scale_factor == 4
+
+
+def test_an_unknown_backbone_lists_the_known_ones():
+    from zephir.backbones import canonical
+
+    with pytest.raises(ValueError) as err:
+        canonical("esrgan")
+    assert str(err.value) == ("unknown backbone 'esrgan'; expected one of tiny, sd-x4-upscaler, "
+                              "faithdiff, seesr, pasd")
