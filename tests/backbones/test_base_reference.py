@@ -36,6 +36,15 @@ def _embeds(n=3, length=4, width=5, pooled=True, eos=True, seed=0) -> TextEmbeds
 
 # --------------------------------------------------------------------------- TextEmbeds
 
+def test_pooled_rows_must_be_one_per_hidden_row():
+    for pooled in (torch.zeros(3, 6), torch.zeros(2), torch.zeros(2, 6, 1)):
+        with pytest.raises(AssertionError):
+            TextEmbeds(torch.zeros(2, 4, 5), pooled)
+    with pytest.raises(AssertionError):
+        TextEmbeds(torch.zeros(2, 4, 5), eos=torch.zeros(3, dtype=torch.long))
+    assert len(TextEmbeds(torch.zeros(2, 4, 5), torch.zeros(2, 6))) == 2
+
+
 def test_rows_pick_the_same_rows_of_every_field():
     e = _embeds()
     for index in ([2, 0], slice(1, 3)):

@@ -35,6 +35,13 @@ def test_padding_reflects_to_a_multiple_and_leaves_a_fitting_image_alone():
     edge = up._pad_to_multiple(small, 5)
     assert edge.shape == (5, 5, 3)
     assert np.array_equal(edge[4, 4], small[1, 1]) and np.array_equal(edge[0, 4], small[0, 1])
+    # a padding as long as its side is not reflected (one side alone may not decide)
+    for shape, axis in (((2, 6, 3), 0), ((6, 2, 3), 1)):
+        part = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
+        out = up._pad_to_multiple(part, 4)
+        last = np.take(part, [-1], axis=axis)
+        assert np.array_equal(np.take(out, [2, 3], axis=axis),
+                              np.concatenate([last, last], axis=axis)), shape
     # reflecting needs both sides to fit: a 1-px height with a wide image takes the edge too
     strip = img[:1, :6]
     assert np.array_equal(up._pad_to_multiple(strip, 2)[1], strip[0])
@@ -47,6 +54,9 @@ def test_end_positions_are_the_first_end_token_of_each_padded_text():
     for text, pos in zip(texts, got, strict=True):
         ids = tok(text)["input_ids"]
         assert pos == ids.index(tok.eos_token_id) == len(ids) - 1
+    # a prompt longer than the context is cut, its end token at the last place
+    long = " ".join(["word"] * (tok.model_max_length + 5))
+    assert up.eos_positions(tok, [long]).tolist() == [tok.model_max_length - 1]
 
 
 class _Pipe:
