@@ -39,6 +39,7 @@ def test_padding_reflects_to_a_multiple_and_leaves_a_fitting_image_alone():
     for shape, axis in (((2, 6, 3), 0), ((6, 2, 3), 1)):
         part = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
         out = up._pad_to_multiple(part, 4)
+        out = out[:shape[0]] if axis == 1 else out[:, :shape[1]]  # the other side's own extent
         last = np.take(part, [-1], axis=axis)
         assert np.array_equal(np.take(out, [2, 3], axis=axis),
                               np.concatenate([last, last], axis=axis)), shape
