@@ -139,6 +139,7 @@ def test_join_prompt_comma_joins_the_parts_that_say_something():
     assert join_prompt("", "  ") == "" and join_prompt() == ""
     assert join_prompt("clean, high-resolution") == "clean, high-resolution"
     assert join_prompt("X-ray,", "8kX") == "X-ray, 8kX"  # only commas and spaces are trimmed
+    assert join_prompt("X", "a") == "X, a"
 
 
 def test_check_lq_gives_contiguous_rgb_uint8_and_names_what_it_got():
