@@ -10,6 +10,7 @@ one of these fail.
 # ruff: noqa: F811 (the fixtures are test_restore's, imported; tests name them as arguments)
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,9 +30,10 @@ from zephir import conditioning
 from zephir import io as zio
 from zephir import restore as zrestore
 from zephir import weights as zweights
-from zephir.backbones import load
+from zephir.backbones import CFG_RATIO, load
 from zephir.backbones.tiny import TinyBackbone
 from zephir.bridge import Bridge, BridgeOptions
+from zephir.guidance import W_ORTH, W_PAR
 from zephir.restore import (
     FORMAT_VERSION,
     done_path,
@@ -176,8 +178,6 @@ def test_a_job_names_every_weight_its_backbone_reads_by_its_configured_path(tmp_
 def test_restore_folder_defaults_are_its_documented_ones(lq_dir, embeddings, tmp_path, capsys):
     """Called with only its inputs: the tiny backbone, CFPG with the embedding bridge at the
     paper's weights, seed 0, one shard, no prompt, no progress lines."""
-    from zephir.guidance import W_ORTH, W_PAR
-
     out = tmp_path / "out"
     done = restore_folder(lq_dir, out, embeddings=embeddings, settings=STEPS)
     assert capsys.readouterr().out == ""
@@ -424,8 +424,6 @@ def test_restore_image_record_and_backbone_call_written_out_by_hand(mode, record
     r = recording
     g = torch.Generator().manual_seed(5)
     seeded = g.get_state().numpy().tobytes()
-    import hashlib
-
     out, record = restore_image(
         r.lq, backbone=r.backbone, conditioning=r.cond, bridge=r.bridge, mode=mode,
         w_par=1.25, w_orth=0.4, cfg_ratio=(0.2, 0.9), seed=5, generator=g, steps=1, scale=4.0,
@@ -461,11 +459,6 @@ def test_restore_image_record_and_backbone_call_written_out_by_hand(mode, record
 def test_restore_image_defaults_are_its_documented_ones(recording):
     """CFPG at the paper's weights, seed 0 (a generator made from it), no prompt, the backbone's
     steps, scale and negative prompt, ControlNet rerun."""
-    import hashlib
-
-    from zephir.backbones import CFG_RATIO
-    from zephir.guidance import W_ORTH, W_PAR
-
     r = recording
     _, record = restore_image(r.lq, backbone=r.backbone, conditioning=r.cond, bridge=r.bridge)
     (call,) = r.backbone.calls

@@ -10,8 +10,9 @@ import types
 import pytest
 import torch
 
-from zephir.backbones import tiny
-from zephir.backbones.sd_x4_upscaler import STANDIN_MARKER, is_standin
+from zephir.backbones import canonical, tiny
+from zephir.backbones.sd_x4_upscaler import STANDIN_MARKER, UpscalerBackbone, is_standin
+from zephir.backbones.tiny import TinyBackbone
 
 
 def test_the_tokenizer_is_written_into_a_folder_that_does_not_exist_yet(tmp_path):
@@ -73,16 +74,20 @@ def test_the_tiny_pipelines_layout_is_the_one_it_declares():
 
 
 def test_the_tiny_backbone_loads_in_the_dtype_asked_and_float32_otherwise():
-    from zephir.backbones.tiny import TinyBackbone
-
     assert TinyBackbone.load({"dtype": "bfloat16"}).pipe.unet.dtype == torch.bfloat16
     assert TinyBackbone.load({"dtype": "float32"}).pipe.unet.dtype == torch.float32
     assert TinyBackbone.load(None, None, "cpu").pipe.unet.dtype == torch.float32
 
 
-def test_an_upscaler_backbone_silences_its_pipelines_progress_bar():
-    from zephir.backbones.sd_x4_upscaler import UpscalerBackbone
+def test_the_tiny_backbone_is_built_from_its_seed_setting_on_the_cpu():
+    default, other = TinyBackbone.load(), TinyBackbone.load({"seed": 5})
+    assert default.device == torch.device("cpu") == other.device
+    assert other.weights == {"tiny": "built in code, torch.manual_seed(5)"}
+    a, b = (next(x.pipe.unet.parameters()) for x in (default, other))
+    assert not torch.equal(a, b)
+    assert torch.equal(a, next(TinyBackbone.load({"seed": 0}).pipe.unet.parameters()))
 
+def test_an_upscaler_backbone_silences_its_pipelines_progress_bar():
     pipe = tiny.build_pipeline()
     pipe.set_progress_bar_config(disable=False)
     b = UpscalerBackbone(pipe, random_init=True)
@@ -91,8 +96,6 @@ def test_an_upscaler_backbone_silences_its_pipelines_progress_bar():
 
 
 def test_an_unknown_backbone_lists_the_known_ones():
-    from zephir.backbones import canonical
-
     with pytest.raises(ValueError) as err:
         canonical("esrgan")
     assert str(err.value) == ("unknown backbone 'esrgan'; expected one of tiny, sd-x4-upscaler, "
