@@ -37,10 +37,7 @@ other jobs sharing the cores):
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +48,7 @@ import pytest
 import torch
 import yaml
 
+from tests import envs
 from tests.conftest import REPO
 from zephir import checkpoints, datasets, estimator_registry
 from zephir import config as zconfig
@@ -61,7 +59,6 @@ pytestmark = pytest.mark.slow
 
 ENVS = {"seesr": "0.21.0", "pasd": "0.29.2"}
 """Backbone -> the diffusers version its environment must have."""
-BUILD = REPO / "build" / "envs"
 STANDINS = REPO / "tests" / "backbones" / "standins"
 ALLOWED = ("zephir.degrade", "zephir.degrade.levels", "zephir.hdclip", "zephir.hdclip.config")
 """zephir.degrade's level table (NumPy only; the CLI's ``--types`` choices) and HD-CLIP's
@@ -87,32 +84,16 @@ def requirements(name: str) -> list[str]:
     return [line for line in pip if not line.startswith("-")]
 
 
-def build_env(name: str) -> Path:
-    """The environment's folder, built unless a complete one with the same pins exists."""
-    reqs = requirements(name)
-    key = hashlib.sha1(json.dumps([platform.python_version(), reqs]).encode()).hexdigest()[:12]
-    folder = BUILD / f"{name}-{key}"
-    done = folder / "zephir-env.json"
-    if done.is_file():
-        return folder
-    for old in BUILD.glob(f"{name}-*"):
-        shutil.rmtree(old)
-    BUILD.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=300)
-    (folder / "requirements.txt").write_text("\n".join(reqs) + "\n")
-    proc = subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "-q",
-                           "--disable-pip-version-check", "-r", str(folder / "requirements.txt")],
-                          capture_output=True, text=True, timeout=1800, check=False)
-    assert proc.returncode == 0, f"building {name}'s environment failed:\n{proc.stderr[-4000:]}"
-    done.write_text(json.dumps({"requirements": reqs, "python": platform.python_version()}))
-    return folder
-
-
 @pytest.fixture(scope="module", params=list(ENVS))
-def env(request, tmp_path_factory) -> dict:
-    """One backbone environment, its stand-in weights and a scratch folder."""
+def env(request, tmp_path_factory):
+    """One backbone environment (tests/envs.py), its stand-in weights and a scratch folder."""
     name = request.param
-    python = build_env(name) / "bin" / "python"
+    with envs.built(name, requirements(name)) as folder:
+        yield _prepare(name, folder / "bin" / "python", tmp_path_factory)
+
+
+def _prepare(name: str, python: Path, tmp_path_factory) -> dict:
+    """The stand-in weights that environment's diffusers writes, and the job's variables."""
     tmp = tmp_path_factory.mktemp(f"env-{name}")
     variables = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
                  "HF_HOME": str(tmp / "hf-home"), "HF_HUB_OFFLINE": "1",

@@ -15,9 +15,6 @@ building the environment 164 s, the test with it built 13 s.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -26,13 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import envs
 from tests.conftest import REPO
 
 WORKFLOW = {"snakemake": "snakemake", "snakemake-executor-plugin-slurm":
             "snakemake_executor_plugin_slurm", "dvc": "dvc", "pyiqa": "pyiqa",
             "matplotlib": "matplotlib", "scikit-image": "skimage", "scikit-learn": "sklearn"}
 """Workflow-only distribution -> the module it installs."""
-BUILD = REPO / "build" / "envs"
 
 
 def _project() -> dict:
@@ -135,35 +132,22 @@ def test_the_library_entry_points_import_no_workflow_package(tmp_path):
     assert (tmp_path / "emb.safetensors").is_file() and (tmp_path / "sr" / "im0.png").is_file()
 
 
-def bare_env() -> Path:
+@pytest.fixture(scope="module")
+def bare_env():
     """A virtual environment (no system site packages) holding the bare requirements of
-    pyproject.toml, resolved by pip as ``pip install zephir`` resolves them; built once under
-    ``build/envs/bare-<hash of the requirements>/`` (ignored by git) and reused while they and
-    the Python version are unchanged. zephir itself is installed into it by each test run."""
-    reqs = _project()["dependencies"]
-    key = hashlib.sha1(json.dumps([platform.python_version(), reqs]).encode()).hexdigest()[:12]
-    folder = BUILD / f"bare-{key}"
-    done = folder / "zephir-env.json"
-    if done.is_file():
-        return folder
-    for old in BUILD.glob("bare-*"):
-        shutil.rmtree(old)
-    BUILD.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=300)
-    proc = subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "-q",
-                           "--disable-pip-version-check", *reqs],
-                          capture_output=True, text=True, timeout=1800, check=False)
-    assert proc.returncode == 0, f"installing the bare requirements failed:\n{proc.stderr[-4000:]}"
-    done.write_text(json.dumps({"requirements": reqs, "python": platform.python_version()}))
-    return folder
+    pyproject.toml, resolved by pip as ``pip install zephir`` resolves them (tests/envs.py:
+    built once, reused while they and the Python version are unchanged). zephir itself is
+    installed into it by each test run."""
+    with envs.built("bare", _project()["dependencies"]) as folder:
+        yield folder
 
 
 @pytest.mark.slow
-def test_the_bare_package_installs_and_runs_without_the_workflow(tmp_path):
+def test_the_bare_package_installs_and_runs_without_the_workflow(bare_env, tmp_path):
     """The bare package, installed from this checkout into a fresh environment that has its
     requirements only: pip finds nothing missing, no workflow package is there, and the
     library's entry points run; a workflow command says which extra it needs."""
-    env = bare_env()
+    env = bare_env
     python = str(env / "bin" / "python")
     source = tmp_path / "src"  # a copy: pip's in-tree build writes build/ and egg-info
     shutil.copytree(REPO / "zephir", source / "zephir",
