@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import types
+import warnings
 
 import pytest
 import torch
@@ -71,6 +72,16 @@ def test_the_tiny_pipelines_layout_is_the_one_it_declares():
     assert pipe.scheduler.config.prediction_type == "v_prediction"
     assert type(pipe.low_res_scheduler).__name__ == "DDPMScheduler"
     assert pipe._progress_bar_config == {"disable": True}
+
+
+def test_the_tiny_pipeline_builds_without_a_warning():
+    """Its VAE declares the upscaler's scaling factor itself: diffusers'
+    StableDiffusionUpscalePipeline resets any other value to 0.08333 with a FutureWarning
+    (pipeline_stable_diffusion_upscale.py, ``__init__``), so a wrong or missing factor shows
+    only as that warning (mutants 85, 92 and 109 of build_pipeline)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny.build_pipeline()
 
 
 def test_the_tiny_backbone_loads_in_the_dtype_asked_and_float32_otherwise():
