@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 from tests.conftest import REPO
 
 BUILD = REPO / "build" / "envs"
@@ -28,6 +30,14 @@ SIZES = {"bare": 6.2, "seesr": 4.7, "pasd": 5.4}
 """GB on disk, measured with ``du -sh build/envs/*`` on this project's machine (2026-12-07)."""
 SPARE = 2.0
 """GB more that pip needs while it unpacks (torch's wheel alone is 620-800 MB compressed)."""
+
+
+def requirements(backbone: str) -> list[str]:
+    """The pip list of ``workflow/envs/<backbone>.yaml`` without its index options (the tests
+    use PyPI only, whose torch 2.0.1 is the CUDA 11.7 build)."""
+    env = yaml.safe_load((REPO / "workflow" / "envs" / f"{backbone}.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    return [line for line in pip if not line.startswith("-")]
 
 
 def folder(name: str, requirements: list[str]) -> Path:
@@ -79,3 +89,25 @@ def built(name: str, requirements: list[str]) -> Iterator[Path]:
     finally:
         if dropping():
             shutil.rmtree(target, ignore_errors=True)
+
+
+TOOLS = ("pytest", "pytest-timeout")
+"""What a test needs inside an environment (the in-process adapter check): kept out of the
+environment itself, which holds its pins only, in ``<env>/tools/``."""
+
+
+def tools(env: Path, extra: tuple[str, ...] = ()) -> Path:
+    """``<env>/tools``, a folder for PYTHONPATH holding :data:`TOOLS` (and ``extra``, such as
+    mutmut), installed by the environment's own pip; reused while the list is unchanged."""
+    target = env / "tools"
+    wanted = sorted(TOOLS + extra)
+    done = target / "zephir-tools.json"
+    if done.is_file() and json.loads(done.read_text()) == wanted:
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    proc = subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q",
+                           "--disable-pip-version-check", "--target", str(target), *wanted],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, f"installing {wanted} into {target} failed:\n{proc.stderr[-3000:]}"
+    done.write_text(json.dumps(wanted))
+    return target

@@ -1,16 +1,21 @@
-"""Run zephir's SeeSR or PASD adapter against its stand-in, inside the backbone's environment,
-and print what tests/test_backbone_envs.py asserts on (one JSON object).
+"""zephir's SeeSR or PASD adapter against its stand-in, in-process, inside the backbone's
+environment: a pytest module that tests/test_backbone_envs.py runs there (its name keeps a plain
+``pytest`` from collecting it), and that mutmut runs in that environment
+(tests/backbones/standins/mutate.py; mutmut's mutant switch reaches only its own process)::
 
-    python tests/backbones/standins/check_adapter.py seesr WEIGHTS.json LQ.png
+    ZEPHIR_STANDIN=seesr ZEPHIR_STANDIN_WEIGHTS=WEIGHTS.json ZEPHIR_STANDIN_LQ=LQ.png \
+        build/envs/seesr-*/bin/python -m pytest tests/backbones/standins/check_adapter.py
 
-``WEIGHTS.json`` is the ``weights:`` section make_weights.py printed. The adapter is loaded
-through zephir's registry and runs ``Backbone.restore`` in the three modes with a hand-made
-HD pair (the embeddings of two other prompts); the stand-in's events show what the pipeline, the
-ControlNet and the UNet received. **Random-init weights: the images mean nothing.**
+``WEIGHTS.json`` is the ``weights:`` section make_weights.py printed (``HF_HUB_CACHE`` set as
+it says), ``LQ.png`` a 32 px image. The adapter is loaded through zephir's registry and runs
+``Backbone.restore`` in the three modes with a hand-made HD pair (the embeddings of two other
+prompts); the stand-in's events show what the pipeline, the ControlNet and the UNet received.
+**Random-init weights: the images mean nothing.**
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -114,12 +119,145 @@ def main(name: str, weights_file: str, lq_file: str) -> dict:
         "other_seed_other_noise": call(ev_other)["generator"] != call(ev_base)["generator"]
         and not np.array_equal(other, base),
         "tiled_vae": call(ev_base)["vae_tiles"],
-        "forbidden_modules": sorted(  # as tests/test_backbone_envs.py's forbidden()
-            m for m in sys.modules
-            if m.startswith(("open_clip", "zephir.hdclip", "zephir.training", "zephir.degrade."))
-            and m not in ("zephir.degrade.levels", "zephir.hdclip.config")),
     }
 
 
-if __name__ == "__main__":
-    print(json.dumps(main(*sys.argv[1:4])))
+OTHER = {"steps": 2, "process_size": 128, "latent_tiled_size": 12, "latent_tiled_overlap": 2,
+         "conditioning_scale": 0.7}
+"""Settings away from the defaults, each of which must reach the pipeline call as it is."""
+SENT = [168, 128]
+"""The image a 32 x 24 LQ image becomes before the pipeline, worked by hand from upstream.
+SeeSR (test_seesr.py): the short side raised to process_size / 4 = 32 (s = 32 / 24; int(32 s) =
+42 by 32), x4 = 168 x 128, to multiples of 8: 168 x 128. PASD (test_pasd.py): x4 = 128 x 96,
+the short side resized to process_size = 128 (int(128 * 128 / 96) = 170 by 128), to multiples
+of 8: 168 x 128."""
+
+
+def _channel_stats(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = img.reshape(-1, 3).astype(np.float64)
+    return x.mean(0), x.std(0)
+
+
+def _block_means(img: np.ndarray, block: int = 8) -> np.ndarray:
+    h, w = img.shape[0] // block * block, img.shape[1] // block * block
+    x = img[:h, :w].astype(np.float64).reshape(h // block, block, w // block, block, 3)
+    return x.mean((1, 3)).ravel()
+
+
+def settings_reach_the_pipeline(name: str, weights_file: str, lq_file: str) -> dict:
+    """Load the adapter with :data:`OTHER` (and, for SeeSR, each colour fix and start point),
+    restore a 32 x 24 LQ image with guidance 3, and return what the pipeline received and the
+    statistics of the outputs, with the references computed here another way."""
+    from PIL import Image
+
+    from zephir import io as zio
+    from zephir.backbones import load
+
+    sys.path.insert(0, str(HERE))
+    import standin_common as sc
+
+    weights = json.loads(Path(weights_file).read_text())
+    lq = np.ascontiguousarray(zio.load_image(lq_file).pixels[:24])  # 24 x 32 (h x w)
+    # the LQ image as the pipeline gets it (PIL bicubic, as the adapters resize): the colour
+    # fixes take their reference from it
+    sent = np.asarray(Image.fromarray(lq).resize(tuple(SENT), Image.BICUBIC))
+    got = {"lq_mean": _channel_stats(lq)[0].tolist(),
+           "sent_stats": [v.tolist() for v in _channel_stats(sent)]}
+    fixes = ("adain", "wavelet", "none") if name == "seesr" else ("wavelet",)
+    for fix in fixes:
+        settings = dict(OTHER)
+        if name == "seesr":
+            settings.update(align_method=fix, start_point="noise" if fix == "none" else "lr")
+        else:
+            settings.update(init_latent_with_noise=True)
+        backbone = load(name, settings, weights, device="cpu")
+        parts = [backbone.pipe.text_encoder, backbone.pipe.vae, backbone.pipe.unet,
+                 backbone.pipe.controlnet]
+        start = len(sc.EVENTS)
+        out = backbone.restore(lq, prompt="a cat", negative_prompt="blur", seed=0, scale=3.0)
+        call = next(e for e in sc.EVENTS[start:] if e["event"] == f"{name}.__call__")
+        got[fix] = {"output_shape": list(out.shape), "call": call,
+                    "frozen": not any(p.requires_grad for m in parts for p in m.parameters()),
+                    "feature_extractor": type(backbone.pipe.feature_extractor).__name__,
+                    "requires_safety_checker": backbone.pipe.config.requires_safety_checker,
+                    "stats": [v.tolist() for v in _channel_stats(
+                        np.asarray(Image.fromarray(out).resize(tuple(SENT), Image.BICUBIC)))],
+                    "block_corr": float(np.corrcoef(_block_means(np.asarray(
+                        Image.fromarray(out).resize(tuple(SENT), Image.BICUBIC))),
+                        _block_means(sent))[0, 1])}
+        if name == "seesr":
+            # DAPE's input as test_seesr.py builds it (Resize((384, 384)) on the [0, 1] tensor,
+            # then ImageNet's channel statistics), here with torch's own interpolation
+            x = torch.from_numpy(lq).permute(2, 0, 1)[None].float() / 255
+            x = torch.nn.functional.interpolate(x, size=(384, 384), mode="bilinear",
+                                                align_corners=False)
+            mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+            std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+            with torch.no_grad():
+                ref = backbone.tagger.generate_image_embeds((x - mean) / std)
+            got[fix]["ram_reference"] = sc.digest(ref)
+    return got
+
+
+VARIABLES = ("ZEPHIR_STANDIN", "ZEPHIR_STANDIN_WEIGHTS", "ZEPHIR_STANDIN_LQ")
+
+
+def test_the_adapter_plumbing_against_the_stand_in():
+    """Rows, tiles, the wrapper installed for cfpg and removed after (UNet back, ControlNet
+    hooks gone), CFPG's four predictions as one call of the ControlNet and one of the UNet per
+    step and tile on ``[t-; t+; h-; h+]`` (issue 23, item 4), w = 0 and ratio 0 equal to the
+    baseline bit for bit, the seeds. One test, so that mutmut runs every assertion on every
+    mutant it reaches."""
+    missing = [v for v in VARIABLES if not os.environ.get(v)]
+    assert not missing, f"set {', '.join(missing)} (this module's docstring says how)"
+    name = os.environ["ZEPHIR_STANDIN"]
+    got = main(name, os.environ["ZEPHIR_STANDIN_WEIGHTS"], os.environ["ZEPHIR_STANDIN_LQ"])
+    assert got["random_init"] is True
+    assert got["output_shape"] == [128, 128, 3] and got["lq_shape"] == [32, 32, 3]
+    for key in ("prompt_embeds_is_positive_row", "negative_prompt_embeds_is_negative_row",
+                "rows_differ", "nets_see_the_text_pair", "unet_restored",
+                "cfpg_unet_sees_hd_rows", "cfpg_controlnet_sees_hd_rows",
+                "cfpg_one_batched_call", "controlnet_hooks_removed", "cfpg_differs",
+                "cfpg_w0_is_baseline", "cfg_prompt_embeds_are_mixed", "cfg_ratio0_is_baseline",
+                "cfg_differs", "modes_share_generator", "modes_share_start_latents",
+                "posterior", "same_seed_same_bytes", "other_seed_other_noise"):
+        assert got[key] is True, key
+    assert got["controlnet_then_unet"] == ["controlnet", "unet"] * 2
+    assert got["tiles_per_step"] == 9 and got["latent_shape"] == [16, 16]
+    assert got["tile_shape"] == [2, 4, 8, 8]  # [negative; positive] rows, one 8 x 8 tile
+    assert got["unet_during_baseline"] == "UNet2DConditionModel"
+    assert got["unet_during_cfpg"] == "CFPGDenoiser"
+    assert got["generator_type"] == "Generator" and list(got["tiled_vae"]) == [1024, 224]
+    if name == "seesr":  # DAPE's tags, then the prompt, then the added prompt
+        assert got["prompts"][0].endswith(", a cat,clean, high-resolution, 8k")
+
+    other = settings_reach_the_pipeline(name, os.environ["ZEPHIR_STANDIN_WEIGHTS"],
+                                        os.environ["ZEPHIR_STANDIN_LQ"])
+    for fix in ("adain", "wavelet", "none") if name == "seesr" else ("wavelet",):
+        run, call = other[fix], other[fix]["call"]
+        assert run["output_shape"] == [96, 128, 3], fix  # 4x the LQ image, not the sent size
+        assert call["image_size"] == SENT and call["steps"] == 2, fix
+        assert call["guidance_scale"] == 3.0 and call["conditioning_scale"] == 0.7, fix
+        assert call["tile"] == [12, 2], fix
+        assert run["frozen"] and run["feature_extractor"] == "CLIPImageProcessor", fix
+        assert run["requires_safety_checker"] is False, fix
+        if name == "seesr":
+            assert [call["width"], call["height"]] == SENT, fix
+            assert call["ram_shape"] == [1, 1 + (384 // 32) ** 2, 32], fix
+            assert call["ram_states"] == run["ram_reference"], fix
+            assert call["start_point"] == ("noise" if fix == "none" else "lr"), fix
+            assert ("posterior" in call) == (fix != "none"), fix
+        else:
+            assert call["init_latent_with_noise"] is True
+    sent_mean, sent_std = (np.array(v) for v in other["sent_stats"])
+    for fix in ("adain", "wavelet") if name == "seesr" else ("wavelet",):
+        mean, std = (np.array(v) for v in other[fix]["stats"])
+        assert np.abs(mean - sent_mean).max() < 4, (fix, mean, sent_mean)  # both fix the means
+    if name == "seesr":
+        _, std = (np.array(v) for v in other["adain"]["stats"])
+        # AdaIN takes the stds too (at the sent size; resizing back to 4x smooths them a little)
+        assert (np.abs(std - sent_std) < 0.25 * sent_std).all(), (std, sent_std)
+        mean, _ = (np.array(v) for v in other["none"]["stats"])
+        assert np.abs(mean - sent_mean).max() > 10, (mean, sent_mean)  # the raw output's aren't
+    # the wavelet fix keeps the LQ image's low frequencies: 8 px block means follow them
+    assert other["wavelet"]["block_corr"] > 0.5, other["wavelet"]["block_corr"]

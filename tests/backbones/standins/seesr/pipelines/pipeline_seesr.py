@@ -45,6 +45,7 @@ class StableDiffusionControlNetPipeline(pipeline_class(DiffusionPipeline)):
                            height=height, width=width, start_point=start_point,
                            ram_shape=None if ram_encoder_hidden_states is None
                            else list(ram_encoder_hidden_states.shape),
+                           ram_states=digest(ram_encoder_hidden_states),
                            tile=[tile, overlap], conditioning_scale=conditioning_scale,
                            vae_tiles=self.vae_tiles)
         device = self._execution_device
