@@ -266,7 +266,8 @@ def test_generator_seeded_per_image_draws_noise_and_posterior(backbone, standin,
 
 def test_adain_colour_fix_against_the_lanczos_input(backbone, standin, lq, paths):
     """--color_fix adain (test_wo_llava.py 28, 90-96): the cropped output corrected to the
-    LANCZOS-upscaled input (not the padded one); nofix leaves the crop as it is."""
+    LANCZOS-upscaled input (not the padded one); wavelet gets the same two images; nofix
+    leaves the crop as it is."""
     out, call = _run(backbone, lq, standin, mode="baseline")
     crop = call["image"][:LQ_H * UP, :LQ_W * UP]
     (target, source), = standin["color"]["adain"]
@@ -279,6 +280,14 @@ def test_adain_colour_fix_against_the_lanczos_input(backbone, standin, lq, paths
         paths, {"steps": STEPS, "upscale": UP, "color_fix": "nofix"}, "cpu")
     out, call = _run(plain, lq, standin, mode="baseline")
     assert np.array_equal(out, call["image"][:LQ_H * UP, :LQ_W * UP])
+    wavelet = fd.FaithDiffBackbone.from_checkout(
+        paths, {"steps": STEPS, "upscale": UP, "color_fix": "wavelet"}, "cpu")
+    out, call = _run(wavelet, lq, standin, mode="baseline")
+    crop = call["image"][:LQ_H * UP, :LQ_W * UP]
+    (target, source), = standin["color"]["wavelet"]  # --color_fix wavelet: the same two images
+    assert np.array_equal(np.asarray(source), _lanczos(lq))
+    assert np.array_equal(np.asarray(target), crop)
+    assert not standin["color"]["adain"] and not np.array_equal(out, crop)
     with pytest.raises(ValueError, match="color_fix must be one of adain, wavelet, nofix"):
         fd.FaithDiffBackbone.from_checkout(paths, {"color_fix": "hist"}, "cpu")
 
