@@ -125,12 +125,12 @@ def main(name: str, weights_file: str, lq_file: str) -> dict:
 OTHER = {"steps": 2, "process_size": 128, "latent_tiled_size": 12, "latent_tiled_overlap": 2,
          "conditioning_scale": 0.7}
 """Settings away from the defaults, each of which must reach the pipeline call as it is."""
-SENT = [168, 128]
-"""The image a 32 x 24 LQ image becomes before the pipeline, worked by hand from upstream.
-SeeSR (test_seesr.py): the short side raised to process_size / 4 = 32 (s = 32 / 24; int(32 s) =
-42 by 32), x4 = 168 x 128, to multiples of 8: 168 x 128. PASD (test_pasd.py): x4 = 128 x 96,
-the short side resized to process_size = 128 (int(128 * 128 / 96) = 170 by 128), to multiples
-of 8: 168 x 128."""
+SENT = [160, 128]
+"""The image a 31 x 24 LQ image becomes before the pipeline, worked by hand from upstream.
+SeeSR (test_seesr.py): the short side raised to process_size / 4 = 32 (s = 32 / 24; int(31 s) =
+41 by 32), x4 = 164 x 128, to multiples of 8: 160 x 128. PASD (test_pasd.py): x4 = 124 x 96,
+the short side resized to process_size = 128 (int(128 * 124 / 96) = 165 by 128), to multiples
+of 8: 160 x 128."""
 
 
 def _channel_stats(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +146,7 @@ def _block_means(img: np.ndarray, block: int = 8) -> np.ndarray:
 
 def settings_reach_the_pipeline(name: str, weights_file: str, lq_file: str) -> dict:
     """Load the adapter with :data:`OTHER` (and, for SeeSR, each colour fix and start point),
-    restore a 32 x 24 LQ image with guidance 3, and return what the pipeline received and the
+    restore a 31 x 24 LQ image with guidance 3, and return what the pipeline received and the
     statistics of the outputs, with the references computed here another way."""
     from PIL import Image
 
@@ -157,7 +157,7 @@ def settings_reach_the_pipeline(name: str, weights_file: str, lq_file: str) -> d
     import standin_common as sc
 
     weights = json.loads(Path(weights_file).read_text())
-    lq = np.ascontiguousarray(zio.load_image(lq_file).pixels[:24])  # 24 x 32 (h x w)
+    lq = np.ascontiguousarray(zio.load_image(lq_file).pixels[:24, :31])  # 24 x 31 (h x w)
     # the LQ image as the pipeline gets it (PIL bicubic, as the adapters resize): the colour
     # fixes take their reference from it
     sent = np.asarray(Image.fromarray(lq).resize(tuple(SENT), Image.BICUBIC))
@@ -180,6 +180,11 @@ def settings_reach_the_pipeline(name: str, weights_file: str, lq_file: str) -> d
                     "frozen": not any(p.requires_grad for m in parts for p in m.parameters()),
                     "feature_extractor": type(backbone.pipe.feature_extractor).__name__,
                     "requires_safety_checker": backbone.pipe.config.requires_safety_checker,
+                    "progress_bar": dict(backbone.pipe._progress_bar_config),
+                    "scale_factor": backbone.scale_factor,
+                    "weights_named": all(os.path.samefile(backbone.weights[k], weights[k])
+                                         for k in weights if k in backbone.weights),
+                    "weight_keys": sorted(backbone.weights),
                     "stats": [v.tolist() for v in _channel_stats(
                         np.asarray(Image.fromarray(out).resize(tuple(SENT), Image.BICUBIC)))],
                     "block_corr": float(np.corrcoef(_block_means(np.asarray(
@@ -196,6 +201,20 @@ def settings_reach_the_pipeline(name: str, weights_file: str, lq_file: str) -> d
             with torch.no_grad():
                 ref = backbone.tagger.generate_image_embeds((x - mean) / std)
             got[fix]["ram_reference"] = sc.digest(ref)
+            # the tagger: RAM's weights with DAPE's laid over them (ram_lora.py 316-334)
+            ram_state = torch.load(weights["seesr_ram"], map_location="cpu")
+            dape_state = torch.load(weights["seesr_dape"], map_location="cpu")
+            state = backbone.tagger.state_dict()
+            got[fix]["tagger"] = {
+                "image_size": backbone.tagger.image_size, "vit": backbone.tagger.vit,
+                "weights": all(torch.equal(state[k], dape_state.get(k, ram_state[k]))
+                               for k in ram_state),
+                "dape_differs": any(not torch.equal(dape_state[k], ram_state[k])
+                                    for k in dape_state)}
+            # the prompt: an explicit negative wins; without DAPE tags the parts comma-joined
+            got[fix]["prompts_given_negative"] = backbone.compose_prompts(lq, "a cat", "ugly")[1]
+            untagged = load(name, {**settings, "dape_tags": False}, weights, device="cpu")
+            got[fix]["prompts_untagged"] = list(untagged.compose_prompts(lq, "a cat"))
     return got
 
 
@@ -235,18 +254,27 @@ def test_the_adapter_plumbing_against_the_stand_in():
                                         os.environ["ZEPHIR_STANDIN_LQ"])
     for fix in ("adain", "wavelet", "none") if name == "seesr" else ("wavelet",):
         run, call = other[fix], other[fix]["call"]
-        assert run["output_shape"] == [96, 128, 3], fix  # 4x the LQ image, not the sent size
+        assert run["output_shape"] == [96, 124, 3], fix  # 4x the LQ image, not the sent size
         assert call["image_size"] == SENT and call["steps"] == 2, fix
         assert call["guidance_scale"] == 3.0 and call["conditioning_scale"] == 0.7, fix
         assert call["tile"] == [12, 2], fix
         assert run["frozen"] and run["feature_extractor"] == "CLIPImageProcessor", fix
         assert run["requires_safety_checker"] is False, fix
+        assert run["progress_bar"] == {"disable": True} and run["scale_factor"] == 4, fix
+        keys = {"seesr": ["sd2_base", "seesr", "seesr_bert", "seesr_dape", "seesr_ram",
+                          "seesr_repo"], "pasd": ["pasd", "pasd_repo", "sd15"]}[name]
+        assert run["weight_keys"] == keys and run["weights_named"], (fix, run["weight_keys"])
         if name == "seesr":
             assert [call["width"], call["height"]] == SENT, fix
             assert call["ram_shape"] == [1, 1 + (384 // 32) ** 2, 32], fix
             assert call["ram_states"] == run["ram_reference"], fix
             assert call["start_point"] == ("noise" if fix == "none" else "lr"), fix
             assert ("posterior" in call) == (fix != "none"), fix
+            assert run["tagger"] == {"image_size": 384, "vit": "swin_l", "weights": True,
+                                     "dape_differs": True}, fix
+            assert run["prompts_given_negative"] == "ugly", fix
+            assert run["prompts_untagged"] == ["a cat, clean, high-resolution, 8k",
+                                               "dotted, noise, blur, lowres, smooth"], fix
         else:
             assert call["init_latent_with_noise"] is True
     sent_mean, sent_std = (np.array(v) for v in other["sent_stats"])
