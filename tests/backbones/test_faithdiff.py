@@ -382,3 +382,174 @@ def test_paper_config_restores_realdeg_with_faithdiff_at_x2():
     assert fd.FaithDiffBackbone.resolve_defaults(settings).extra["upscale"] == 4
     with pytest.raises(zconfig.ConfigError, match="'nowhere' is not a key of datasets"):
         zconfig.backbone_settings(cfg, "faithdiff", "nowhere")
+
+
+# --------------------------------------------------------------------------- mutation gaps
+# (docs/mutation.md, "FaithDiff"): what each of these pins was left unchecked by the tests above.
+
+def test_the_bridge_route_asks_for_one_row_per_text_without_cfg(backbone, standin):
+    """encode_prompt: one row per text (num_images_per_prompt 1; upstream repeats the rows
+    that many times, pipeline_FaithDiff_tlc.py 684-704), no negative asked for, and each
+    text's first end-of-text token as the tokenizer places it (start, words, end)."""
+    standin["pipe"]["encode_prompt"].clear()
+    texts = ["", PROMPT, "a b"]
+    rows = backbone.encode_prompt(texts)
+    (asked,) = standin["pipe"]["encode_prompt"]
+    assert asked["cfg"] is False and asked["negative_prompt"] is None
+    assert rows.hidden.shape[0] == 3 and rows.pooled.shape[0] == 3
+    words = [len(t.split()) for t in texts]
+    assert rows.eos.tolist() == [n + 1 for n in words]
+    pair = backbone.encode_pair("blur", PROMPT)
+    assert pair.hidden.shape[0] == 2 and pair.pooled.shape[0] == 2
+    assert torch.allclose(pair.hidden[1], rows.hidden[1])
+
+
+def test_scale_and_overlap_reach_the_pipeline(paths, standin, lq):
+    """guidance_scale and the latent tiles' overlap are passed, not left to the pipeline's
+    defaults (5.0 and 0.5, which equal the script's)."""
+    other = fd.FaithDiffBackbone.from_checkout(
+        paths, {"steps": 1, "upscale": UP, "latent_tiled_overlap": 0.25}, "cpu")
+    _, call = _run(other, lq, standin, mode="baseline", scale=3.0)
+    assert call["scale"] == 3.0 and call["overlap"] == 0.25
+    assert call["prompt"] == ""  # a str: upstream's check_inputs refuses None
+
+
+def test_conditioning_of_another_dtype_is_cast_to_the_unets(backbone, standin, lq):
+    """_sample casts the conditioning to the UNet's dtype: float64 rows give the float32
+    result (a file of embeddings may hold another dtype than the pipeline's)."""
+    cond = backbone.encode_pair("", PROMPT)
+    runs = []
+    for rows in (cond, cond.to(dtype=torch.float64)):
+        _clear(standin)
+        runs.append(backbone._sample(lq, rows, steps=STEPS, scale=5.0,
+                                     generator=torch.Generator().manual_seed(42)))
+    assert np.array_equal(runs[0], runs[1])
+
+
+def test_from_checkout_settings_dtype_variant_and_local_files(paths, standin, monkeypatch):
+    """The dtype and variant settings reach every part and from_pretrained; every
+    from_pretrained is local-only; the progress bar is off; the weights record holds the
+    paths; the outputs are not marked random-init (real weights are loaded)."""
+    from diffusers import AutoencoderKL, DDPMScheduler
+
+    asked = []
+    for cls in (AutoencoderKL, DDPMScheduler):
+        original = cls.from_pretrained.__func__
+
+        def recording(klass, *args, _original=original, **kwargs):
+            asked.append((klass.__name__, kwargs))
+            return _original(klass, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(recording))
+    _clear(standin)
+    built = fd.FaithDiffBackbone.from_checkout(
+        paths, {"steps": 1, "upscale": UP, "dtype": "bfloat16", "variant": "bf16"}, "cpu")
+    assert sorted(name for name, _ in asked) == ["AutoencoderKL", "DDPMScheduler"]
+    assert all(kwargs.get("local_files_only") is True for _, kwargs in asked)
+    (_, unet_kw), = standin["unet"]["from_pretrained"]
+    (_, pipe_kw), = standin["pipe"]["from_pretrained"]
+    assert unet_kw["variant"] == "bf16" and pipe_kw["variant"] == "bf16"
+    assert unet_kw["local_files_only"] is True
+    assert standin["unet"]["layers"][0]["dtype"] is torch.bfloat16
+    assert pipe_kw.get("dtype", pipe_kw.get("torch_dtype")) is torch.bfloat16
+    pipe = built.pipe
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
+        assert part.dtype is torch.bfloat16, type(part).__name__
+    assert pipe._progress_bar_config == {"disable": True}
+    assert built.random_init is False
+    assert built.weights == {k: str(v) for k, v in paths.items()}
+
+
+def test_from_checkout_puts_the_pipeline_on_the_device(paths, standin):
+    """``.to(device)`` and the backbone's device ("meta" stands in for a GPU: the parts can
+    live there, nothing runs)."""
+    built = fd.FaithDiffBackbone.from_checkout(paths, {"steps": 1, "upscale": UP}, "meta")
+    assert built.device == torch.device("meta")
+    assert built.pipe.unet.device.type == "meta" and built.pipe.vae.device.type == "meta"
+
+
+def test_faithdiff_bin_must_match_the_unet_key_for_key(paths, tmp_path, standin):
+    """FaithDiff.bin goes into the UNet with strict=True: a file without one of its keys is
+    refused, not half-loaded."""
+    state = torch.load(paths["faithdiff"], weights_only=True)
+    state.pop(next(k for k in state if k.startswith("denoise_encoder.")))
+    torch.save(state, tmp_path / "FaithDiff.bin")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        fd.FaithDiffBackbone.from_checkout({**paths, "faithdiff": tmp_path / "FaithDiff.bin"},
+                                           {"steps": 1}, "cpu")
+
+
+_RAN: list[str] = []
+
+
+class _Payload:
+    """Unpickling it would run code (any global outside torch's allow-list)."""
+
+    def __reduce__(self):
+        return (_RAN.append, ("unpickled",))
+
+
+def test_faithdiff_bin_is_read_as_data_even_where_torch_defaults_to_pickle(tmp_path,
+                                                                          monkeypatch):
+    """FaithDiff's environment has torch 2.4, whose torch.load unpickles anything unless told
+    weights_only=True: with that default put in place, a file holding code is refused, and a
+    file that is not a state dict is named with what it holds."""
+    real = torch.load
+
+    def torch_24(f, map_location=None, weights_only=False, **kwargs):
+        return real(f, map_location=map_location, weights_only=bool(weights_only), **kwargs)
+
+    monkeypatch.setattr(torch, "load", torch_24)
+    torch.save({"x": _Payload()}, tmp_path / "code.bin")
+    with pytest.raises(Exception, match="(?i)weights.only|unpickl"):
+        fd.load_layers(tmp_path / "code.bin")
+    assert _RAN == []
+    torch.save([torch.zeros(1)], tmp_path / "list.bin")
+    with pytest.raises(TypeError) as err:
+        fd.load_layers(tmp_path / "list.bin")
+    assert str(err.value) == f"{tmp_path / 'list.bin'}: expected a state dict (FaithDiff.bin), got list"
+
+
+def test_check_fixed_reads_any_bytes_and_says_what_to_do(tmp_path):
+    """A pipeline file with bytes that are not UTF-8 is still read (errors replaced), and the
+    refusal says, word for word, what is wrong and how to fix it."""
+    pipeline = tmp_path / fd.PIPELINE
+    pipeline.parent.mkdir(parents=True)
+    pipeline.write_bytes(b"# \xff\xfe latin-1 bytes\n"
+                         b"latents = self.vae.encode(lr_img*2-1).latent_dist.sample()\n")
+    with pytest.raises(RuntimeError) as err:
+        fd.check_fixed(tmp_path)
+    assert str(err.value) == (
+        f"backbone faithdiff: {pipeline} encodes the start latent as vae.encode(lr_img*2-1), "
+        "an image already in [-1, 1]; FaithDiff fixed this in commit ade5713 (2025-06-29): "
+        f"update the checkout (git -C {tmp_path} pull)")
+    pipeline.write_bytes(b"# \xff\xfe\nlatents = self.vae.encode(lr_img).latent_dist.sample()\n")
+    fd.check_fixed(tmp_path)
+
+
+def test_load_hands_checked_paths_to_from_checkout_on_cuda(tmp_path, monkeypatch, standin):
+    """load's default device is CUDA, and what it checked goes to from_checkout as it is;
+    its refusals name the backbone."""
+    weights = _placeholders(tmp_path)
+    monkeypatch.setattr(fd, "require_diffusers", lambda *a, **k: "0.28.0")
+    got = []
+    monkeypatch.setattr(fd.FaithDiffBackbone, "from_checkout",
+                        classmethod(lambda cls, *args: got.append(args) or "built"))
+    settings = {"steps": 3}
+    assert fd.FaithDiffBackbone.load(settings, weights) == "built"
+    (paths, passed, device), = got
+    assert passed is settings and device == torch.device("cuda")
+    assert {k: str(v) for k, v in paths.items()} == {
+        k: str(Path(v).resolve()) if k == "faithdiff_repo" else v for k, v in weights.items()}
+    with pytest.raises(RuntimeError) as err:
+        fd.FaithDiffBackbone.load({}, weights, device="cpu")
+    assert str(err.value) == ("backbone faithdiff: FaithDiff's pipeline hard-codes device "
+                              "'cuda' (__call__, encode_prompt); got device cpu")
+    (tmp_path / "other").mkdir()  # a folder, but not FaithDiff's checkout
+    (tmp_path / "other" / "README.md").write_text("another project\n")
+    with pytest.raises(FileNotFoundError, match="^backbone faithdiff: .* is not a checkout"):
+        fd.FaithDiffBackbone.load({}, {**weights, "faithdiff_repo": str(tmp_path / "other")})
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="^backbone faithdiff: its upstream code needs "
+                                           "diffusers 0.28.x"):
+        fd.FaithDiffBackbone.load({}, weights)

@@ -133,6 +133,78 @@ the short side resized to process_size = 128 (int(128 * 124 / 96) = 165 by 128),
 of 8: 160 x 128."""
 
 
+EDGE_LQ = (40, 8)
+"""(w, h) of the LQ image for SeeSR's short-side rule, with process_size 66 at x4 (66 // 4 =
+16; 66 / 4 = 16.5): only the height is short, so s = 16 / 8 = 2 (test_seesr.py's floor
+division), 80 x 16, x4: 320 x 64 sent (multiples of 8 already); the output 4x the LQ image."""
+
+
+def loading_and_edges(name: str, weights_file: str, lq_file: str) -> dict:
+    """The refusals' words (a folder that is not the checkout; another diffusers, its version
+    read as 0.42.0), the dtype setting and the device reaching every part ("meta" stands in
+    for a GPU: the parts can live there, nothing runs), conditioning of another dtype cast to
+    the pipeline's, and for SeeSR the prompt's default and the short-side rule."""
+    import importlib.metadata
+    import tempfile
+
+    from PIL import Image
+
+    from zephir import io as zio
+    from zephir.backbones import load
+
+    sys.path.insert(0, str(HERE))
+    import standin_common as sc
+
+    weights = json.loads(Path(weights_file).read_text())
+    got = {}
+    with tempfile.TemporaryDirectory() as elsewhere:
+        Path(elsewhere, "README.md").write_text("another project\n")
+        try:
+            load(name, SETTINGS[name], {**weights, f"{name}_repo": elsewhere}, device="cpu")
+        except FileNotFoundError as err:
+            got["not_a_checkout"] = str(err).replace(str(Path(elsewhere).resolve()), "FOLDER")
+    real = importlib.metadata.version
+    importlib.metadata.version = lambda dist: "0.42.0" if dist == "diffusers" else real(dist)
+    try:
+        load(name, SETTINGS[name], weights, device="cpu")
+    except RuntimeError as err:
+        got["other_diffusers"] = str(err)
+    finally:
+        importlib.metadata.version = real
+
+    meta = load(name, {**SETTINGS[name], "dtype": "bfloat16"}, weights, device="meta")
+    parts = [meta.pipe.text_encoder, meta.pipe.vae, meta.pipe.unet, meta.pipe.controlnet]
+    if name == "seesr":
+        parts.append(meta.tagger)
+    got["meta"] = {"device": str(meta.device), "parts": sorted(
+        {f"{p.device.type} {p.dtype}" for m in parts[:4] for p in m.parameters()})}
+    if name == "seesr":
+        got["meta"]["tagger"] = sorted({p.device.type for p in meta.tagger.parameters()})
+
+    backbone = load(name, SETTINGS[name], weights, device="cpu")
+    lq = zio.load_image(lq_file).pixels
+    positive, negative = backbone.compose_prompts(lq, "a cat")
+    cond = backbone.encode_pair(negative, positive)
+    outs = []
+    for rows in (cond, cond.to(dtype=torch.float64)):
+        with torch.random.fork_rng(devices=[]):  # _sample alone: restore's seeding left out
+            torch.manual_seed(0)
+            outs.append(backbone._sample(lq, rows, steps=1, scale=3.0,
+                                         generator=torch.Generator().manual_seed(0)))
+    got["cast"] = bool(np.array_equal(*outs))
+    if name == "seesr":
+        got["default_prompt"] = list(backbone.compose_prompts(lq))
+        got["tags"] = backbone.tags(lq)
+        edge = load(name, {**SETTINGS[name], "steps": 1, "process_size": 66}, weights,
+                    device="cpu")
+        small = np.asarray(Image.fromarray(lq).resize(EDGE_LQ, Image.BICUBIC))
+        start = len(sc.EVENTS)
+        out = edge.restore(small, prompt="a cat", negative_prompt="blur", seed=0)
+        call = next(e for e in sc.EVENTS[start:] if e["event"] == "seesr.__call__")
+        got["edge"] = {"sent": call["image_size"], "output_shape": list(out.shape)}
+    return got
+
+
 def _channel_stats(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = img.reshape(-1, 3).astype(np.float64)
     return x.mean(0), x.std(0)
@@ -289,3 +361,23 @@ def test_the_adapter_plumbing_against_the_stand_in():
         assert np.abs(mean - sent_mean).max() > 10, (mean, sent_mean)  # the raw output's aren't
     # the wavelet fix keeps the LQ image's low frequencies: 8 px block means follow them
     assert other["wavelet"]["block_corr"] > 0.5, other["wavelet"]["block_corr"]
+
+    edges = loading_and_edges(name, os.environ["ZEPHIR_STANDIN_WEIGHTS"],
+                              os.environ["ZEPHIR_STANDIN_LQ"])
+    probe = {"seesr": "pipelines/pipeline_seesr.py", "pasd": "pasd/pipelines/pipeline_pasd.py"}
+    assert edges["not_a_checkout"] == (f"backbone {name}: FOLDER is not a checkout of its code "
+                                       f"({probe[name]} is missing)")
+    series = {"seesr": "0.21", "pasd": "0.29"}[name]
+    env = f"workflow/envs/{name}.yaml"
+    assert edges["other_diffusers"] == (
+        f"backbone {name}: its upstream code needs diffusers {series}.x, found 0.42.0; run it in "
+        f"its own environment ({env}: `conda env create -f {env}`, or snakemake "
+        "--software-deployment-method conda), see docs/restoration.md")
+    assert edges["meta"]["device"] == "meta"
+    assert edges["meta"]["parts"] == ["meta torch.bfloat16"], edges["meta"]
+    assert edges["cast"] is True  # float64 rows give the float32 result
+    if name == "seesr":
+        assert edges["meta"]["tagger"] == ["meta"]
+        assert edges["default_prompt"] == [f"{edges['tags']}, ,clean, high-resolution, 8k",
+                                           "dotted, noise, blur, lowres, smooth"]
+        assert edges["edge"] == {"sent": [320, 64], "output_shape": [32, 160, 3]}, edges["edge"]

@@ -106,6 +106,17 @@ class FaithDiffStableDiffusionXLPipeline(DiffusionPipeline):
                 negative = negative_prompt or ""
                 negative = len(prompt) * [negative] if isinstance(negative, str) else negative
                 neg, neg_pooled = self._encode(list(negative))
+
+        def repeat(rows):  # upstream 684-704: num_images_per_prompt copies of each row
+            n = rows.shape[0]
+            if rows.dim() == 3:
+                return rows.repeat(1, num_images_per_prompt, 1).view(
+                    n * num_images_per_prompt, rows.shape[1], -1)
+            return rows.repeat(1, num_images_per_prompt).view(n * num_images_per_prompt, -1)
+
+        embeds, pooled = repeat(embeds), repeat(pooled)
+        if neg is not None:
+            neg, neg_pooled = repeat(neg), repeat(neg_pooled)
         return embeds, neg, pooled, neg_pooled
 
     @torch.no_grad()
@@ -127,6 +138,12 @@ class FaithDiffStableDiffusionXLPipeline(DiffusionPipeline):
                "scheduler": type(self.scheduler),
                "tiling": (self.vae.use_tiling, self.denoise_encoder.use_tiling)}
         RECORD["call"].append(rec)
+        # upstream's check_inputs (781-784): a prompt or its embeddings, a str or a list
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("Provide either `prompt` or `prompt_embeds`. Cannot leave both "
+                             "`prompt` and `prompt_embeds` undefined.")
+        if prompt is not None and not isinstance(prompt, (str, list)):
+            raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
         original_size = original_size or (height, width)
         target_size = target_size or (height, width)
         device = self.vae.device

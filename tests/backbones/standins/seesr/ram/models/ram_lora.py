@@ -6,6 +6,8 @@ and one per 32 px patch, as RAM's Swin-L at 384 gives 145); ``generate_tag(image
 ``(tags, tags_chinese)`` lists of ``", "``-joined tags whose sigmoid score passes the threshold
 (ram_lora.py 182-229). The weights are a state dict file (``torch.save``); ``pretrained_condition``
 (DAPE) is laid over it with ``strict=False``, as upstream loads its LoRA weights (316-334).
+As upstream's, ``RAMLora`` defaults to ``vit="base"``, and ``ram`` with weights needs ``vit``
+(and, for a Swin backbone, ``image_size``) given: a KeyError without them.
 """
 import torch
 from torch import nn
@@ -15,7 +17,7 @@ PATCH = 32
 
 
 class RAMLora(nn.Module):
-    def __init__(self, image_size=384, vit="swin_l", width=32, threshold=0.5, **kwargs):
+    def __init__(self, image_size=384, vit="base", width=32, threshold=0.5, **kwargs):
         super().__init__()
         if image_size % PATCH:
             raise ValueError(f"image_size {image_size} is not a multiple of {PATCH}")
@@ -48,6 +50,10 @@ class RAMLora(nn.Module):
 def ram(pretrained="", pretrained_condition="", **kwargs):
     model = RAMLora(**kwargs)
     if pretrained:
+        # upstream reads both from kwargs, with no default (ram_lora.py 318-327, and for the
+        # Swin backbones ram/models/utils.py 279-284)
+        if kwargs["vit"] in ("swin_b", "swin_l"):
+            kwargs["image_size"]
         model.load_state_dict(torch.load(pretrained, map_location="cpu"))
     if pretrained_condition:
         model.load_state_dict(torch.load(pretrained_condition, map_location="cpu"), strict=False)
