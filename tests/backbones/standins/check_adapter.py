@@ -146,6 +146,7 @@ def loading_and_edges(name: str, weights_file: str, lq_file: str) -> dict:
     the pipeline's, and for SeeSR the prompt's default and the short-side rule."""
     import importlib.metadata
     import tempfile
+    from unittest import mock
 
     from PIL import Image
 
@@ -164,20 +165,17 @@ def loading_and_edges(name: str, weights_file: str, lq_file: str) -> dict:
         except FileNotFoundError as err:
             got["not_a_checkout"] = str(err).replace(str(Path(elsewhere).resolve()), "FOLDER")
     real = importlib.metadata.version
-    importlib.metadata.version = lambda dist: "0.42.0" if dist == "diffusers" else real(dist)
-    try:
-        load(name, SETTINGS[name], weights, device="cpu")
-    except RuntimeError as err:
-        got["other_diffusers"] = str(err)
-    finally:
-        importlib.metadata.version = real
+    with mock.patch("importlib.metadata.version",
+                    side_effect=lambda dist: "0.42.0" if dist == "diffusers" else real(dist)):
+        try:
+            load(name, SETTINGS[name], weights, device="cpu")
+        except RuntimeError as err:
+            got["other_diffusers"] = str(err)
 
     meta = load(name, {**SETTINGS[name], "dtype": "bfloat16"}, weights, device="meta")
     parts = [meta.pipe.text_encoder, meta.pipe.vae, meta.pipe.unet, meta.pipe.controlnet]
-    if name == "seesr":
-        parts.append(meta.tagger)
     got["meta"] = {"device": str(meta.device), "parts": sorted(
-        {f"{p.device.type} {p.dtype}" for m in parts[:4] for p in m.parameters()})}
+        {f"{p.device.type} {p.dtype}" for m in parts for p in m.parameters()})}
     if name == "seesr":
         got["meta"]["tagger"] = sorted({p.device.type for p in meta.tagger.parameters()})
 
